@@ -194,10 +194,11 @@ def _raw_profile(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any
         raise CnnzooError(f"{path}: 'extends' forms a cycle")
     data = _read_yaml(path)
     base_name = data.pop("extends", None)
+    name = data.get("name", path.stem)
     if base_name is not None:
         base = _raw_profile(str(base_name), seen + (str(path),))
         data = deep_merge(base, data)
-    data.setdefault("name", path.stem)
+    data["name"] = name
     return data
 
 
@@ -288,7 +289,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     for key, value in data.items():
         if key not in names:
             raise CnnzooError(
-                f"unknown key {prefix}{key!r} (valid: {', '.join(sorted(names))})"
+                f"unknown key '{prefix}{key}' (valid: {', '.join(sorted(names))})"
             )
         kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
     return cls(**kwargs)

@@ -1,0 +1,126 @@
+"""Read a split dataset (the output of ``cnnzoo split``) as ``tf.data`` pipelines.
+
+The split is decoded once into TFRecord shards of raw uint8 pixels, so reading it
+only parses fixed-size records: batches of serialized examples are parsed together
+(``tf.io.parse_example``), the pixels are reinterpreted with ``tf.io.decode_raw`` and
+the parsed uint8 arrays are cached in memory (a split is small). Images leave the
+pipeline as float32 in 0..255; every model scales its own inputs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from cnnzoo.errors import CnnzooError
+from cnnzoo.fsutil import read_json
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def read_split_info(split_dir: str | os.PathLike) -> dict[str, Any]:
+    """Read and sanity-check ``split.json`` of a split dataset.
+
+    Args:
+        split_dir: output folder of ``cnnzoo split``.
+
+    Returns:
+        The parsed ``split.json`` (see docs/architecture.md).
+
+    Raises:
+        CnnzooError: the file is missing, not JSON, or lacks a required key.
+    """
+    path = Path(split_dir) / "split.json"
+    if not path.is_file():
+        raise CnnzooError(f"{path}: file not found (is {split_dir} the output of 'cnnzoo split'?)")
+    info = read_json(path)
+    if not isinstance(info, dict):
+        raise CnnzooError(f"{path}: expected a JSON object")
+    for key in ("classes", "img_size", "splits"):
+        if key not in info:
+            raise CnnzooError(f"{path}: missing key {key!r}")
+    if not isinstance(info["classes"], list) or not info["classes"]:
+        raise CnnzooError(f"{path}: 'classes' must be a non-empty list")
+    if not isinstance(info["img_size"], int) or info["img_size"] < 1:
+        raise CnnzooError(f"{path}: 'img_size' must be a positive integer, got {info['img_size']!r}")
+    return info
+
+
+def load_split(
+    split_dir: str | os.PathLike,
+    name: str,
+    batch_size: int,
+    training: bool = False,
+    shuffle_buffer: int = 2048,
+    seed: int = 42,
+    cache: bool = True,
+):
+    """A ``tf.data.Dataset`` of one part of a split dataset.
+
+    Args:
+        split_dir: output folder of ``cnnzoo split``.
+        name: ``"train"``, ``"val"`` or ``"test"``.
+        batch_size: images per batch (the last batch may be smaller).
+        training: shuffle the examples (differently every epoch, seeded). When false the
+            order is the record order of ``split.json``'s ``files`` list, every time.
+        shuffle_buffer: upper bound on the shuffle buffer (examples).
+        seed: shuffle seed.
+        cache: keep the parsed uint8 pixels in memory after the first pass.
+
+    Returns:
+        A dataset of ``(images, labels)``: float32 ``(B, S, S, 3)`` in 0..255 and
+        int32 ``(B,)`` class indices.
+
+    Raises:
+        CnnzooError: unknown part name, bad batch size, or a shard file is missing.
+    """
+    import tensorflow as tf
+
+    info = read_split_info(split_dir)
+    if name not in SPLIT_NAMES:
+        raise CnnzooError(f"unknown split part {name!r} (valid: {', '.join(SPLIT_NAMES)})")
+    part = info["splits"].get(name)
+    if not isinstance(part, dict) or "shards" not in part:
+        raise CnnzooError(f"{Path(split_dir) / 'split.json'}: no 'splits.{name}.shards' entry")
+    if batch_size < 1:
+        raise CnnzooError(f"batch_size must be >= 1, got {batch_size}")
+    files = [str(Path(split_dir) / s) for s in part["shards"]]
+    missing = [f for f in files if not os.path.isfile(f)]
+    if missing:
+        raise CnnzooError(f"{missing[0]}: shard listed in split.json not found")
+    if not files:
+        raise CnnzooError(f"{Path(split_dir) / 'split.json'}: split {name!r} has no shards")
+    size = int(info["img_size"])
+    count = int(part.get("count", 0))
+
+    features = {
+        "image": tf.io.FixedLenFeature([], tf.string),
+        "label": tf.io.FixedLenFeature([], tf.int64),
+    }
+
+    def parse(serialized):
+        ex = tf.io.parse_example(serialized, features)
+        pixels = tf.io.decode_raw(ex["image"], tf.uint8)
+        images = tf.reshape(pixels, [-1, size, size, 3])
+        return images, tf.cast(ex["label"], tf.int32)
+
+    def to_float(images, labels):
+        return tf.cast(images, tf.float32), labels
+
+    autotune = tf.data.AUTOTUNE
+    # Parallel reads interleave the shards; evaluation reads them in order instead, so
+    # the example order equals split.json's record order (predictions line up with files).
+    reads = min(len(files), 8) if training and len(files) > 1 else None
+    ds = tf.data.TFRecordDataset(files, num_parallel_reads=reads)
+    ds = ds.batch(batch_size).map(parse, num_parallel_calls=autotune, deterministic=True)
+    if training:
+        ds = ds.unbatch()
+        if cache:
+            ds = ds.cache()
+        buffer = max(1, min(shuffle_buffer, count if count > 0 else shuffle_buffer))
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    elif cache:
+        ds = ds.cache()
+    ds = ds.map(to_float, num_parallel_calls=autotune, deterministic=True)
+    return ds.prefetch(autotune)

@@ -1,0 +1,133 @@
+"""Training profiles: the shipped profiles, overrides, and rejection of bad input."""
+
+import pytest
+import yaml
+
+from cnnzoo.cli import main
+from cnnzoo.config import list_profiles, load_profile, parse_override, profile_from_dict
+from cnnzoo.errors import CnnzooError
+from cnnzoo.models import get_spec, list_models
+
+
+def test_shipped_profiles_exist_and_validate():
+    assert {"demo", "full"} <= set(list_profiles())
+    for name in ("demo", "full"):
+        p = load_profile(name)
+        assert p.name == name
+        assert set(p.models) == set(list_models())
+
+
+def test_full_profile_reproduces_the_notebook_schedule():
+    p = load_profile("full")
+    assert (p.img_size, p.batch_size, p.seed, p.val_fraction) == (100, 258, 42, 0.15)
+    assert p.max_epochs is None
+    assert [(s.learning_rate, s.epochs) for s in p.stages_for("simple")] == [(1e-3, 20)]
+    assert [(s.learning_rate, s.epochs) for s in p.stages_for("mid")] == [(1e-3, 30)]
+    assert p.stages_for("inception")[0].learning_rate == 1e-4
+    for base, lr2, pat in (
+        ("resnet50v2", 5e-5, (3, 10)),
+        ("mobilenetv2", 1e-5, (2, 2)),
+        ("xception", 1e-5, (2, 2)),
+    ):
+        s1, s2 = p.stages_for(f"{base}_finetune")
+        assert (s1.learning_rate, s1.lr_patience, s1.stop_patience) == (1e-3, 3, 5)
+        assert (s2.learning_rate, (s2.lr_patience, s2.stop_patience)) == (lr2, pat)
+        for strategy in ("transfer", "partial"):
+            (s,) = p.stages_for(f"{base}_{strategy}")
+            assert (s.learning_rate, s.epochs, s.lr_patience, s.stop_patience) == (1e-4, 50, 5, 10)
+
+
+def test_only_finetune_configurations_have_two_stages():
+    p = load_profile("full")
+    for name in list_models():
+        expected = 2 if get_spec(name).strategy == "finetune" else 1
+        assert len(p.stages_for(name)) == expected, name
+
+
+def test_demo_extends_full_and_fits_every_base():
+    demo, full = load_profile("demo"), load_profile("full")
+    assert demo.img_size >= max(get_spec(m).min_img_size for m in list_models())
+    assert demo.batch_size < full.batch_size
+    assert demo.weights is None
+    assert demo.models == full.models  # inherited, not copied
+    assert all(s.epochs <= demo.max_epochs for m in list_models() for s in demo.stages_for(m))
+
+
+def test_overrides_reach_nested_fields_and_cap_epochs():
+    p = load_profile(
+        "full",
+        overrides=[
+            "max_epochs=3",
+            "batch_size=32",
+            "models.simple.learning_rate=0.01",
+            "models.xception_finetune.finetune.learning_rate=2e-5",
+        ],
+    )
+    assert p.batch_size == 32
+    assert p.stages_for("simple")[0].learning_rate == 0.01
+    assert p.stages_for("xception_finetune")[1].learning_rate == 2e-5
+    assert all(s.epochs == 3 for s in p.stages_for("resnet50v2_finetune"))
+
+
+def test_override_file_is_merged(tmp_path):
+    f = tmp_path / "over.yaml"
+    f.write_text("img_size: 128\nmodels:\n  mid: {epochs: 7}\n")
+    p = load_profile("full", override_files=[str(f)], overrides=["img_size=96"])
+    assert p.img_size == 96  # --set wins over the file
+    assert p.stages_for("mid")[0].epochs == 7
+    assert p.stages_for("mid")[0].learning_rate == 1e-3  # untouched fields inherited
+
+
+def test_resolved_profile_round_trips():
+    p = load_profile("demo", overrides=["seed=7"])
+    again = profile_from_dict(yaml.safe_load(p.to_yaml()))
+    assert again == p
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("nope=1", "unknown key 'nope'"),
+        ("models.simple.nope=1", "unknown key 'models.simple.nope'"),
+        ("models.resnett.epochs=1", "models.resnett: unknown model configuration"),
+        ("batch_size=0", "batch_size must be >= 1, got 0"),
+        ("batch_size=ten", "batch_size must be int, got 'ten'"),
+        ("batch_size=2.5", "batch_size must be int"),
+        ("max_epochs=-1", "max_epochs must be >= 1"),
+        ("models.mid.epochs=0", "models.mid.epochs must be >= 1, got 0"),
+        ("img_size=16", "img_size must be >= 32"),
+        ("val_fraction=1.5", "val_fraction must be in (0, 1)"),
+        ("precision=fp8", "precision must be one of"),
+        ("jit_compile=maybe", "jit_compile must be bool"),
+        ("models.simple.finetune.epochs=3", "models.simple.finetune"),
+        ("models.simple.learning_rate=-1", "models.simple.learning_rate must be > 0"),
+        ("noequals", "expected key=value"),
+    ],
+)
+def test_bad_values_are_rejected_by_name(override, message):
+    with pytest.raises(CnnzooError) as err:
+        load_profile("demo", overrides=[override])
+    assert message in str(err.value)
+
+
+def test_unknown_profile_lists_the_valid_ones():
+    with pytest.raises(CnnzooError, match=r"unknown profile 'fast'.*demo.*full"):
+        load_profile("fast")
+
+
+def test_cli_reports_bad_override_in_one_line(capsys):
+    assert main(["profile", "--set", "epochz=3"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: unknown key 'epochz'")
+
+
+def test_cli_prints_resolved_profile(capsys):
+    assert main(["profile", "--profile", "full", "--set", "seed=3"]) == 0
+    data = yaml.safe_load(capsys.readouterr().out)
+    assert data["seed"] == 3 and data["name"] == "full"
+
+
+def test_parse_override_types():
+    assert parse_override("a.b=1e-3") == {"a": {"b": "1e-3"}}  # floats coerced on build
+    assert parse_override("x=true") == {"x": True}
+    assert parse_override("w=null") == {"w": None}
