@@ -31,7 +31,10 @@ _JPEG_QUALITY = 90
 def _regular_polygon(n: int, radius: float, angle: float) -> list[tuple[float, float]]:
     """Vertices of a regular ``n``-gon around the origin."""
     return [
-        (radius * math.cos(angle + 2 * math.pi * k / n), radius * math.sin(angle + 2 * math.pi * k / n))
+        (
+            radius * math.cos(angle + 2 * math.pi * k / n),
+            radius * math.sin(angle + 2 * math.pi * k / n),
+        )
         for k in range(n)
     ]
 
@@ -45,7 +48,9 @@ def _shape_points(
     if name == "triangle":
         # Jitter the vertices a little so triangles are not all equilateral.
         pts = _regular_polygon(3, radius, angle)
-        return [(x + rng.normal(0, radius * 0.08), y + rng.normal(0, radius * 0.08)) for x, y in pts]
+        return [
+            (x + rng.normal(0, radius * 0.08), y + rng.normal(0, radius * 0.08)) for x, y in pts
+        ]
     if name == "star":
         inner = radius * rng.uniform(0.38, 0.55)
         pts = []
@@ -66,14 +71,15 @@ def _shape_points(
     raise ValueError(name)
 
 
-def _random_colour(rng: np.random.Generator) -> tuple[int, int, int]:
-    return tuple(int(v) for v in rng.integers(0, 256, size=3))
+def _random_colour(rng: np.random.Generator, low: int = 0, high: int = 256) -> tuple[int, ...]:
+    return tuple(int(v) for v in rng.integers(low, high, size=3))
 
 
-def _background(size: int, rng: np.random.Generator) -> Image.Image:
-    """A smooth colour gradient plus noise plus clutter (lines, blobs, small boxes)."""
-    c0 = rng.uniform(0, 255, size=3)
-    c1 = rng.uniform(0, 255, size=3)
+def _background(size: int, dark: bool, rng: np.random.Generator) -> Image.Image:
+    """A smooth dark or light colour gradient plus noise plus clutter (lines, rings)."""
+    low, high = (0, 110) if dark else (145, 255)
+    c0 = rng.uniform(low, high, size=3)
+    c1 = rng.uniform(low, high, size=3)
     t = np.linspace(0.0, 1.0, size, dtype=np.float32)
     a = rng.uniform(0, 2 * math.pi)
     grad = np.cos(a) * t[None, :] + np.sin(a) * t[:, None]
@@ -82,8 +88,8 @@ def _background(size: int, rng: np.random.Generator) -> Image.Image:
     arr = arr + rng.normal(0, rng.uniform(4, 18), size=(size, size, 3))
     img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(img)
-    for _ in range(int(rng.integers(3, 9))):
-        kind = int(rng.integers(0, 3))
+    for _ in range(int(rng.integers(2, 7))):
+        kind = int(rng.integers(0, 2))
         x0, y0 = rng.uniform(-0.1, 1.1, size=2) * size
         ext = rng.uniform(0.05, 0.25) * size
         x1, y1 = x0 + rng.uniform(-1, 1) * ext, y0 + rng.uniform(-1, 1) * ext
@@ -91,10 +97,8 @@ def _background(size: int, rng: np.random.Generator) -> Image.Image:
         colour = _random_colour(rng)
         if kind == 0:
             draw.line([(x0, y0), (x1, y1)], fill=colour, width=int(rng.integers(1, 3)))
-        elif kind == 1:
-            draw.ellipse(box, outline=colour, width=1)
         else:
-            draw.rectangle(box, fill=colour)
+            draw.ellipse(box, outline=colour, width=1)
     return img
 
 
@@ -109,17 +113,20 @@ def render_image(label: str, size: int, rng: np.random.Generator) -> Image.Image
     Returns:
         A ``size`` x ``size`` RGB image.
     """
-    img = _background(size, rng)
+    # Shape and background come from opposite halves of the brightness range, so the
+    # shape is always visible; its colour otherwise varies freely.
+    dark_background = bool(rng.random() < 0.5)
+    img = _background(size, dark_background, rng)
     # Draw the shape on a 2x canvas mask and downsample it: cheap antialiasing.
     big = size * 2
     mask = Image.new("L", (big, big), 0)
     mdraw = ImageDraw.Draw(mask)
-    radius = rng.uniform(0.16, 0.36) * big
+    radius = rng.uniform(0.2, 0.38) * big
     margin = radius * 0.8
     cx = rng.uniform(margin, big - margin)
     cy = rng.uniform(margin, big - margin)
     angle = rng.uniform(0, 2 * math.pi)
-    outline_only = rng.random() < 0.25
+    outline_only = rng.random() < 0.15
     stroke = max(2, int(big * rng.uniform(0.03, 0.06)))
     if label == "circle":
         rx = radius
@@ -136,8 +143,8 @@ def render_image(label: str, size: int, rng: np.random.Generator) -> Image.Image
         else:
             mdraw.polygon(pts, fill=255)
     mask = mask.resize((size, size), Image.BILINEAR)
-    colour = _random_colour(rng)
-    opacity = rng.uniform(0.6, 1.0)  # sometimes the shape is washed out
+    colour = _random_colour(rng, 150, 256) if dark_background else _random_colour(rng, 0, 106)
+    opacity = rng.uniform(0.75, 1.0)  # sometimes the shape is a little washed out
     mask = mask.point(lambda v, o=opacity: int(v * o))
     img.paste(Image.new("RGB", (size, size), colour), (0, 0), mask)
     # A few clutter strokes on top of the shape (partial occlusion).

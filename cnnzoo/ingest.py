@@ -1,0 +1,353 @@
+"""Validate an image-folder dataset, normalise every image to RGB and write its manifest.
+
+The source (any URI :func:`cnnzoo.storage.resolve_source` accepts) must hold
+``train/<class>/`` and may hold ``val/<class>/`` or ``test/<class>/``, used as the test
+set (``test/`` wins if both exist; ``val/`` is then ignored, since the split step makes
+its own validation set). Every file is decoded once with Pillow. RGB JPEG and PNG files
+are copied byte for byte; any other decodable image (grayscale, alpha, CMYK, palette,
+16-bit, other formats) is converted to 8-bit RGB and saved as PNG. Transparent pixels
+are composited onto white. Undecodable files are skipped and listed in the manifest;
+problems with the layout, or too many bad files, stop the step with a
+:class:`~cnnzoo.errors.CnnzooError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+import tempfile
+import warnings
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from cnnzoo import __version__
+from cnnzoo.errors import CnnzooError
+from cnnzoo.fsutil import atomic_directory, atomic_write_json
+from cnnzoo.storage import is_junk_path, resolve_source, visible_children
+
+MANIFEST = "manifest.json"
+TEST_FOLDERS = ("test", "val")  # first one present is the test set
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One source image and where it goes: copied as is, or converted to PNG."""
+
+    split: str  # "train" or "test"
+    label: str
+    source_rel: str  # relative to the dataset root, e.g. "train/cat/a.jpg"
+    copy_rel: str  # relative to DEST, e.g. "images/train/cat/a.jpg"
+    convert_rel: str  # relative to DEST, e.g. "images/train/cat/a.png"
+
+
+def ingest(source: str, dest: str | os.PathLike, max_bad_fraction: float = 0.01) -> dict:
+    """Validate the dataset at ``source`` and write it, with ``manifest.json``, to ``dest``.
+
+    Args:
+        source: a local folder, ``.zip``/``.tar.gz``/``.tgz`` archive, ``gs://bucket/prefix``
+            or ``demo``.
+        dest: output folder (replaced atomically): ``images/<split>/<class>/<file>`` and
+            ``manifest.json`` (format in ``docs/architecture.md``).
+        max_bad_fraction: the largest fraction of a split's files that may be undecodable.
+
+    Returns:
+        The manifest dictionary that was written.
+
+    Raises:
+        CnnzooError: no ``train/`` folder, no classes, files directly in ``train/``, a class
+            without a usable image, train and test class sets that differ, nothing
+            decodable, or more than ``max_bad_fraction`` of a split undecodable.
+    """
+    if not 0.0 <= max_bad_fraction <= 1.0:
+        raise CnnzooError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
+    # Downloads and extracted archives go beside DEST, not to /tmp, which is often small
+    # in containers; the scratch folder is removed whatever happens.
+    parent = Path(dest).resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".cnnzoo-ingest-", dir=parent) as work:
+        root = resolve_source(source, work)
+        out = Path(dest).resolve()
+        if out == root.resolve() or out in root.resolve().parents:
+            raise CnnzooError(f"{dest}: the output folder would replace the source {source}")
+        classes, test_source, items = _scan(root, source)
+        with atomic_directory(dest) as tmp:
+            results = _process_all(root, tmp, items)
+            manifest = _build_manifest(
+                source, classes, test_source, items, results, max_bad_fraction
+            )
+            atomic_write_json(tmp / MANIFEST, manifest)
+    return manifest
+
+
+# --- layout ----------------------------------------------------------------------------
+
+
+def _class_dirs(folder: Path, name: str, source: str) -> list[str]:
+    """Class folder names inside ``folder``; refuse stray files directly in it."""
+    children = visible_children(folder)
+    files = [p.name for p in children if not p.is_dir()]
+    if files:
+        raise CnnzooError(
+            f"{source}: {len(files)} file(s) directly in {name}/ (e.g. '{name}/{files[0]}'); "
+            f"images must be in {name}/<class>/"
+        )
+    classes = [p.name for p in children if p.is_dir()]
+    if not classes:
+        raise CnnzooError(f"{source}: no class folders in {name}/ (expected {name}/<class>/)")
+    return classes
+
+
+def _scan(root: Path, source: str) -> tuple[list[str], str | None, list[_Item]]:
+    """Check the folder layout and list every candidate image file."""
+    train = root / "train"
+    if not train.is_dir():
+        found = ", ".join(p.name + ("/" if p.is_dir() else "") for p in visible_children(root))
+        raise CnnzooError(
+            f"{source}: no train/ folder (expected train/<class>/ images; "
+            f"found: {found or 'nothing'})"
+        )
+    classes = _class_dirs(train, "train", source)
+    test_source = next((n for n in TEST_FOLDERS if (root / n).is_dir()), None)
+    if test_source == "test" and (root / "val").is_dir():
+        print("ingest: both test/ and val/ present; using test/ as the test set", file=sys.stderr)
+    splits = [("train", "train")]
+    if test_source is not None:
+        test_classes = _class_dirs(root / test_source, test_source, source)
+        if set(test_classes) != set(classes):
+            only_train = sorted(set(classes) - set(test_classes))
+            only_test = sorted(set(test_classes) - set(classes))
+            raise CnnzooError(
+                f"{source}: class folders differ between train/ and {test_source}/ "
+                f"(only in train/: {only_train}; only in {test_source}/: {only_test})"
+            )
+        splits.append(("test", test_source))
+    items: list[_Item] = []
+    for split, folder in splits:
+        for label in classes:
+            class_dir = root / folder / label
+            rels = sorted(
+                p.relative_to(class_dir).as_posix()
+                for p in class_dir.rglob("*")
+                if not p.is_dir() and not is_junk_path(p.relative_to(class_dir).as_posix())
+            )
+            if not rels:
+                raise CnnzooError(f"{source}: class folder {folder}/{label}/ has no images")
+            converted = _png_names(rels)
+            for rel in rels:
+                items.append(
+                    _Item(
+                        split=split,
+                        label=label,
+                        source_rel=f"{folder}/{label}/{rel}",
+                        copy_rel=f"images/{split}/{label}/{rel}",
+                        convert_rel=f"images/{split}/{label}/{converted[rel]}",
+                    )
+                )
+    return sorted(classes), test_source, items
+
+
+def _png_names(rels: list[str]) -> dict[str, str]:
+    """Name each file would get if converted to PNG, without clashing with any other file."""
+    taken = {r.lower() for r in rels}
+    out: dict[str, str] = {}
+    for rel in rels:
+        p = PurePosixPath(rel)
+        cand = p.with_suffix(".png").as_posix() if p.suffix else rel + ".png"
+        if cand.lower() != rel.lower():
+            if cand.lower() in taken:
+                cand = rel + ".png"
+            k = 1
+            while cand.lower() in taken:
+                cand = f"{rel}.{k}.png"
+                k += 1
+            taken.add(cand.lower())
+        out[rel] = cand
+    return out
+
+
+# --- decoding --------------------------------------------------------------------------
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert a decoded image of any mode to 8-bit RGB.
+
+    16-bit and 32-bit integer images are scaled to 8 bits; images with transparency
+    are composited onto white.
+
+    Args:
+        img: a loaded Pillow image.
+
+    Returns:
+        An ``RGB`` image.
+    """
+    mode = img.mode
+    if mode in _SIXTEEN_BIT_MODES:
+        arr = np.asarray(img).astype(np.float64)
+        if mode != "I" or arr.max(initial=0) > 255:
+            arr = arr / 257.0
+        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        if arr.max(initial=0) <= 1.0:
+            arr = arr * 255.0
+        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode == "P" or mode in _ALPHA_MODES or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        if rgba.getextrema()[3][0] < 255:
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return Image.alpha_composite(background, rgba).convert("RGB")
+        return rgba.convert("RGB")
+    return img.convert("RGB")
+
+
+def _is_sixteen_bit_rgb(img: Image.Image) -> bool:
+    """True for a 16-bit-per-channel PNG that Pillow reads as (reduced) 8-bit RGB."""
+    return any("16" in str(t.args) for t in img.tile)
+
+
+def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
+    """Decode ``src`` and write it under ``tmp``; return its manifest entry or an error."""
+    try:
+        data = src.read_bytes()
+    except OSError as e:
+        return {"error": f"cannot read file ({e.strerror or e})"}
+    if not data:
+        return {"error": "empty file (0 bytes)"}
+    try:
+        img = Image.open(io.BytesIO(data))
+        fmt = img.format
+        sixteen = _is_sixteen_bit_rgb(img)
+        img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        return {"error": f"too many pixels, refused as a decompression bomb ({e})"}
+    except UnidentifiedImageError:
+        return {"error": "not an image Pillow can read"}
+    except Exception as e:  # corrupt data makes Pillow's decoders raise many types
+        return {"error": f"cannot decode ({type(e).__name__}: {e})"}
+    if img.width < 1 or img.height < 1:
+        return {"error": f"image has no pixels ({img.width}x{img.height})"}
+    if fmt in ("JPEG", "PNG") and img.mode == "RGB" and not sixteen:
+        rel, out = item.copy_rel, data
+    else:
+        try:
+            rgb = to_rgb(img)
+        except Exception as e:  # exotic modes Pillow cannot convert
+            return {"error": f"cannot convert {fmt} mode {img.mode} to RGB ({e})"}
+        buf = io.BytesIO()
+        rgb.save(buf, format="PNG")
+        rel, out = item.convert_rel, buf.getvalue()
+    target = tmp / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(out)
+    return {
+        "path": rel,
+        "source_path": item.source_rel,
+        "split": item.split,
+        "label": item.label,
+        "sha256": hashlib.sha256(out).hexdigest(),
+        "width": img.width,
+        "height": img.height,
+    }
+
+
+def _process_all(root: Path, tmp: Path, items: list[_Item]) -> list[dict[str, Any]]:
+    """Decode every item in a thread pool (Pillow releases the GIL while decoding)."""
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    totals = {s: sum(1 for it in items if it.split == s) for s in ("train", "test")}
+    done = {"train": 0, "test": 0}
+    next_report = {"train": 0.1, "test": 0.1}
+    workers = min(32, 2 * (os.cpu_count() or 1))
+    # Oversized images are skipped, not decoded: Pillow's warning becomes an error. The
+    # filter is set here, in the calling thread, because catch_warnings is not thread-safe.
+    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=workers) as pool:
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        futures = {
+            pool.submit(_decode_and_write, root / it.source_rel, tmp, it): i
+            for i, it in enumerate(items)
+        }
+        for fut in as_completed(futures):
+            i = futures[fut]
+            results[i] = fut.result()
+            split = items[i].split
+            done[split] += 1
+            frac = done[split] / totals[split]
+            if frac >= next_report[split] or done[split] == totals[split]:
+                print(
+                    f"ingest: {split} {done[split]}/{totals[split]} ({frac:.0%})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                while next_report[split] <= frac:
+                    next_report[split] += 0.1
+    return [r for r in results if r is not None]
+
+
+# --- manifest --------------------------------------------------------------------------
+
+
+def _build_manifest(
+    source: str,
+    classes: list[str],
+    test_source: str | None,
+    items: list[_Item],
+    results: list[dict[str, Any]],
+    max_bad_fraction: float,
+) -> dict[str, Any]:
+    """Check the decoded results for fatal problems and assemble the manifest."""
+    files: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    for it, res in zip(items, results, strict=True):
+        if "error" in res:
+            skipped.append({"path": it.source_rel, "reason": res["error"]})
+        else:
+            files.append(res)
+    if not files:
+        first = skipped[0]
+        raise CnnzooError(
+            f"{source}: no decodable image among {len(items)} files "
+            f"(e.g. {first['path']}: {first['reason']})"
+        )
+    splits = ["train"] + (["test"] if test_source else [])
+    folder = {"train": "train", "test": test_source}
+    counts: dict[str, dict[str, int]] = {"train": {}, "test": {}}
+    for split in splits:
+        per_class = {c: 0 for c in classes}
+        for f in files:
+            if f["split"] == split:
+                per_class[f["label"]] += 1
+        counts[split] = per_class
+        empty = [c for c, n in per_class.items() if n == 0]
+        if empty:
+            raise CnnzooError(
+                f"{source}: class folder {folder[split]}/{empty[0]}/ has no usable image "
+                "(every file in it is unreadable)"
+            )
+        total = sum(1 for it in items if it.split == split)
+        bad = [s for s in skipped if s["path"].startswith(f"{folder[split]}/")]
+        if len(bad) > max_bad_fraction * total:
+            raise CnnzooError(
+                f"{source}: {len(bad)} of {total} files in {folder[split]}/ are unreadable "
+                f"({len(bad) / total:.1%} > max_bad_fraction {max_bad_fraction:g}); "
+                f"e.g. {bad[0]['path']}: {bad[0]['reason']}"
+            )
+    if skipped:
+        print(f"ingest: skipped {len(skipped)} unreadable file(s)", file=sys.stderr)
+    return {
+        "source": source,
+        "classes": classes,
+        "test_source": test_source,
+        "counts": counts,
+        "files": files,
+        "skipped": skipped,
+        "cnnzoo_version": __version__,
+    }

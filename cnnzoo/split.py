@@ -1,0 +1,280 @@
+"""Seeded, stratified train/val/test split, decoded once into sharded TFRecords.
+
+Per class, the ingested train files are sorted by path and shuffled with
+``numpy.random.default_rng(seed)`` (one generator, classes in sorted order). If the
+dataset has no test folder, the first ``round(test_fraction * n)`` shuffled files of
+each class are held out as the test set; of the rest, ``round(val_fraction * rest)``
+go to validation and the remainder to training. Training records are then written
+in one seeded shuffled order (so a streaming shuffle buffer sees mixed classes);
+validation and test records are in class order, then path order.
+
+Every image is decoded and resized exactly once, in worker processes, to
+``img_size`` x ``img_size`` with Pillow's bilinear filter (``Image.BILINEAR``; when
+shrinking, Pillow widens the filter to cover the source pixels, i.e. it antialiases,
+unlike the notebook's ``tf.image.resize`` bilinear). Records hold raw uint8 HWC pixels,
+so training never decodes a JPEG again. Output format: ``docs/architecture.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import multiprocessing
+import os
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from cnnzoo.errors import CnnzooError
+from cnnzoo.fsutil import atomic_directory, atomic_write_json, read_json
+
+SPLIT_INFO = "split.json"
+SPLITS = ("train", "val", "test")
+RESIZE_METHOD = "PIL bilinear"
+MAX_SHARD_IMAGES = 1000
+MAX_SHARD_BYTES = 100 * 1024**2
+#: Below this many images the decoding runs in-process (a pool costs more to start).
+_POOL_THRESHOLD = 256
+
+
+def _round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def assign_splits(
+    files_by_class: dict[str, list[str]],
+    test_files_by_class: dict[str, list[str]] | None,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+) -> dict[str, list[tuple[str, str]]]:
+    """Assign ingested files to train/val/test, stratified by class and seeded.
+
+    Args:
+        files_by_class: ingested train-split paths per class.
+        test_files_by_class: ingested test-split paths per class, or None to hold out
+            ``test_fraction`` of each class instead.
+        seed: seed of ``numpy.random.default_rng``.
+        val_fraction: fraction of each class's non-test files used for validation.
+        test_fraction: fraction of each class held out when there is no test split.
+
+    Returns:
+        ``{"train"|"val"|"test": [(path, label), ...]}`` in record order.
+    """
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[tuple[str, str]]] = {s: [] for s in SPLITS}
+    for label in sorted(files_by_class):
+        paths = sorted(files_by_class[label])
+        order = [paths[i] for i in rng.permutation(len(paths))]
+        if test_files_by_class is None:
+            n_test = min(_round_half_up(test_fraction * len(order)), len(order) - 1)
+            test, order = order[:n_test], order[n_test:]
+        else:
+            test = sorted(test_files_by_class.get(label, []))
+        n_val = min(_round_half_up(val_fraction * len(order)), len(order) - 1)
+        out["val"] += [(p, label) for p in order[:n_val]]
+        out["train"] += [(p, label) for p in order[n_val:]]
+        out["test"] += [(p, label) for p in test]
+    train = out["train"]
+    out["train"] = [train[i] for i in rng.permutation(len(train))]
+    return out
+
+
+def load_image(path: str | os.PathLike, img_size: int) -> bytes:
+    """Decode an image and resize it to ``img_size`` squared; return raw RGB uint8 bytes.
+
+    Args:
+        path: an image file.
+        img_size: output side in pixels.
+
+    Returns:
+        ``img_size * img_size * 3`` bytes, row-major HWC.
+    """
+    with Image.open(path) as img:
+        rgb = img.convert("RGB")
+    if rgb.size != (img_size, img_size):
+        rgb = rgb.resize((img_size, img_size), Image.BILINEAR)
+    return rgb.tobytes()
+
+
+def _load_job(job: tuple[str, int]) -> bytes:
+    path, img_size = job
+    try:
+        return load_image(path, img_size)
+    except Exception as e:  # reported with the path in the parent
+        raise RuntimeError(f"{path}: {type(e).__name__}: {e}") from None
+
+
+def _decoded(paths: list[str], img_size: int, workers: int) -> Iterator[bytes]:
+    """Yield decoded images in ``paths`` order, decoding in ``workers`` processes."""
+    jobs = [(p, img_size) for p in paths]
+    if workers <= 1:
+        yield from map(_load_job, jobs)
+        return
+    # spawn: the parent may already run TensorFlow threads, which fork would copy unsafely.
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    try:
+        chunksize = max(1, min(64, len(jobs) // (4 * workers)))
+        yield from pool.map(_load_job, jobs, chunksize=chunksize)
+    finally:
+        # On an error, drop the queued images instead of decoding them all first.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def shard_size(img_size: int) -> int:
+    """Images per TFRecord shard: at most 1000 and at most ~100 MB."""
+    return max(1, min(MAX_SHARD_IMAGES, MAX_SHARD_BYTES // (img_size * img_size * 3)))
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1024 * 1024), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_manifest(ingested: Path) -> dict[str, Any]:
+    path = ingested / "manifest.json"
+    manifest = read_json(path)
+    for key in ("classes", "files", "test_source"):
+        if not isinstance(manifest, dict) or key not in manifest:
+            raise CnnzooError(f"{path}: missing key '{key}' (not an ingest manifest?)")
+    classes = manifest["classes"]
+    if not classes:
+        raise CnnzooError(f"{path}: 'classes' is empty")
+    for f in manifest["files"]:
+        if f.get("label") not in classes:
+            raise CnnzooError(f"{path}: file {f.get('path')} has unknown label {f.get('label')!r}")
+        if f.get("split") not in ("train", "test"):
+            raise CnnzooError(f"{path}: file {f.get('path')} has bad split {f.get('split')!r}")
+        if not (ingested / f["path"]).is_file():
+            raise CnnzooError(f"{path}: listed file {f['path']} is missing from {ingested}")
+    return manifest
+
+
+def split_dataset(
+    ingested: str | os.PathLike,
+    dest: str | os.PathLike,
+    img_size: int,
+    seed: int = 42,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.1,
+    *,
+    workers: int | None = None,
+) -> dict:
+    """Split an ingested dataset and write train/val/test TFRecord shards plus ``split.json``.
+
+    Args:
+        ingested: output folder of :func:`cnnzoo.ingest.ingest`.
+        dest: output folder (replaced atomically).
+        img_size: side, in pixels, every image is resized to.
+        seed: seed for the shuffles; the same seed gives byte-identical output.
+        val_fraction: fraction of each class's (non-test) train files used for validation.
+        test_fraction: fraction of each class held out as the test set when the
+            dataset has no test folder.
+        workers: decoding processes; None picks one per CPU (in-process for small sets).
+
+    Returns:
+        The ``split.json`` dictionary.
+
+    Raises:
+        CnnzooError: bad arguments, a missing or invalid manifest, an image that cannot
+            be decoded, or a split that would be empty.
+    """
+    ingested, dest = Path(ingested), Path(dest)
+    if not isinstance(img_size, int) or img_size < 1:
+        raise CnnzooError(f"img_size must be a positive integer, got {img_size!r}")
+    if not 0.0 < val_fraction < 1.0:
+        raise CnnzooError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if not 0.0 < test_fraction < 1.0:
+        raise CnnzooError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if dest.resolve() == ingested.resolve() or dest.resolve() in ingested.resolve().parents:
+        raise CnnzooError(f"{dest}: the output folder would replace the ingested data {ingested}")
+    manifest = _read_manifest(ingested)
+    classes: list[str] = list(manifest["classes"])
+    train_by_class: dict[str, list[str]] = {c: [] for c in classes}
+    test_by_class: dict[str, list[str]] = {c: [] for c in classes}
+    for f in manifest["files"]:
+        (train_by_class if f["split"] == "train" else test_by_class)[f["label"]].append(f["path"])
+    has_test = manifest["test_source"] is not None
+    assigned = assign_splits(
+        train_by_class, test_by_class if has_test else None, seed, val_fraction, test_fraction
+    )
+    for name in SPLITS:
+        if not assigned[name]:
+            raise CnnzooError(
+                f"{ingested}: the {name} split would be empty "
+                f"({sum(len(v) for v in train_by_class.values())} train images); add images"
+            )
+    total = sum(len(v) for v in assigned.values())
+    if workers is None:
+        workers = 1 if total < _POOL_THRESHOLD else min(os.cpu_count() or 1, 16)
+
+    import tensorflow as tf
+
+    label_index = {c: i for i, c in enumerate(classes)}
+    per_shard = shard_size(img_size)
+    info: dict[str, Any] = {
+        "classes": classes,
+        "img_size": img_size,
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
+        "test_source": manifest["test_source"],
+        "ingest_manifest_sha256": _file_sha256(ingested / "manifest.json"),
+        "resize": RESIZE_METHOD,
+        "splits": {},
+    }
+    with atomic_directory(dest) as tmp:
+        for name in SPLITS:
+            items = assigned[name]
+            n_shards = max(1, math.ceil(len(items) / per_shard))
+            shards = [f"{name}-{k:05d}-of-{n_shards:05d}.tfrecord" for k in range(n_shards)]
+            paths = [str(ingested / p) for p, _ in items]
+            images = _decoded(paths, img_size, workers)
+            writer = None
+            try:
+                for i, ((_, label), raw) in enumerate(zip(items, images, strict=True)):
+                    if i % per_shard == 0:
+                        if writer is not None:
+                            writer.close()
+                        writer = tf.io.TFRecordWriter(str(tmp / shards[i // per_shard]))
+                    example = tf.train.Example(
+                        features=tf.train.Features(
+                            feature={
+                                "image": tf.train.Feature(
+                                    bytes_list=tf.train.BytesList(value=[raw])
+                                ),
+                                "label": tf.train.Feature(
+                                    int64_list=tf.train.Int64List(value=[label_index[label]])
+                                ),
+                            }
+                        )
+                    )
+                    writer.write(example.SerializeToString(deterministic=True))
+                    if (i + 1) % 2000 == 0:
+                        print(f"split: {name} {i + 1}/{len(items)}", file=sys.stderr, flush=True)
+            except RuntimeError as e:
+                raise CnnzooError(f"cannot decode ingested image {e}") from None
+            finally:
+                if writer is not None:
+                    writer.close()
+            per_class = {c: 0 for c in classes}
+            for _, label in items:
+                per_class[label] += 1
+            info["splits"][name] = {
+                "count": len(items),
+                "per_class": per_class,
+                "shards": shards,
+                "files": [p for p, _ in items],
+            }
+            print(f"split: {name} {len(items)} images in {n_shards} shard(s)", file=sys.stderr)
+        atomic_write_json(tmp / SPLIT_INFO, info)
+    return info

@@ -1,0 +1,83 @@
+"""Small image-folder builders for the data tests: tiny RGB images and odd-format files."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def rgb_image(size: int = 16, seed: int = 0) -> Image.Image:
+    """A random RGB image."""
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), "RGB")
+
+
+def jpeg_bytes(img: Image.Image) -> bytes:
+    """``img`` encoded as JPEG."""
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    """``img`` encoded as PNG."""
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def png16_rgb_bytes(width: int, height: int, value: int = 0xFFFF) -> bytes:
+    """A 16-bit-per-channel RGB PNG (Pillow cannot write one), every sample ``value``."""
+    row = b"\x00" + struct.pack(">H", value) * (3 * width)
+    raw = row * height
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(tag + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def write_image_folder(
+    root: Path,
+    classes: tuple[str, ...] = ("ant", "bee"),
+    n_train: int = 4,
+    n_test: int = 2,
+    test_name: str | None = "val",
+    size: int = 16,
+) -> Path:
+    """Write ``root/train/<class>/*.jpg`` (and ``root/<test_name>/<class>/*.jpg``)."""
+    seed = 0
+    splits = [("train", n_train)] + ([(test_name, n_test)] if test_name else [])
+    for split, n in splits:
+        for label in classes:
+            folder = root / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                seed += 1
+                (folder / f"{label}{i:03d}.jpg").write_bytes(jpeg_bytes(rgb_image(size, seed)))
+    return root
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file under ``root``."""
+    return {
+        p.relative_to(root).as_posix(): sha256(p) for p in sorted(root.rglob("*")) if p.is_file()
+    }

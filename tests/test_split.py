@@ -1,0 +1,177 @@
+"""Split: seeded stratified assignment, TFRecord contents, determinism, errors."""
+
+import json
+
+import numpy as np
+import pytest
+from helpers import sha256, tree_hashes, write_image_folder
+
+from cnnzoo import split as split_mod
+from cnnzoo.cli import main
+from cnnzoo.errors import CnnzooError
+from cnnzoo.ingest import ingest
+from cnnzoo.split import assign_splits, load_image, split_dataset
+
+SIZE = 12
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory):
+    """3 classes x 20 train (+ 3 val) images, ingested."""
+    base = tmp_path_factory.mktemp("ing")
+    src = write_image_folder(base / "src", classes=("ant", "bee", "cow"), n_train=20, n_test=3)
+    ingest(str(src), base / "ingested")
+    return base / "ingested"
+
+
+@pytest.fixture(scope="module")
+def ingested_no_test(tmp_path_factory):
+    """2 classes x 21 train images, no test folder, ingested."""
+    base = tmp_path_factory.mktemp("ing_nt")
+    src = write_image_folder(base / "src", n_train=21, test_name=None)
+    ingest(str(src), base / "ingested")
+    return base / "ingested"
+
+
+def _read_records(split_dir, info, name):
+    import tensorflow as tf
+
+    size = info["img_size"]
+    files = [str(split_dir / s) for s in info["splits"][name]["shards"]]
+    spec = {
+        "image": tf.io.FixedLenFeature([], tf.string),
+        "label": tf.io.FixedLenFeature([], tf.int64),
+    }
+    out = []
+    for rec in tf.data.TFRecordDataset(files):
+        ex = tf.io.parse_single_example(rec, spec)
+        img = tf.reshape(tf.io.decode_raw(ex["image"], tf.uint8), (size, size, 3)).numpy()
+        out.append((img, int(ex["label"])))
+    return out
+
+
+def test_split_contents(ingested, tmp_path):
+    info = split_dataset(ingested, tmp_path / "s", img_size=SIZE, seed=7)
+    manifest = json.loads((ingested / "manifest.json").read_text())
+    labels = {f["path"]: f["label"] for f in manifest["files"]}
+    on_disk = json.loads((tmp_path / "s" / "split.json").read_text())
+    assert on_disk == info
+    assert info["classes"] == ["ant", "bee", "cow"]
+    assert info["test_source"] == "val"
+    assert info["ingest_manifest_sha256"] == sha256(ingested / "manifest.json")
+    # Stratified: 15% of 20 = 3 per class in val; test = the val/ folder.
+    assert info["splits"]["val"]["per_class"] == {"ant": 3, "bee": 3, "cow": 3}
+    assert info["splits"]["train"]["per_class"] == {"ant": 17, "bee": 17, "cow": 17}
+    assert info["splits"]["test"]["per_class"] == {"ant": 3, "bee": 3, "cow": 3}
+    all_files = [p for s in info["splits"].values() for p in s["files"]]
+    assert len(all_files) == len(set(all_files)) == len(manifest["files"])  # no file twice
+    assert {p for p in info["splits"]["test"]["files"]} == {
+        f["path"] for f in manifest["files"] if f["split"] == "test"
+    }
+    # Train records are mixed across classes, not grouped.
+    train_labels = [labels[p] for p in info["splits"]["train"]["files"]]
+    assert train_labels != sorted(train_labels)
+    for name in ("train", "val", "test"):
+        records = _read_records(tmp_path / "s", info, name)
+        assert len(records) == info["splits"][name]["count"]
+        for (img, label), path in zip(records, info["splits"][name]["files"], strict=True):
+            assert img.shape == (SIZE, SIZE, 3)
+            assert info["classes"][label] == labels[path]
+        first = np.frombuffer(
+            load_image(ingested / info["splits"][name]["files"][0], SIZE), np.uint8
+        )
+        assert np.array_equal(records[0][0], first.reshape(SIZE, SIZE, 3))
+
+
+def test_same_seed_same_bytes_and_pool_matches(ingested, tmp_path):
+    split_dataset(ingested, tmp_path / "a", img_size=SIZE, seed=1, workers=1)
+    split_dataset(ingested, tmp_path / "b", img_size=SIZE, seed=1, workers=2)
+    split_dataset(ingested, tmp_path / "c", img_size=SIZE, seed=2, workers=1)
+    a, b, c = (tree_hashes(tmp_path / n) for n in "abc")
+    assert a == b
+    assert a.keys() == c.keys() and a != c
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]
+
+
+def test_holdout_when_no_test_folder(ingested_no_test, tmp_path):
+    info = split_dataset(ingested_no_test, tmp_path / "s", img_size=SIZE, seed=0)
+    assert info["test_source"] is None
+    # Per class of 21: test round(2.1) = 2, val round(0.15 * 19) = 3, train 16.
+    assert info["splits"]["test"]["per_class"] == {"ant": 2, "bee": 2}
+    assert info["splits"]["val"]["per_class"] == {"ant": 3, "bee": 3}
+    assert info["splits"]["train"]["per_class"] == {"ant": 16, "bee": 16}
+    all_files = [p for s in info["splits"].values() for p in s["files"]]
+    assert len(set(all_files)) == len(all_files) == 42
+    assert all(p.startswith("images/train/") for p in all_files)
+
+
+def test_shard_size_limits():
+    assert split_mod.shard_size(100) == 1000  # 30 kB images: the image cap
+    assert split_mod.shard_size(4000) == 2  # 48 MB images: the ~100 MB cap
+
+
+def test_shards(ingested, tmp_path, monkeypatch):
+    monkeypatch.setattr(split_mod, "MAX_SHARD_IMAGES", 20)
+    info = split_dataset(ingested, tmp_path / "s", img_size=SIZE)
+    assert info["splits"]["train"]["shards"] == [
+        "train-00000-of-00003.tfrecord",
+        "train-00001-of-00003.tfrecord",
+        "train-00002-of-00003.tfrecord",
+    ]
+    assert len(_read_records(tmp_path / "s", info, "train")) == 51
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == sorted(
+        [s for v in info["splits"].values() for s in v["shards"]] + ["split.json"]
+    )
+
+
+@pytest.mark.parametrize("n, seed", [(7, 0), (20, 1), (33, 2), (101, 3)])
+def test_assign_splits_stratified(n, seed):
+    files = {c: [f"{c}/{i}.jpg" for i in range(n)] for c in ("x", "y")}
+    out = assign_splits(files, None, seed, val_fraction=0.15, test_fraction=0.1)
+    for c in files:
+        n_test = sum(1 for _, label in out["test"] if label == c)
+        n_val = sum(1 for _, label in out["val"] if label == c)
+        assert abs(n_test - 0.1 * n) <= 1
+        assert abs(n_val - 0.15 * (n - n_test)) <= 1
+    assert sorted(p for s in out.values() for p, _ in s) == sorted(sum(files.values(), []))
+    assert out == assign_splits(files, None, seed, 0.15, 0.1)
+
+
+def test_errors_leave_no_dest(ingested, tmp_path, capsys):
+    with pytest.raises(CnnzooError, match="manifest.json: file not found"):
+        split_dataset(tmp_path, tmp_path / "s", img_size=SIZE)
+    with pytest.raises(CnnzooError, match="val_fraction"):
+        split_dataset(ingested, tmp_path / "s", img_size=SIZE, val_fraction=1.5)
+    with pytest.raises(CnnzooError, match="img_size"):
+        split_dataset(ingested, tmp_path / "s", img_size=0)
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(CnnzooError, match="would replace the ingested data"):
+        split_dataset(ingested, ingested, img_size=SIZE)
+    assert (ingested / "manifest.json").is_file()
+    rc = main(["split", str(tmp_path / "nope"), str(tmp_path / "s")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and err[0].startswith("error:")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_corrupt_ingested_image_fails_atomically(tmp_path, workers):
+    src = write_image_folder(tmp_path / "src", n_train=8, n_test=1)
+    ingest(str(src), tmp_path / "ing")
+    (tmp_path / "ing" / "images" / "train" / "bee" / "bee003.jpg").write_bytes(b"garbage")
+    with pytest.raises(CnnzooError, match="bee003.jpg"):
+        split_dataset(tmp_path / "ing", tmp_path / "s", img_size=SIZE, workers=workers)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ing", "src"]
+
+
+def test_too_few_images(tmp_path):
+    src = write_image_folder(tmp_path / "src", n_train=1, n_test=1)
+    ingest(str(src), tmp_path / "ing")
+    with pytest.raises(CnnzooError, match="val split would be empty"):
+        split_dataset(tmp_path / "ing", tmp_path / "s", img_size=SIZE)
+
+
+def test_tiny_split_fixture(tiny_split):
+    info = json.loads((tiny_split / "split.json").read_text())
+    assert info["img_size"] == 72
+    assert sum(v["count"] for v in info["splits"].values()) == 40
+    assert info["splits"]["test"]["count"] == 10
