@@ -174,7 +174,7 @@ def _train(ns: argparse.Namespace) -> int:
         print(f"error: training {ns.model} failed: {hist.get('error')}", file=sys.stderr)
         return 1
     print(
-        f"trained {ns.model}: {hist['epochs_run']} epochs, "
+        f"trained {ns.model}: {hist['epochs_run']} epoch(s), "
         f"best val_accuracy {hist['best_val_accuracy']:.4f} -> {ns.out}"
     )
     return 0

@@ -43,7 +43,9 @@ def read_split_info(split_dir: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(info["classes"], list) or not info["classes"]:
         raise CnnzooError(f"{path}: 'classes' must be a non-empty list")
     if not isinstance(info["img_size"], int) or info["img_size"] < 1:
-        raise CnnzooError(f"{path}: 'img_size' must be a positive integer, got {info['img_size']!r}")
+        raise CnnzooError(
+            f"{path}: 'img_size' must be a positive integer, got {info['img_size']!r}"
+        )
     return info
 
 
@@ -123,4 +125,8 @@ def load_split(
     elif cache:
         ds = ds.cache()
     ds = ds.map(to_float, num_parallel_calls=autotune, deterministic=True)
+    if count > 0:
+        # Known length: Keras shows real progress and needs no end-of-data probing; a
+        # split.json whose count disagrees with the shards fails loudly at the end.
+        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
     return ds.prefetch(autotune)

@@ -41,7 +41,9 @@ def _write_split(dest, counts=None, shards=2):
             ex = tf.train.Example(
                 features=tf.train.Features(
                     feature={
-                        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[img.tobytes()])),
+                        "image": tf.train.Feature(
+                            bytes_list=tf.train.BytesList(value=[img.tobytes()])
+                        ),
                         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
                     }
                 )

@@ -1,0 +1,189 @@
+"""Evaluate a trained model on its split: test, train and validation metrics.
+
+:func:`evaluate_model` reads the output folder of ``cnnzoo train`` and writes one JSON
+record per model: losses and accuracies on test, train and validation (all without
+shuffling or augmentation), the test confusion matrix, per-class precision, recall
+and F1, the train-test accuracy gap and the training facts from ``history.json``.
+A model whose training failed is passed on as a ``"status": "failed"`` record.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cnnzoo.data import load_split, read_split_info
+from cnnzoo.errors import CnnzooError
+from cnnzoo.fsutil import atomic_write_json, read_json
+from cnnzoo.train import CONFIG_FILE, HISTORY_FILE, MODEL_FILE
+
+#: Fields copied from history.json into the evaluation record.
+HISTORY_FIELDS = (
+    "total_params",
+    "trainable_params",
+    "epochs_run",
+    "best_val_accuracy",
+    "train_time_s",
+    "images_per_s",
+    "weights",
+)
+
+
+def evaluate_model(
+    model_dir: str | os.PathLike,
+    split_dir: str | os.PathLike,
+    out_json: str | os.PathLike,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate the model in ``model_dir`` on ``split_dir`` and write ``out_json``.
+
+    Args:
+        model_dir: output folder of ``cnnzoo train`` (``history.json``, ``config.yaml``
+            and, when training succeeded, ``model.keras``).
+        split_dir: the split dataset the model was trained on (same classes and size).
+        out_json: file to write the evaluation record to (atomically).
+        batch_size: evaluation batch size; defaults to the training profile's
+            ``eval_batch_size`` saved in ``config.yaml``.
+
+    Returns:
+        The record written (see docs/architecture.md, "Evaluation"); for a model whose
+        training failed, ``{"model", "strategy", "base", "status": "failed", "error"}``.
+
+    Raises:
+        CnnzooError: missing or unreadable files, or a split that does not match the
+            model (classes or image size).
+    """
+    from cnnzoo.models import get_spec
+
+    model_dir = Path(model_dir)
+    history = read_json(model_dir / HISTORY_FILE)
+    name = history.get("model")
+    if not isinstance(name, str):
+        raise CnnzooError(f"{model_dir / HISTORY_FILE}: missing 'model'")
+    spec = get_spec(name)
+    head = {"model": name, "strategy": spec.strategy, "base": spec.base}
+    if history.get("status") != "ok":
+        record = {**head, "status": "failed", "error": history.get("error", "training failed")}
+        atomic_write_json(out_json, record)
+        return record
+
+    config = _read_config(model_dir / CONFIG_FILE)
+    info = read_split_info(split_dir)
+    trained = config.get("split", {})
+    if trained.get("classes") != info["classes"]:
+        raise CnnzooError(
+            f"{Path(split_dir) / 'split.json'}: classes {info['classes']} differ from those "
+            f"{name} was trained on ({trained.get('classes')}, {model_dir / CONFIG_FILE})"
+        )
+    if batch_size is None:
+        batch_size = int(config.get("profile", {}).get("eval_batch_size", 512))
+    if batch_size < 1:
+        raise CnnzooError(f"batch_size must be >= 1, got {batch_size}")
+
+    model = _load_model(model_dir / MODEL_FILE)
+    input_size = model.inputs[0].shape[1]
+    if input_size is not None and input_size != info["img_size"]:
+        raise CnnzooError(
+            f"{Path(split_dir) / 'split.json'}: img_size {info['img_size']} but "
+            f"{model_dir / MODEL_FILE} takes {input_size} px images"
+        )
+
+    metrics = {}
+    for part in ("test", "train", "val"):
+        ds = load_split(split_dir, part, batch_size, training=False)
+        res = model.evaluate(ds, verbose=0, return_dict=True)
+        metrics[part] = {"loss": float(res["loss"]), "accuracy": float(res["accuracy"])}
+        if part == "test":
+            y_true, y_pred = _predict(model, ds)
+
+    classes = info["classes"]
+    cm = confusion_matrix(y_true, y_pred, len(classes))
+    record = {
+        **head,
+        "status": "ok",
+        "classes": classes,
+        "test_count": int(cm.sum()),
+        "test_loss": metrics["test"]["loss"],
+        "test_accuracy": metrics["test"]["accuracy"],
+        "train_loss": metrics["train"]["loss"],
+        "train_accuracy": metrics["train"]["accuracy"],
+        "val_loss": metrics["val"]["loss"],
+        "val_accuracy": metrics["val"]["accuracy"],
+        "gap": metrics["train"]["accuracy"] - metrics["test"]["accuracy"],
+        "per_class": per_class_metrics(cm, classes),
+        "confusion_matrix": cm.tolist(),
+        **{k: history.get(k) for k in HISTORY_FIELDS},
+        "history": history.get("epochs", []),
+    }
+    atomic_write_json(out_json, record)
+    return record
+
+
+def confusion_matrix(y_true, y_pred, num_classes: int):
+    """Counts ``cm[t, p]`` of examples of true class ``t`` predicted as ``p`` (int64)."""
+    import numpy as np
+
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    return cm
+
+
+def per_class_metrics(cm, classes: list[str]) -> dict[str, dict[str, float | int]]:
+    """Precision, recall, F1 and support per class from a confusion matrix.
+
+    A ratio whose denominator is zero (a class never predicted, or absent) is 0.0.
+    """
+    import numpy as np
+
+    cm = np.asarray(cm)
+    tp = np.diag(cm).astype(float)
+    predicted = cm.sum(axis=0).astype(float)
+    support = cm.sum(axis=1)
+    out = {}
+    for i, c in enumerate(classes):
+        p = tp[i] / predicted[i] if predicted[i] else 0.0
+        r = tp[i] / support[i] if support[i] else 0.0
+        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        out[c] = {
+            "precision": float(p),
+            "recall": float(r),
+            "f1": float(f1),
+            "support": int(support[i]),
+        }
+    return out
+
+
+def _predict(model, ds):
+    import numpy as np
+
+    y_true, y_pred = [], []
+    for images, labels in ds:
+        probs = model.predict_on_batch(images)
+        y_pred.append(np.argmax(np.asarray(probs), axis=-1))
+        y_true.append(labels.numpy())
+    return np.concatenate(y_true), np.concatenate(y_pred)
+
+
+def _load_model(path: Path):
+    import keras
+
+    if not path.is_file():
+        raise CnnzooError(f"{path}: file not found (history.json says training succeeded)")
+    model = keras.models.load_model(path, compile=False)
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CnnzooError(f"{path}: file not found") from None
+    except yaml.YAMLError as e:
+        raise CnnzooError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise CnnzooError(f"{path}: expected a mapping at the top level")
+    return data

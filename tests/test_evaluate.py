@@ -1,0 +1,112 @@
+"""Tests of cnnzoo.evaluate: a model trained on the tiny split, and failed-model records."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+
+from cnnzoo.config import load_profile
+from cnnzoo.data import read_split_info
+from cnnzoo.errors import CnnzooError
+from cnnzoo.evaluate import confusion_matrix, evaluate_model, per_class_metrics
+from cnnzoo.train import train_model
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_split, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained") / "simple"
+    profile = load_profile("demo", ["batch_size=8", "max_epochs=2"])
+    hist = train_model("simple", tiny_split, out, profile)
+    assert hist["status"] == "ok"
+    return out
+
+
+def test_evaluation_numbers_are_consistent(trained, tiny_split, tmp_path):
+    out_json = tmp_path / "eval" / "simple.json"
+    res = evaluate_model(trained, tiny_split, out_json)
+    assert json.loads(out_json.read_text()) == res
+    info = read_split_info(tiny_split)
+    history = json.loads((trained / "history.json").read_text())
+
+    assert res["status"] == "ok" and res["model"] == "simple"
+    assert (res["strategy"], res["base"]) == ("scratch", None)
+    assert res["classes"] == info["classes"]
+    cm = np.array(res["confusion_matrix"])
+    n = len(info["classes"])
+    assert cm.shape == (n, n) and cm.min() >= 0
+    assert cm.sum() == info["splits"]["test"]["count"] == res["test_count"]
+    assert abs(np.trace(cm) / cm.sum() - res["test_accuracy"]) < 1e-6
+    assert cm.sum(axis=1).tolist() == [
+        info["splits"]["test"]["per_class"][c] for c in res["classes"]
+    ]
+    for i, c in enumerate(res["classes"]):
+        pc = res["per_class"][c]
+        assert pc["support"] == info["splits"]["test"]["per_class"][c]
+        assert pc["recall"] == pytest.approx(cm[i, i] / cm[i].sum())
+        assert 0.0 <= pc["precision"] <= 1.0 and 0.0 <= pc["f1"] <= 1.0
+    for key in ("test_accuracy", "train_accuracy", "val_accuracy"):
+        assert 0.0 <= res[key] <= 1.0
+    assert res["gap"] == pytest.approx(res["train_accuracy"] - res["test_accuracy"], abs=1e-12)
+    # the saved model is the best-val_loss one: evaluating it on val reproduces that loss
+    assert res["val_loss"] == pytest.approx(history["best_val_loss"], rel=1e-4)
+    for key in ("total_params", "trainable_params", "epochs_run", "best_val_accuracy", "weights"):
+        assert res[key] == history[key]
+    assert res["history"] == history["epochs"]
+
+
+def test_batch_size_does_not_change_results(trained, tiny_split, tmp_path):
+    default = evaluate_model(trained, tiny_split, tmp_path / "a.json")
+    small = evaluate_model(trained, tiny_split, tmp_path / "b.json", batch_size=3)
+    assert small["confusion_matrix"] == default["confusion_matrix"]
+    assert small["test_loss"] == pytest.approx(default["test_loss"], rel=1e-5)
+
+
+def test_failed_training_passes_through(tmp_path, tiny_split):
+    model_dir = tmp_path / "xception_partial"
+    model_dir.mkdir()
+    failed = {
+        "model": "xception_partial",
+        "status": "failed",
+        "error": "ResourceExhaustedError: OOM",
+    }
+    (model_dir / "history.json").write_text(json.dumps(failed))
+    res = evaluate_model(model_dir, tiny_split, tmp_path / "out.json")
+    assert res == {
+        "model": "xception_partial",
+        "strategy": "partial",
+        "base": "xception",
+        "status": "failed",
+        "error": "ResourceExhaustedError: OOM",
+    }
+    assert json.loads((tmp_path / "out.json").read_text()) == res
+
+
+def test_bad_input(trained, tiny_split, tmp_path):
+    with pytest.raises(CnnzooError, match="history.json: file not found"):
+        evaluate_model(tmp_path, tiny_split, tmp_path / "x.json")
+    other = tmp_path / "other"
+    shutil.copytree(trained, other)
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    config["split"]["classes"] = ["x", "y"]
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(CnnzooError, match="differ from those simple was trained on"):
+        evaluate_model(other, tiny_split, tmp_path / "x.json")
+    (other / "model.keras").unlink()
+    shutil.copy(trained / "config.yaml", other / "config.yaml")
+    with pytest.raises(CnnzooError, match="model.keras: file not found"):
+        evaluate_model(other, tiny_split, tmp_path / "x.json")
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_per_class_metrics_by_hand():
+    cm = confusion_matrix([0, 0, 0, 2, 2, 2, 2], [0, 0, 1, 0, 2, 2, 2], 3)
+    assert cm.tolist() == [[2, 1, 0], [0, 0, 0], [1, 0, 3]]
+    m = per_class_metrics(cm, ["a", "b", "c"])
+    assert m["a"] == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3})
+    # never right, never present: zero division gives 0.0, not NaN
+    assert m["b"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert m["c"] == pytest.approx({"precision": 1.0, "recall": 0.75, "f1": 6 / 7, "support": 4})

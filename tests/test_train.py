@@ -1,0 +1,202 @@
+"""Tests of cnnzoo.train on the tiny 72 px split: outputs, best model, stages, failures."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import yaml
+
+from cnnzoo.config import load_profile, profile_from_dict
+from cnnzoo.data import load_split, read_split_info
+from cnnzoo.errors import CnnzooError
+from cnnzoo.train import train_model
+
+
+def _profile(*overrides):
+    return load_profile("demo", ["batch_size=8", "max_epochs=1", *overrides])
+
+
+def _scalar_steps(run_dir, tag):
+    """Steps at which ``tag`` was logged in the TensorBoard run folder ``run_dir``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    if tag not in acc.Tags()["tensors"]:
+        return []
+    return [e.step for e in acc.Tensors(tag)]
+
+
+def _check_epoch(rec):
+    for key in ("loss", "val_loss", "learning_rate", "time_s"):
+        assert math.isfinite(rec[key]) and rec[key] >= 0, (key, rec)
+    for key in ("accuracy", "val_accuracy"):
+        assert 0.0 <= rec[key] <= 1.0, (key, rec)
+
+
+@pytest.mark.parametrize("name", ["simple", "mid"])
+def test_train_writes_model_history_config_and_logs(tiny_split, tmp_path, name):
+    import keras
+
+    out = tmp_path / "out"
+    out.mkdir()  # KFP hands over an existing empty folder
+    hist = train_model(name, tiny_split, out, _profile())
+    info = read_split_info(tiny_split)
+
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.yaml",
+        "history.json",
+        "logs",
+        "model.keras",
+    ]
+    assert json.loads((out / "history.json").read_text()) == hist
+    assert hist["status"] == "ok" and hist["model"] == name and hist["weights"] == "random"
+    assert hist["epochs_run"] == 1 == len(hist["epochs"])
+    rec = hist["epochs"][0]
+    assert (rec["epoch"], rec["stage"]) == (1, 1)
+    assert rec["learning_rate"] == pytest.approx(1e-3)
+    _check_epoch(rec)
+    assert hist["best_val_loss"] == rec["val_loss"]
+    assert hist["best_val_accuracy"] == rec["val_accuracy"]
+    assert hist["train_time_s"] > 0
+    assert hist["images_per_s"] == pytest.approx(
+        info["splits"]["train"]["count"] / hist["train_time_s"], rel=0.01
+    )
+
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["model"] == name and config["strategy"] == "scratch"
+    assert config["split"]["ingest_manifest_sha256"] == info["ingest_manifest_sha256"]
+    assert config["split"]["classes"] == info["classes"]
+    assert profile_from_dict(config["profile"]).batch_size == 8
+
+    model = keras.models.load_model(out / "model.keras")
+    assert model.count_params() == hist["total_params"] == hist["trainable_params"]
+    x, _ = next(iter(load_split(tiny_split, "test", batch_size=4)))
+    probs = np.asarray(model.predict_on_batch(x))
+    assert probs.shape == (4, len(info["classes"]))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+    logs = out / "logs" / name
+    assert _scalar_steps(logs / "train", "epoch_loss") == [0]
+    assert _scalar_steps(logs / "train", "epoch_learning_rate") == [0]
+    assert _scalar_steps(logs / "validation", "epoch_loss") == [0]
+    # the HParams session with the run's final metrics sits beside train/ and validation/
+    assert _scalar_steps(logs, "best_val_accuracy") == [0]
+    assert _scalar_steps(logs, "epochs_run") == [0]
+
+
+def _script_val_loss(monkeypatch, values):
+    """Make ``fit`` report ``values[epoch]`` as val_loss; return each epoch's weights.
+
+    A callback placed before train_model's own rewrites the epoch's logs (the same
+    dict goes to every callback) and snapshots the weights, so which epoch is best
+    is fixed by the test, not by the numerics of a tiny run.
+    """
+    import keras
+
+    snapshots = {}
+
+    class Scripted(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_loss"] = values[epoch]
+            snapshots[epoch + 1] = [w.numpy() for w in self.model.weights]
+
+    real_fit = keras.Model.fit
+
+    def fit(self, *args, callbacks=(), **kwargs):
+        return real_fit(self, *args, callbacks=[Scripted(), *callbacks], **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    return snapshots
+
+
+def _same_weights(model, snapshot):
+    return all(np.array_equal(w.numpy(), v) for w, v in zip(model.weights, snapshot, strict=True))
+
+
+def test_saved_model_is_the_best_val_loss_epoch(tiny_split, tmp_path, monkeypatch):
+    import keras
+
+    snapshots = _script_val_loss(monkeypatch, [1.0, 0.5, 0.7])
+    stale = tmp_path / "tb" / "simple" / "train" / "events.out.tfevents.stale"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"")
+    profile = _profile("max_epochs=3")
+    hist = train_model("simple", tiny_split, tmp_path / "out", profile, logs_dir=f"{tmp_path}/tb/")
+    assert [e["val_loss"] for e in hist["epochs"]] == [1.0, 0.5, 0.7]
+    assert (hist["best_epoch"], hist["best_val_loss"]) == (2, 0.5)
+
+    model = keras.models.load_model(tmp_path / "out" / "model.keras")
+    assert _same_weights(model, snapshots[2])
+    assert not _same_weights(model, snapshots[3])
+    assert _scalar_steps(tmp_path / "tb" / "simple" / "train", "epoch_loss") == [0, 1, 2]
+    assert not stale.exists()  # a rerun replaces the configuration's old logs
+    assert not (tmp_path / "out" / "logs").exists()
+
+
+@pytest.mark.slow
+def test_two_stage_finetune(tiny_split, tmp_path, monkeypatch):
+    import keras
+
+    # stage 2 ends worse than stage 1: the saved model must be stage 1's
+    snapshots = _script_val_loss(monkeypatch, [1.0, 2.0])
+    out = tmp_path / "out"
+    hist = train_model("mobilenetv2_finetune", tiny_split, out, _profile())
+    assert hist["status"] == "ok" and hist["weights"] == "random"
+    assert [(e["epoch"], e["stage"]) for e in hist["epochs"]] == [(1, 1), (2, 2)]
+    assert [e["learning_rate"] for e in hist["epochs"]] == pytest.approx([1e-3, 1e-5])
+    for rec in hist["epochs"]:
+        _check_epoch(rec)
+    assert hist["epochs_run"] == 2
+    assert (hist["best_epoch"], hist["best_val_loss"]) == (1, 1.0)
+    model = keras.models.load_model(out / "model.keras")
+    assert _same_weights(model, snapshots[1]) and not _same_weights(model, snapshots[2])
+    # stage 2 trains the whole model except the base's BatchNorm layers
+    assert 0 < hist["trainable_params"] < hist["total_params"]
+    logs = out / "logs" / "mobilenetv2_finetune"
+    assert _scalar_steps(logs / "stage1" / "train", "epoch_loss") == [0]
+    assert _scalar_steps(logs / "stage2" / "train", "epoch_loss") == [1]
+    assert _scalar_steps(logs / "stage2" / "validation", "epoch_loss") == [1]
+
+
+def test_training_crash_is_recorded_as_failed(tiny_split, tmp_path, monkeypatch):
+    import keras
+
+    def boom(self, *args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(keras.Model, "fit", boom)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.keras").write_bytes(b"stale model from an earlier run")
+    hist = train_model("simple", tiny_split, out, _profile())
+    assert hist["status"] == "failed"
+    assert hist["error"] == "RuntimeError: boom"
+    assert json.loads((out / "history.json").read_text()) == hist
+    assert not (out / "model.keras").exists()
+    assert (out / "config.yaml").is_file()
+
+
+def test_mixed_precision_restores_policy(tiny_split, tmp_path):
+    import keras
+
+    before = keras.mixed_precision.global_policy().name
+    hist = train_model("simple", tiny_split, tmp_path, _profile("precision=mixed_bfloat16"))
+    assert hist["status"] == "ok"
+    assert keras.mixed_precision.global_policy().name == before
+    model = keras.models.load_model(tmp_path / "model.keras")
+    assert model.get_layer("conv1").dtype_policy.name == "mixed_bfloat16"
+    assert keras.backend.standardize_dtype(model.outputs[0].dtype) == "float32"
+
+
+def test_bad_input_raises(tiny_split, tmp_path):
+    with pytest.raises(CnnzooError, match=r"img_size is 72 but profile 'demo' has img_size 64"):
+        train_model("simple", tiny_split, tmp_path / "a", _profile("img_size=64"))
+    with pytest.raises(CnnzooError, match="unknown model configuration 'nope'"):
+        train_model("nope", tiny_split, tmp_path / "b", _profile())
+    with pytest.raises(CnnzooError, match="split.json: file not found"):
+        train_model("simple", tmp_path, tmp_path / "c", _profile())
+    assert not (tmp_path / "a").exists()
