@@ -41,7 +41,9 @@ class Stage:
     stop_patience: int = 10
 
     def validate(self, where: str) -> None:
-        _check(self.learning_rate > 0, f"{where}.learning_rate must be > 0, got {self.learning_rate}")
+        _check(
+            self.learning_rate > 0, f"{where}.learning_rate must be > 0, got {self.learning_rate}"
+        )
         _check(self.epochs >= 1, f"{where}.epochs must be >= 1, got {self.epochs}")
         _check(self.lr_patience >= 0, f"{where}.lr_patience must be >= 0, got {self.lr_patience}")
         _check(
@@ -85,7 +87,9 @@ class Profile:
         _check(
             self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"
         )
-        _check(0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        _check(
+            0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}"
+        )
         _check(
             0 < self.test_fraction < 1, f"test_fraction must be in (0, 1), got {self.test_fraction}"
         )
@@ -288,9 +292,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     kwargs = {}
     for key, value in data.items():
         if key not in names:
-            raise CnnzooError(
-                f"unknown key '{prefix}{key}' (valid: {', '.join(sorted(names))})"
-            )
+            raise CnnzooError(f"unknown key '{prefix}{key}' (valid: {', '.join(sorted(names))})")
         kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
     return cls(**kwargs)
 
