@@ -7,6 +7,8 @@ PYTEST_ARGS ?=
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE_REGISTRY ?= ghcr.io/example/cnnzoo
 IMAGE_TAG ?= $(VERSION)
+LINT_VENV ?= .venv-lint
+CHECKOV_VERSION := 3.3.30
 
 .DEFAULT_GOAL := help
 
@@ -14,10 +16,12 @@ IMAGE_TAG ?= $(VERSION)
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(BIN)/cnnzoo: pyproject.toml
+# The image lock constrains the venv, so tests run against exactly the image's packages
+# (after changing a pin in pyproject.toml, `make lock` rewrites the lock).
+$(BIN)/cnnzoo: pyproject.toml images/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -c images/requirements.txt -e ".[dev]"
 	@touch $@
 
 .PHONY: install
@@ -28,14 +32,41 @@ test: install ## run the test suite (all tiers, including the local pipeline run
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: install ## ruff over the code
-	$(BIN)/ruff check cnnzoo components pipelines tests benchmarks
-	$(BIN)/ruff format --check cnnzoo components pipelines tests benchmarks
+lint: install $(LINT_VENV)/bin/checkov ## ruff, hadolint, manifest validation, checkov
+	$(BIN)/ruff check cnnzoo components pipelines tests benchmarks tools
+	$(BIN)/ruff format --check cnnzoo components pipelines tests benchmarks tools
+	$(BIN)/hadolint $(wildcard images/Dockerfile*)
+	$(PY) tools/validate_manifests.py --render-to build/rendered
+	@# checkov reads the rendered manifests: what `kubectl apply -k` sends, namespace included.
+	$(LINT_VENV)/bin/checkov --quiet --compact --skip-download --framework dockerfile kubernetes \
+	  -d images -d build/rendered
+
+# checkov pins packaging/python-dateutil below the project's, so it gets its own venv.
+$(LINT_VENV)/bin/checkov:
+	$(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+
+.PHONY: images
+images: ## build the CPU and GPU images with docker or podman (IMAGE_REGISTRY, IMAGE_TAG)
+	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) VERSION=$(VERSION) bash images/build.sh build
+
+.PHONY: push
+push: ## push both images to IMAGE_REGISTRY
+	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) VERSION=$(VERSION) bash images/build.sh push
+
+.PHONY: lock
+lock: ## after changing a pin in pyproject.toml: reinstall unconstrained, rewrite the image locks
+	$(BIN)/pip install --quiet -e ".[dev]"
+	$(PY) tools/lock_images.py
+
+.PHONY: tensorboard
+tensorboard: install ## serve the latest local run's TensorBoard logs (RUN=runs/<ts> for another)
+	$(BIN)/cnnzoo tensorboard $(RUN)
 
 .PHONY: format
 format: install ## format the code with ruff
-	$(BIN)/ruff format cnnzoo components pipelines tests benchmarks
-	$(BIN)/ruff check --fix cnnzoo components pipelines tests benchmarks
+	$(BIN)/ruff format cnnzoo components pipelines tests benchmarks tools
+	$(BIN)/ruff check --fix cnnzoo components pipelines tests benchmarks tools
 
 .PHONY: clean
 clean: ## remove build outputs (keeps .venv and runs/)

@@ -1,0 +1,229 @@
+"""Render and validate the Kubernetes manifests under ``manifests/``, offline.
+
+For each kustomization (``manifests/`` and ``manifests/gke/``):
+
+1. render it with ``kubectl kustomize`` (or ``kustomize build``) when either is installed,
+   else with :func:`render_python`, which applies the subset of kustomize this project
+   uses (``resources``, ``namespace``, ``labels``, ``replacements`` of one field);
+2. validate every standard resource against the Kubernetes OpenAPI schemas shipped with
+   ``kubernetes-validate`` (strict: unknown fields are errors), for each version in
+   :data:`K8S_VERSIONS`;
+3. check each custom resource is one this project expects (apiVersion and kind) and has the
+   fields its controller requires.
+
+Usage::
+
+    python tools/validate_manifests.py [--render-to build/rendered]
+
+Exits 1 with one line per problem. ``--render-to`` writes each rendering to
+``DIR/<name>.yaml`` for checkov.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+KUSTOMIZATIONS = {"cnnzoo": ROOT / "manifests", "gke-nodepools": ROOT / "manifests" / "gke"}
+# The oldest GKE minor still in the regular channel when this was written, and the newest
+# schemas kubernetes-validate ships.
+K8S_VERSIONS = ("1.33.0", "1.37.0")
+# Custom resources: (apiVersion, kind) -> dotted paths that must be present.
+CUSTOM_RESOURCES = {
+    ("tensorboard.kubeflow.org/v1alpha1", "Tensorboard"): ["metadata.name", "spec.logspath"],
+    ("container.cnrm.cloud.google.com/v1beta1", "ContainerNodePool"): [
+        "metadata.name",
+        "spec.location",
+        "spec.clusterRef",
+        "spec.nodeConfig.machineType",
+    ],
+}
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume",
+                  "StorageClass", "CustomResourceDefinition"}  # fmt: skip
+
+
+def load_yaml_docs(path: Path) -> list[dict[str, Any]]:
+    """Every non-empty YAML document in ``path``."""
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def kustomization(directory: Path) -> dict[str, Any]:
+    """The parsed ``kustomization.yaml`` of ``directory``."""
+    path = directory / "kustomization.yaml"
+    if not path.is_file():
+        raise ValueError(f"{directory}: no kustomization.yaml")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def resource_files(directory: Path) -> list[Path]:
+    """The files a kustomization lists, in order, following nested kustomization dirs.
+
+    Raises:
+        ValueError: a listed resource does not exist.
+    """
+    files: list[Path] = []
+    for entry in kustomization(directory).get("resources", []):
+        path = directory / entry
+        if path.is_dir():
+            files.extend(resource_files(path))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ValueError(f"{directory / 'kustomization.yaml'}: resource {entry} does not exist")
+    return files
+
+
+def _get(doc: dict[str, Any], dotted: str) -> Any:
+    node: Any = doc
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _set_field(doc: dict[str, Any], field_path: str, value: Any) -> None:
+    """Set a kustomize field path such as ``subjects.[name=x].namespace`` in ``doc``."""
+    parts = field_path.split(".")
+    node: Any = doc
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part.startswith("[") and part.endswith("]"):
+            key, want = part[1:-1].split("=", 1)
+            matches = [item for item in node if isinstance(item, dict) and item.get(key) == want]
+            if not matches:
+                raise ValueError(f"replacement target {field_path}: no item with {key}={want}")
+            node = matches[0]
+        elif last:
+            node[part] = value
+        else:
+            node = node.setdefault(part, {})
+
+
+def render_python(directory: Path) -> list[dict[str, Any]]:
+    """Render a kustomization with the features this project uses, without kustomize.
+
+    Raises:
+        ValueError: the kustomization uses a feature this renderer does not know.
+    """
+    spec = kustomization(directory)
+    known = {"apiVersion", "kind", "namespace", "labels", "resources", "replacements"}
+    unknown = set(spec) - known
+    if unknown:
+        raise ValueError(f"{directory}: render_python does not support {sorted(unknown)}")
+    docs = [copy.deepcopy(d) for f in resource_files(directory) for d in load_yaml_docs(f)]
+    namespace = spec.get("namespace")
+    for doc in docs:
+        meta = doc.setdefault("metadata", {})
+        if namespace and doc.get("kind") == "Namespace":
+            meta["name"] = namespace
+        elif namespace and doc.get("kind") not in CLUSTER_SCOPED:
+            meta["namespace"] = namespace
+        for group in spec.get("labels", []):
+            meta.setdefault("labels", {}).update(group.get("pairs", {}))
+    for rep in spec.get("replacements", []):
+        src = rep["source"]
+        sources = [
+            d for d in docs if d["kind"] == src["kind"] and d["metadata"]["name"] == src["name"]
+        ]
+        if len(sources) != 1:
+            raise ValueError(
+                f"{directory}: replacement source {src['kind']}/{src['name']} not found"
+            )
+        value = _get(sources[0], src.get("fieldPath", "metadata.name"))
+        for target in rep["targets"]:
+            sel = target["select"]
+            for doc in docs:
+                if doc["kind"] == sel["kind"] and doc["metadata"]["name"] == sel.get("name"):
+                    for path in target["fieldPaths"]:
+                        _set_field(doc, path, value)
+    return docs
+
+
+def render(directory: Path) -> tuple[list[dict[str, Any]], str]:
+    """Render with kubectl/kustomize when installed, else :func:`render_python`.
+
+    Returns:
+        The documents, and which renderer produced them.
+
+    Raises:
+        ValueError: the binary failed to render (its message is included).
+    """
+    for cmd in (["kustomize", "build"], ["kubectl", "kustomize"]):
+        if shutil.which(cmd[0]):
+            done = subprocess.run([*cmd, str(directory)], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise ValueError(f"{' '.join(cmd)} {directory}: {done.stderr.strip()}")
+            return [d for d in yaml.safe_load_all(done.stdout) if d], " ".join(cmd)
+    return render_python(directory), "render_python"
+
+
+def is_standard(doc: dict[str, Any]) -> bool:
+    """Whether ``doc`` is a built-in Kubernetes kind (core group or a ``*.k8s.io`` group)."""
+    api = doc.get("apiVersion", "")
+    group = api.rsplit("/", 1)[0] if "/" in api else ""
+    return group == "" or "." not in group or group.endswith(".k8s.io")
+
+
+def validate_docs(docs: list[dict[str, Any]], where: str) -> list[str]:
+    """One message per problem in ``docs``: schema errors and unexpected custom resources."""
+    import kubernetes_validate  # dev dependency; imported here so rendering needs only PyYAML
+
+    problems = []
+    for doc in docs:
+        ident = f"{where}: {doc.get('kind')}/{_get(doc, 'metadata.name')}"
+        if is_standard(doc):
+            for version in K8S_VERSIONS:
+                try:
+                    kubernetes_validate.validate(doc, version, strict=True)
+                except kubernetes_validate.ValidationError as exc:
+                    path = ".".join(str(p) for p in exc.path)
+                    problems.append(f"{ident} (k8s {version}): {path}: {exc.message}")
+                except kubernetes_validate.SchemaNotFoundError:
+                    problems.append(f"{ident}: no k8s {version} schema for {doc.get('apiVersion')}")
+            continue
+        required = CUSTOM_RESOURCES.get((doc.get("apiVersion"), doc.get("kind")))
+        if required is None:
+            known = ", ".join(f"{a} {k}" for a, k in CUSTOM_RESOURCES)
+            problems.append(
+                f"{ident}: unexpected apiVersion {doc.get('apiVersion')} (known: {known})"
+            )
+            continue
+        problems.extend(f"{ident}: missing {p}" for p in required if _get(doc, p) in (None, ""))
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Render and validate every kustomization; print problems; return the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--render-to", type=Path, help="write each rendering to DIR/<name>.yaml")
+    args = parser.parse_args(argv)
+    problems: list[str] = []
+    for name, directory in KUSTOMIZATIONS.items():
+        try:
+            docs, renderer = render(directory)
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        found = validate_docs(docs, str(directory.relative_to(ROOT)))
+        problems.extend(found)
+        status = "ok" if not found else f"{len(found)} problem(s)"
+        print(f"{directory.relative_to(ROOT)}: {len(docs)} resources ({renderer}): {status}")
+        if args.render_to:
+            args.render_to.mkdir(parents=True, exist_ok=True)
+            (args.render_to / f"{name}.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
