@@ -239,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(ns.func(ns) or 0)
     except CnnzooError as e:
-        print(f"error: {e}", file=sys.stderr)
+        # One line, whatever the message carries (paths with newlines, wrapped library text).
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

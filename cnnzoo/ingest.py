@@ -6,9 +6,12 @@ set (``test/`` wins if both exist; ``val/`` is then ignored, since the split ste
 its own validation set). Every file is decoded once with Pillow. RGB JPEG and PNG files
 are copied byte for byte; any other decodable image (grayscale, alpha, CMYK, palette,
 16-bit, other formats) is converted to 8-bit RGB and saved as PNG. Transparent pixels
-are composited onto white. Undecodable files are skipped and listed in the manifest;
-problems with the layout, or too many bad files, stop the step with a
-:class:`~cnnzoo.errors.CnnzooError`.
+are composited onto white; an animated image (GIF, APNG, WebP) keeps its first frame and
+its manifest entry says so in ``note``. Undecodable files, pixel bombs and things that
+are not regular files (pipes, broken links) are skipped and listed in the manifest; file
+and class names that are not valid UTF-8 get ``%XX`` for their undecodable bytes.
+Problems with the layout (including fewer than two classes), or too many bad files, stop
+the step with a :class:`~cnnzoo.errors.CnnzooError`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import sys
 import tempfile
 import warnings
@@ -30,9 +34,11 @@ from PIL import Image, UnidentifiedImageError
 from cnnzoo import __version__
 from cnnzoo.errors import CnnzooError
 from cnnzoo.fsutil import atomic_directory, atomic_write_json
-from cnnzoo.storage import is_junk_path, resolve_source, visible_children
+from cnnzoo.storage import is_gcs, is_junk_path, resolve_source, upload_tree, visible_children
 
 MANIFEST = "manifest.json"
+#: Larger image files are skipped unread (a sparse or bogus file must not fill memory).
+MAX_IMAGE_BYTES = 512 * 1024**2
 TEST_FOLDERS = ("test", "val")  # first one present is the test set
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -45,7 +51,8 @@ class _Item:
 
     split: str  # "train" or "test"
     label: str
-    source_rel: str  # relative to the dataset root, e.g. "train/cat/a.jpg"
+    read_rel: str  # the file's real path relative to the dataset root
+    source_rel: str  # the same, portable (see _portable), e.g. "train/cat/a.jpg"
     copy_rel: str  # relative to DEST, e.g. "images/train/cat/a.jpg"
     convert_rel: str  # relative to DEST, e.g. "images/train/cat/a.png"
 
@@ -57,7 +64,8 @@ def ingest(source: str, dest: str | os.PathLike, max_bad_fraction: float = 0.01)
         source: a local folder, ``.zip``/``.tar.gz``/``.tgz`` archive, ``gs://bucket/prefix``
             or ``demo``.
         dest: output folder (replaced atomically): ``images/<split>/<class>/<file>`` and
-            ``manifest.json`` (format in ``docs/architecture.md``).
+            ``manifest.json`` (format in ``docs/architecture.md``); or ``gs://bucket/prefix``
+            (built locally, then uploaded with ``manifest.json`` last).
         max_bad_fraction: the largest fraction of a split's files that may be undecodable.
 
     Returns:
@@ -70,6 +78,13 @@ def ingest(source: str, dest: str | os.PathLike, max_bad_fraction: float = 0.01)
     """
     if not 0.0 <= max_bad_fraction <= 1.0:
         raise CnnzooError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
+    if is_gcs(dest):
+        # Built whole in a local scratch folder, then uploaded with manifest.json last, so
+        # a reader never finds a manifest beside missing images.
+        with tempfile.TemporaryDirectory(prefix="cnnzoo-ingest-out-") as scratch:
+            manifest = ingest(source, Path(scratch) / "ingested", max_bad_fraction)
+            upload_tree(Path(scratch) / "ingested", str(dest))
+        return manifest
     # Downloads and extracted archives go beside DEST, not to /tmp, which is often small
     # in containers; the scratch folder is removed whatever happens.
     parent = Path(dest).resolve().parent
@@ -117,6 +132,11 @@ def _scan(root: Path, source: str) -> tuple[list[str], str | None, list[_Item]]:
             f"found: {found or 'nothing'})"
         )
     classes = _class_dirs(train, "train", source)
+    if len(classes) < 2:
+        raise CnnzooError(
+            f"{source}: only one class folder in train/ ('{_portable(classes[0])}'); "
+            "a classifier needs at least 2 classes"
+        )
     test_source = next((n for n in TEST_FOLDERS if (root / n).is_dir()), None)
     if test_source == "test" and (root / "val").is_dir():
         print("ingest: both test/ and val/ present; using test/ as the test set", file=sys.stderr)
@@ -131,29 +151,71 @@ def _scan(root: Path, source: str) -> tuple[list[str], str | None, list[_Item]]:
                 f"(only in train/: {only_train}; only in {test_source}/: {only_test})"
             )
         splits.append(("test", test_source))
+    labels = _unique_portable(classes)
     items: list[_Item] = []
+    renamed = 0
     for split, folder in splits:
-        for label in classes:
-            class_dir = root / folder / label
-            rels = sorted(
+        for real_label in classes:
+            label = labels[real_label]
+            class_dir = root / folder / real_label
+            # Anything that is not a folder is a candidate, FIFOs and broken links too:
+            # they are skipped with a reason when read, never opened blindly.
+            real_rels = sorted(
                 p.relative_to(class_dir).as_posix()
                 for p in class_dir.rglob("*")
                 if not p.is_dir() and not is_junk_path(p.relative_to(class_dir).as_posix())
             )
-            if not rels:
+            if not real_rels:
                 raise CnnzooError(f"{source}: class folder {folder}/{label}/ has no images")
-            converted = _png_names(rels)
-            for rel in rels:
+            portable = _unique_portable(real_rels)
+            renamed += sum(1 for r in real_rels if portable[r] != r)
+            converted = _png_names(list(portable.values()))
+            for real_rel in real_rels:
+                rel = portable[real_rel]
                 items.append(
                     _Item(
                         split=split,
                         label=label,
+                        read_rel=f"{folder}/{real_label}/{real_rel}",
                         source_rel=f"{folder}/{label}/{rel}",
                         copy_rel=f"images/{split}/{label}/{rel}",
                         convert_rel=f"images/{split}/{label}/{converted[rel]}",
                     )
                 )
-    return sorted(classes), test_source, items
+    if renamed or any(labels[c] != c for c in classes):
+        print(
+            f"ingest: {renamed} file name(s) and {sum(labels[c] != c for c in classes)} class "
+            "name(s) are not valid UTF-8; their undecodable bytes are written as %XX",
+            file=sys.stderr,
+        )
+    return sorted(labels.values()), test_source, items
+
+
+def _portable(name: str) -> str:
+    """``name`` as valid UTF-8: bytes that were not (surrogate-escaped) become ``%XX``.
+
+    On POSIX a file name is bytes; Python maps bytes that are not UTF-8 to lone
+    surrogates, which JSON readers and TensorFlow reject.
+    """
+    if not any("\udc80" <= ch <= "\udcff" for ch in name):
+        return name
+    return "".join(f"%{ord(ch) - 0xDC00:02X}" if "\udc80" <= ch <= "\udcff" else ch for ch in name)
+
+
+def _unique_portable(names: list[str]) -> dict[str, str]:
+    """Map each name to its :func:`_portable` form, kept distinct from every other name."""
+    taken = set(names)
+    out: dict[str, str] = {}
+    for name in names:
+        cand = _portable(name)
+        if cand != name:
+            k = 1
+            while cand in taken:
+                cand = f"{_portable(name)}~{k}"
+                k += 1
+            taken.add(cand)
+        out[name] = cand
+    return out
 
 
 def _png_names(rels: list[str]) -> dict[str, str]:
@@ -215,25 +277,36 @@ def _is_sixteen_bit_rgb(img: Image.Image) -> bool:
     return any("16" in str(t.args) for t in img.tile)
 
 
+def _one_line(e: BaseException) -> str:
+    """An exception's message on one line, so a skip reason fits in an ``error:`` line."""
+    return " ".join(str(e).split())[:300]
+
+
 def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
     """Decode ``src`` and write it under ``tmp``; return its manifest entry or an error."""
     try:
+        st = src.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block read_bytes forever
+            return {"error": "not a regular file (a pipe, socket or device)"}
+        if st.st_size > MAX_IMAGE_BYTES:
+            return {"error": f"file too large ({st.st_size} bytes > {MAX_IMAGE_BYTES})"}
         data = src.read_bytes()
     except OSError as e:
-        return {"error": f"cannot read file ({e.strerror or e})"}
+        return {"error": f"cannot read file ({e.strerror or _one_line(e)})"}
     if not data:
         return {"error": "empty file (0 bytes)"}
     try:
         img = Image.open(io.BytesIO(data))
         fmt = img.format
         sixteen = _is_sixteen_bit_rgb(img)
-        img.load()
+        frames = getattr(img, "n_frames", 1) if getattr(img, "is_animated", False) else 1
+        img.load()  # an animated image loads its first frame
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        return {"error": f"too many pixels, refused as a decompression bomb ({e})"}
+        return {"error": f"too many pixels, refused as a decompression bomb ({_one_line(e)})"}
     except UnidentifiedImageError:
         return {"error": "not an image Pillow can read"}
     except Exception as e:  # corrupt data makes Pillow's decoders raise many types
-        return {"error": f"cannot decode ({type(e).__name__}: {e})"}
+        return {"error": f"cannot decode ({type(e).__name__}: {_one_line(e)})"}
     if img.width < 1 or img.height < 1:
         return {"error": f"image has no pixels ({img.width}x{img.height})"}
     if fmt in ("JPEG", "PNG") and img.mode == "RGB" and not sixteen:
@@ -242,14 +315,14 @@ def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
         try:
             rgb = to_rgb(img)
         except Exception as e:  # exotic modes Pillow cannot convert
-            return {"error": f"cannot convert {fmt} mode {img.mode} to RGB ({e})"}
+            return {"error": f"cannot convert {fmt} mode {img.mode} to RGB ({_one_line(e)})"}
         buf = io.BytesIO()
         rgb.save(buf, format="PNG")
         rel, out = item.convert_rel, buf.getvalue()
     target = tmp / rel
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(out)
-    return {
+    entry = {
         "path": rel,
         "source_path": item.source_rel,
         "split": item.split,
@@ -258,6 +331,9 @@ def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
         "width": img.width,
         "height": img.height,
     }
+    if frames > 1:
+        entry["note"] = f"animated {fmt} with {frames} frames: first frame used"
+    return entry
 
 
 def _process_all(root: Path, tmp: Path, items: list[_Item]) -> list[dict[str, Any]]:
@@ -272,7 +348,7 @@ def _process_all(root: Path, tmp: Path, items: list[_Item]) -> list[dict[str, An
     with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=workers) as pool:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         futures = {
-            pool.submit(_decode_and_write, root / it.source_rel, tmp, it): i
+            pool.submit(_decode_and_write, root / it.read_rel, tmp, it): i
             for i, it in enumerate(items)
         }
         for fut in as_completed(futures):
@@ -281,7 +357,8 @@ def _process_all(root: Path, tmp: Path, items: list[_Item]) -> list[dict[str, An
             split = items[i].split
             done[split] += 1
             frac = done[split] / totals[split]
-            if frac >= next_report[split] or done[split] == totals[split]:
+            # Small splits get one line at the end; larger ones one every 10%.
+            if done[split] == totals[split] or (totals[split] >= 20 and frac >= next_report[split]):
                 print(
                     f"ingest: {split} {done[split]}/{totals[split]} ({frac:.0%})",
                     file=sys.stderr,
@@ -342,6 +419,13 @@ def _build_manifest(
             )
     if skipped:
         print(f"ingest: skipped {len(skipped)} unreadable file(s)", file=sys.stderr)
+    notes = [f for f in files if "note" in f]
+    if notes:
+        print(
+            f"ingest: {len(notes)} animated image(s), first frame used "
+            f"(e.g. {notes[0]['source_path']})",
+            file=sys.stderr,
+        )
     return {
         "source": source,
         "classes": classes,

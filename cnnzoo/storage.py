@@ -1,11 +1,18 @@
-"""Turn a dataset URI into a local folder: local paths, archives, ``gs://`` and ``demo``.
+"""Where data lives: dataset URIs to local folders (paths, archives, ``gs://``, ``demo``).
 
 :func:`resolve_source` is the one entry point. Each scheme fetches into a scratch
 ``workdir`` that the caller owns and removes. Archives are extracted defensively:
 members that would land outside the target (``../``, absolute paths, links pointing
-out), device files and archives declaring more than :data:`MAX_EXTRACT_BYTES` are
-rejected. OS junk (``.DS_Store``, ``__MACOSX/``, hidden files) is never extracted or
-downloaded. A dataset nested one folder down (``animals/train/...``) is accepted.
+out), device files, sparse files and archives declaring more than
+:data:`MAX_EXTRACT_BYTES` are rejected; a zip member whose data does not match its
+declared size and CRC fails extraction. OS junk (``.DS_Store``, ``__MACOSX/``, hidden
+files) is never extracted or downloaded. A dataset nested one folder down
+(``animals/train/...``) is accepted.
+
+The second half is Cloud Storage: :func:`download_tree`, :func:`upload_tree`,
+:func:`copy_tree` and :func:`download_file` move data between ``gs://`` and local
+folders in parallel with retries; :class:`LogSync` mirrors a TensorBoard log folder to
+``gs://`` while training runs.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import shutil
 import stat
 import sys
 import tarfile
+import threading
 import zipfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -120,6 +128,11 @@ def resolve_source(uri: str, workdir: str | os.PathLike, gcs_client: Any = None)
 # --- archives --------------------------------------------------------------------------
 
 
+def _one_line(e: BaseException) -> str:
+    """An exception's message on one line (tarfile's can span several)."""
+    return " ".join(str(e).split()) or type(e).__name__
+
+
 def _safe_member_path(name: str, archive: str | Path) -> PurePosixPath:
     """Check an archive member name: relative, no ``..``, no drive letter."""
     norm = name.replace("\\", "/")
@@ -185,7 +198,7 @@ def _extract_zip(archive: Path, out: Path) -> None:
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as e:
-        raise CnnzooError(f"{archive}: not a readable zip archive ({e})") from None
+        raise CnnzooError(f"{archive}: not a readable zip archive ({_one_line(e)})") from None
     with zf:
         infos = zf.infolist()
         _check_totals(archive, (i.file_size for i in infos))
@@ -211,7 +224,7 @@ def _extract_zip(archive: Path, out: Path) -> None:
             except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as e:
                 # RuntimeError: encrypted member; NotImplementedError: unknown compression.
                 raise CnnzooError(
-                    f"{archive}: cannot extract member '{info.filename}' ({e})"
+                    f"{archive}: cannot extract member '{info.filename}' ({_one_line(e)})"
                 ) from None
 
 
@@ -219,16 +232,21 @@ def _extract_tar(archive: Path, out: Path) -> None:
     try:
         tf = tarfile.open(archive)
     except (tarfile.TarError, OSError) as e:
-        raise CnnzooError(f"{archive}: not a readable tar archive ({e})") from None
+        raise CnnzooError(f"{archive}: not a readable tar archive ({_one_line(e)})") from None
     with tf:
         try:
             members = tf.getmembers()
         except (tarfile.TarError, OSError, EOFError) as e:
-            raise CnnzooError(f"{archive}: corrupt tar archive ({e})") from None
+            raise CnnzooError(f"{archive}: corrupt tar archive ({_one_line(e)})") from None
         _check_totals(archive, (m.size for m in members if m.isfile()))
         keep = []
         for m in members:
             rel = _safe_member_path(m.name, archive)
+            if m.issparse():
+                # A sparse member can declare gigabytes while storing a few bytes.
+                raise CnnzooError(
+                    f"{archive}: member '{m.name}' is a sparse file ({m.size} bytes); refusing"
+                )
             if is_junk_path(rel) or not rel.parts:
                 continue
             keep.append(m)
@@ -237,20 +255,41 @@ def _extract_tar(archive: Path, out: Path) -> None:
             # device files and setuid bits.
             tf.extractall(out, members=keep, filter="data")
         except tarfile.FilterError as e:
-            raise CnnzooError(f"{archive}: unsafe member refused ({e})") from None
+            raise CnnzooError(f"{archive}: unsafe member refused ({_one_line(e)})") from None
         except (tarfile.TarError, OSError, EOFError) as e:
-            raise CnnzooError(f"{archive}: corrupt tar archive ({e})") from None
+            raise CnnzooError(f"{archive}: corrupt tar archive ({_one_line(e)})") from None
 
 
 # --- Google Cloud Storage --------------------------------------------------------------
+#
+# Credentials are Application Default Credentials: Workload Identity on GKE, or a
+# service-account key named by GOOGLE_APPLICATION_CREDENTIALS (mounted from a Kubernetes
+# secret). With STORAGE_EMULATOR_HOST set, the client talks to that emulator anonymously.
+# No message built here ever includes a credential: only URIs and the API's error text.
+
+#: Seconds a Cloud Storage request is retried (429, 5xx, dropped connections) before the
+#: step gives up; ``$CNNZOO_GCS_RETRY_S`` overrides it.
+GCS_RETRY_S = 120.0
+#: Parallel transfers (listing, download, upload); ``$CNNZOO_GCS_WORKERS`` overrides it.
+GCS_WORKERS = 16
+#: Folder levels below the prefix listed level by level, in parallel, before the
+#: remaining sub-prefixes are listed flat (``train/``, ``<class>/``, one nesting level).
+_LIST_LEVELS = 3
+
+
+def is_gcs(uri: str | os.PathLike) -> bool:
+    """True if ``uri`` is a ``gs://`` URI."""
+    return str(uri).startswith("gs://")
 
 
 def parse_gs_uri(uri: str) -> tuple[str, str]:
     """Split ``gs://bucket/prefix`` into ``(bucket, prefix)``.
 
     Raises:
-        CnnzooError: if there is no bucket name.
+        CnnzooError: if ``uri`` is not a ``gs://`` URI or has no bucket name.
     """
+    if not is_gcs(uri):
+        raise CnnzooError(f"{uri}: not a gs:// URI")
     rest = uri[len("gs://") :]
     bucket, _, prefix = rest.partition("/")
     if not bucket:
@@ -258,76 +297,520 @@ def parse_gs_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def _gcs_client(uri: str, client: Any) -> Any:
-    if client is not None:
-        return client
+def _env_number(name: str, default: float) -> float:
+    text = os.environ.get(name)
+    if text is None:
+        return default
     try:
+        value = float(text)
+    except ValueError:
+        raise CnnzooError(f"{name}: not a number: {text!r}") from None
+    if value <= 0:
+        raise CnnzooError(f"{name}: must be positive, got {text!r}")
+    return value
+
+
+def _workers() -> int:
+    return int(_env_number("CNNZOO_GCS_WORKERS", GCS_WORKERS))
+
+
+def _retry() -> Any:
+    """google-cloud-storage's default retry policy with cnnzoo's overall time limit."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_timeout(_env_number("CNNZOO_GCS_RETRY_S", GCS_RETRY_S))
+
+
+def gcs_client(uri: str = "gs://") -> Any:
+    """A ``google.cloud.storage.Client`` for the current environment.
+
+    ``$STORAGE_EMULATOR_HOST`` set: anonymous credentials against that emulator, project
+    ``$GOOGLE_CLOUD_PROJECT`` (default ``cnnzoo``). Otherwise Application Default
+    Credentials: Workload Identity on GKE, ``gcloud auth application-default login``, or
+    the service-account key file named by ``$GOOGLE_APPLICATION_CREDENTIALS``.
+
+    Args:
+        uri: the URI the client is for, named in error messages.
+
+    Raises:
+        CnnzooError: if google-cloud-storage is missing or no credentials are found.
+    """
+    try:
+        import google.auth
+        from google.auth.exceptions import DefaultCredentialsError
         from google.cloud import storage
     except ImportError:
         raise CnnzooError(
             f"{uri}: google-cloud-storage is not installed (pip install google-cloud-storage)"
         ) from None
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+
+        project = os.environ.get("GOOGLE_CLOUD_PROJECT", "cnnzoo")
+        return storage.Client(project=project, credentials=AnonymousCredentials())
     try:
-        return storage.Client()
-    except Exception as e:  # no credentials or project: report, not crash
-        raise CnnzooError(f"{uri}: cannot create a Cloud Storage client ({e})") from None
+        credentials, project = google.auth.default(scopes=storage.Client.SCOPE)
+    except DefaultCredentialsError as e:
+        # google-auth's message names the key file path at most, never its contents.
+        reason = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+        raise CnnzooError(
+            f"{uri}: no usable Google Cloud credentials ({reason}); use Workload Identity, "
+            "'gcloud auth application-default login' or GOOGLE_APPLICATION_CREDENTIALS=KEY.json"
+        ) from None
+    # Reading and writing objects needs no project; a key without one must still work.
+    return storage.Client(project=project or None, credentials=credentials)
 
 
-def _gcs_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
-    """(not-found errors, all API errors) of google-api-core, or empty tuples without it."""
+def _api_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean 'the Cloud Storage request failed' (not a cnnzoo bug)."""
+    from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import GoogleAuthError
+    from requests.exceptions import RequestException
+
+    errors: tuple[type[BaseException], ...] = (GoogleAPIError, GoogleAuthError, RequestException)
     try:
-        from google.api_core import exceptions as gexc
-    except ImportError:
-        return (), ()
-    return (gexc.NotFound,), (gexc.GoogleAPIError,)
+        from google.resumable_media.common import DataCorruption, InvalidResponse
+
+        errors += (DataCorruption, InvalidResponse)
+    except ImportError:  # pragma: no cover - bundled with google-cloud-storage 3
+        pass
+    return errors
+
+
+def _gcs_error(uri: str, e: BaseException, action: str) -> CnnzooError:
+    """Turn a Cloud Storage exception into a one-line CnnzooError naming ``uri``."""
+    from google.api_core import exceptions as gexc
+    from google.auth.exceptions import RefreshError
+
+    bucket = uri[len("gs://") :].partition("/")[0]
+    if isinstance(e, gexc.NotFound):
+        return CnnzooError(f"{uri}: bucket '{bucket}' does not exist")
+    if isinstance(e, gexc.Forbidden | gexc.Unauthorized | RefreshError):
+        return CnnzooError(
+            f"{uri}: permission denied while trying to {action} (the credentials in use "
+            f"need read{' and write' if action.startswith('upload') else ''} access to "
+            f"bucket '{bucket}', e.g. roles/storage.object"
+            f"{'User' if action.startswith('upload') else 'Viewer'})"
+        )
+    detail = _one_line(e)[:300]
+    return CnnzooError(f"{uri}: cannot {action} ({type(e).__name__}: {detail})")
+
+
+class _Progress:
+    """Prints ``gcs: <verb> n/total ... (p%)`` to stderr at every 10% and at the end."""
+
+    def __init__(self, verb: str, total: int, uri: str) -> None:
+        self.verb, self.total, self.uri = verb, total, uri
+        self.done = 0
+        self.next_frac = 0.1
+        self.lock = threading.Lock()
+
+    def step(self) -> None:
+        with self.lock:
+            self.done += 1
+            frac = self.done / self.total
+            # Small transfers get one line at the end; larger ones one every 10%.
+            if self.done == self.total or (self.total >= 20 and frac >= self.next_frac):
+                print(
+                    f"gcs: {self.verb} {self.done}/{self.total} objects, {self.uri} ({frac:.0%})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                while self.next_frac <= frac:
+                    self.next_frac += 0.1
+
+
+def _folder_prefix(prefix: str) -> str:
+    return prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+
+
+def list_objects(
+    uri: str, client: Any = None, skip_junk: bool = False, pool: ThreadPoolExecutor | None = None
+) -> list[Any]:
+    """List the objects under the folder ``gs://bucket/prefix``, sub-folders in parallel.
+
+    Args:
+        uri: ``gs://bucket/prefix``; the prefix is a folder (``/`` is added if missing).
+        client: a ``google.cloud.storage.Client`` (default: :func:`gcs_client`).
+        skip_junk: leave out hidden files, ``__MACOSX/`` and other OS junk.
+        pool: a thread pool to list in (default: a new one).
+
+    Returns:
+        The blobs, sorted by name; folder placeholder objects (names ending in ``/``) are
+        left out.
+
+    Raises:
+        CnnzooError: if the bucket does not exist, access is denied or the listing fails.
+    """
+    bucket_name, prefix = parse_gs_uri(uri)
+    client = client or gcs_client(uri)
+    top = _folder_prefix(prefix)
+    retry = _retry()
+
+    def keep(name: str) -> bool:
+        return not (skip_junk and is_junk_path(name[len(top) :]))
+
+    def one_level(p: str) -> tuple[list[Any], list[str]]:
+        it = client.list_blobs(bucket_name, prefix=p, delimiter="/", retry=retry)
+        blobs = list(it)  # the iterator's prefixes are known only once it is consumed
+        return blobs, sorted(it.prefixes)
+
+    def flat(p: str) -> list[Any]:
+        return list(client.list_blobs(bucket_name, prefix=p, retry=retry))
+
+    own_pool = pool is None
+    pool = pool or ThreadPoolExecutor(max_workers=_workers())
+    found: list[Any] = []
+    try:
+        level = [top]
+        for _ in range(_LIST_LEVELS):
+            next_level: list[str] = []
+            for blobs, prefixes in pool.map(one_level, level):
+                found.extend(blobs)
+                next_level.extend(p for p in prefixes if keep(p))
+            level = next_level
+            if not level:
+                break
+        for blobs in pool.map(flat, level):
+            found.extend(blobs)
+    except _api_errors() as e:
+        raise _gcs_error(uri, e, "list objects") from None
+    finally:
+        if own_pool:
+            pool.shutdown()
+    return sorted(
+        (b for b in found if not b.name.endswith("/") and keep(b.name)), key=lambda b: b.name
+    )
+
+
+def download_tree(
+    uri: str, dest: str | os.PathLike, client: Any = None, skip_junk: bool = False
+) -> Path:
+    """Download every object under ``gs://bucket/prefix`` into the folder ``dest``.
+
+    ``dest`` is built under a temporary name and renamed into place, so a failed or
+    killed download never leaves a folder that looks complete. Objects are fetched in
+    parallel with retries, checksums verified; progress goes to stderr.
+
+    Args:
+        uri: ``gs://bucket/prefix`` (a folder of objects).
+        dest: local folder to create (replaced if it exists).
+        client: a ``google.cloud.storage.Client`` (default: :func:`gcs_client`).
+        skip_junk: leave out hidden files, ``__MACOSX/`` and other OS junk.
+
+    Returns:
+        ``dest`` as a Path.
+
+    Raises:
+        CnnzooError: bucket missing, nothing under the prefix, access denied, an object
+            name that would escape ``dest``, or a failed download.
+    """
+    from cnnzoo.fsutil import atomic_directory
+
+    client = client or gcs_client(uri)
+    top = _folder_prefix(parse_gs_uri(uri)[1])
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        blobs = list_objects(uri, client, skip_junk=skip_junk, pool=pool)
+        if not blobs:
+            raise CnnzooError(f"{uri}: no objects under this prefix (empty or missing folder)")
+        rels = [_safe_member_path(b.name[len(top) :], uri) for b in blobs]
+        progress = _Progress("downloaded", len(blobs), uri)
+        retry = _retry()
+        with atomic_directory(dest) as tmp:
+
+            def download(job: tuple[Any, PurePosixPath]) -> None:
+                blob, rel = job
+                target = tmp / rel
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    blob.download_to_filename(str(target), retry=retry)
+                except OSError as e:
+                    # e.g. both 'a/b' and 'a/b/c' exist as objects: 'a/b' cannot be both.
+                    raise CnnzooError(
+                        f"gs://{blob.bucket.name}/{blob.name}: cannot write {rel} ({e.strerror})"
+                    ) from None
+                progress.step()
+
+            try:
+                list(pool.map(download, zip(blobs, rels, strict=True)))
+            except _api_errors() as e:
+                raise _gcs_error(uri, e, "download objects") from None
+    return Path(dest)
+
+
+def download_file(uri: str, dest: str | os.PathLike, client: Any = None) -> Path:
+    """Download the object ``gs://bucket/name`` to the file ``dest`` atomically.
+
+    Raises:
+        CnnzooError: if the object or bucket does not exist, access is denied or the
+            download fails.
+    """
+    from google.api_core.exceptions import NotFound
+
+    bucket_name, name = parse_gs_uri(uri)
+    if not name or name.endswith("/"):
+        raise CnnzooError(f"{uri}: not an object URI (gs://bucket/path/to/object)")
+    client = client or gcs_client(uri)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    try:
+        client.bucket(bucket_name).blob(name).download_to_filename(str(tmp), retry=_retry())
+        os.replace(tmp, dest)
+    except NotFound:
+        raise CnnzooError(f"{uri}: {_missing_what(client, bucket_name)}") from None
+    except _api_errors() as e:
+        raise _gcs_error(uri, e, "download the object") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def _missing_what(client: Any, bucket_name: str) -> str:
+    """Say whether a 404 for an object means the object or its whole bucket is missing."""
+    try:
+        exists = client.bucket(bucket_name).exists(retry=_retry())
+    except _api_errors():  # e.g. allowed to read objects but not to see the bucket
+        return f"no such object (or bucket '{bucket_name}' does not exist)"
+    return "no such object" if exists else f"bucket '{bucket_name}' does not exist"
+
+
+def _content_type(path: Path) -> str | None:
+    import mimetypes
+
+    return mimetypes.guess_type(path.name)[0]
+
+
+def _upload_files(
+    client: Any, uri: str, files: list[tuple[Path, str]], progress: bool = True
+) -> None:
+    """Upload ``(local file, object name)`` pairs to the bucket of ``uri`` in parallel."""
+    if not files:
+        return
+    bucket = client.bucket(parse_gs_uri(uri)[0])
+    counter = _Progress("uploaded", len(files), uri) if progress else None
+    # Overwriting an object with the same bytes is idempotent, so uploads may be retried.
+    retry = _retry()
+
+    def upload(job: tuple[Path, str]) -> None:
+        path, name = job
+        try:
+            bucket.blob(name).upload_from_filename(
+                str(path), content_type=_content_type(path), retry=retry
+            )
+        except FileNotFoundError:
+            return  # removed since it was listed (e.g. a temporary file); nothing to copy
+        if counter is not None:
+            counter.step()
+
+    try:
+        with ThreadPoolExecutor(max_workers=_workers()) as pool:
+            list(pool.map(upload, files))
+    except _api_errors() as e:
+        raise _gcs_error(uri, e, "upload objects") from None
+
+
+def _local_files(folder: Path) -> list[tuple[Path, str]]:
+    """Regular files under ``folder`` as ``(path, posix relative path)``, sorted."""
+    return sorted((p, p.relative_to(folder).as_posix()) for p in folder.rglob("*") if p.is_file())
+
+
+def upload_tree(local_dir: str | os.PathLike, uri: str, client: Any = None) -> list[str]:
+    """Upload every file under ``local_dir`` to ``gs://bucket/prefix/<relative path>``.
+
+    Files are uploaded in parallel with retries. Each object appears whole or not at
+    all; the top-level ``*.json`` files (``history.json``, ``manifest.json``, a report's
+    data...) go last, since in every cnnzoo output they are what marks it complete.
+
+    Args:
+        local_dir: the folder to copy.
+        uri: ``gs://bucket/prefix`` to copy it to.
+        client: a ``google.cloud.storage.Client`` (default: :func:`gcs_client`).
+
+    Returns:
+        The object names written, sorted.
+
+    Raises:
+        CnnzooError: ``local_dir`` is not a folder, the bucket does not exist, access is
+            denied or an upload fails.
+    """
+    local_dir = Path(local_dir)
+    if not local_dir.is_dir():
+        raise CnnzooError(f"{local_dir}: no such folder to upload to {uri}")
+    top = _folder_prefix(parse_gs_uri(uri)[1])
+    client = client or gcs_client(uri)
+    files = [(p, top + rel) for p, rel in _local_files(local_dir)]
+    last = [f for f in files if "/" not in f[1][len(top) :] and f[0].suffix == ".json"]
+    first = [f for f in files if f not in last]
+    _upload_files(client, uri, first)
+    _upload_files(client, uri, last)
+    return sorted(name for _, name in files)
+
+
+def copy_tree(src: str | os.PathLike, dest: str | os.PathLike, client: Any = None) -> str:
+    """Copy a folder between any two of local paths and ``gs://`` prefixes.
+
+    A local ``dest`` is built under a temporary name and renamed into place (replacing
+    what was there); a ``gs://`` ``dest`` is written as by :func:`upload_tree`.
+
+    Args:
+        src: a local folder or ``gs://bucket/prefix``.
+        dest: a local folder or ``gs://bucket/prefix``.
+        client: a ``google.cloud.storage.Client`` for either side.
+
+    Returns:
+        ``dest`` as a string.
+
+    Raises:
+        CnnzooError: if ``src`` does not exist or is empty (gs://), or a transfer fails.
+    """
+    from cnnzoo.fsutil import atomic_directory
+
+    src, dest = str(src), str(dest)
+    if is_gcs(src):
+        if not is_gcs(dest):
+            download_tree(src, dest, client)
+            return dest
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="cnnzoo-copy-") as tmp:
+            download_tree(src, Path(tmp) / "tree", client)
+            upload_tree(Path(tmp) / "tree", dest, client)
+        return dest
+    if not Path(src).is_dir():
+        raise CnnzooError(f"{src}: no such folder to copy to {dest}")
+    if is_gcs(dest):
+        upload_tree(src, dest, client)
+        return dest
+    if Path(dest).resolve() == Path(src).resolve():
+        return dest
+    if Path(src).resolve() in Path(dest).resolve().parents:
+        raise CnnzooError(f"{dest}: cannot copy {src} into a folder inside itself")
+    with atomic_directory(dest) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True, symlinks=False)
+    return dest
+
+
+class LogSync:
+    """Mirror a local TensorBoard log folder to ``gs://`` while training runs.
+
+    A background thread uploads new and changed files (size or modification time
+    differ from the last upload) every ``interval_s`` seconds, so a TensorBoard pointed
+    at the ``gs://`` root shows training live; leaving the ``with`` block stops the thread
+    and uploads whatever changed since (the final flush). An upload that fails in the
+    background is reported on stderr and retried at the next interval; a failed final
+    flush raises, unless the block is already leaving with an exception.
+
+    Example::
+
+        with LogSync(local_logs, "gs://bucket/tb/run-1", interval_s=30):
+            model.fit(..., callbacks=[TensorBoard(local_logs)])
+    """
+
+    def __init__(
+        self,
+        local_dir: str | os.PathLike,
+        uri: str,
+        interval_s: float = 30.0,
+        client: Any = None,
+    ) -> None:
+        """Prepare the sync; nothing runs until :meth:`start` or ``with``.
+
+        Args:
+            local_dir: the local log folder (may not exist yet).
+            uri: ``gs://bucket/prefix`` to mirror it to.
+            interval_s: seconds between background syncs.
+            client: a ``google.cloud.storage.Client`` (default: :func:`gcs_client`).
+
+        Raises:
+            CnnzooError: ``uri`` is not ``gs://`` or ``interval_s`` is not positive.
+        """
+        parse_gs_uri(uri)
+        if not interval_s > 0:
+            raise CnnzooError(f"LogSync interval_s must be positive, got {interval_s}")
+        self.local_dir = Path(local_dir)
+        self.uri = uri.rstrip("/")
+        self.interval_s = float(interval_s)
+        self.client = client or gcs_client(uri)
+        self.uploaded = 0  # files uploaded so far, counting re-uploads
+        self.failures = 0  # background syncs that failed
+        self._top = _folder_prefix(parse_gs_uri(uri)[1])
+        self._synced: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sync(self) -> int:
+        """Upload files that are new or changed since the last sync; return how many.
+
+        Raises:
+            CnnzooError: if an upload fails.
+        """
+        with self._lock:
+            if not self.local_dir.is_dir():
+                return 0
+            todo: list[tuple[Path, str]] = []
+            stats: dict[str, tuple[int, int]] = {}
+            for path, rel in _local_files(self.local_dir):
+                try:
+                    st = path.stat()
+                except FileNotFoundError:
+                    continue
+                # The stat is taken before the upload: a file that grows meanwhile
+                # differs next time and is uploaded again.
+                stats[rel] = (st.st_size, st.st_mtime_ns)
+                if self._synced.get(rel) != stats[rel]:
+                    todo.append((path, self._top + rel))
+            _upload_files(self.client, self.uri, todo, progress=False)  # quiet: runs often
+            for _, name in todo:
+                rel = name[len(self._top) :]
+                self._synced[rel] = stats[rel]
+            self.uploaded += len(todo)
+            return len(todo)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.sync()
+            except CnnzooError as e:
+                self.failures += 1
+                print(f"warning: log sync: {e}; retrying in {self.interval_s:g} s", file=sys.stderr)
+
+    def start(self) -> LogSync:
+        """Start the background thread."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="cnnzoo-logsync", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, flush: bool = True) -> None:
+        """Stop the background thread and, if ``flush``, upload what changed since."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if flush:
+            self.sync()
+
+    def __enter__(self) -> LogSync:
+        return self.start()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.stop(flush=True)
+            return
+        self.stop(flush=False)
+        try:
+            self.sync()  # the logs up to a failure are worth keeping
+        except CnnzooError as e:
+            print(f"warning: log sync: final flush failed: {e}", file=sys.stderr)
 
 
 def _fetch_gcs(uri: str, workdir: Path, client: Any = None) -> Path:
     """Download a ``gs://`` folder or archive object into ``workdir``; return the folder."""
-    bucket_name, prefix = parse_gs_uri(uri)
-    client = _gcs_client(uri, client)
-    not_found, api_errors = _gcs_errors()
-    try:
-        bucket = client.bucket(bucket_name)
-        if is_archive(prefix):
-            blob = bucket.blob(prefix)
-            if not blob.exists():
-                raise CnnzooError(f"{uri}: no such object")
-            local = workdir / "download" / PurePosixPath(prefix).name
-            local.parent.mkdir(parents=True, exist_ok=True)
-            blob.download_to_filename(str(local))
-            return extract_archive(local, workdir / "extracted")
-        folder_prefix = prefix.rstrip("/") + "/" if prefix else ""
-        blobs = [
-            b
-            for b in client.list_blobs(bucket_name, prefix=folder_prefix)
-            if not b.name.endswith("/")
-        ]
-    except CnnzooError:
-        raise
-    except not_found:
-        raise CnnzooError(f"{uri}: bucket '{bucket_name}' does not exist") from None
-    except api_errors as e:
-        raise CnnzooError(f"{uri}: Cloud Storage request failed ({e})") from None
-    out = workdir / "gcs"
-    jobs = []
-    for b in blobs:
-        rel = _safe_member_path(b.name[len(folder_prefix) :], uri)
-        if is_junk_path(rel):
-            continue
-        jobs.append((b, out / rel))
-    if not jobs:
-        raise CnnzooError(f"{uri}: no objects under this prefix")
-    print(f"ingest: downloading {len(jobs)} objects from {uri}", file=sys.stderr)
-
-    def download(job: tuple[Any, Path]) -> None:
-        blob, target = job
-        target.parent.mkdir(parents=True, exist_ok=True)
-        blob.download_to_filename(str(target))
-
-    try:
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            list(pool.map(download, jobs))
-    except api_errors as e:
-        raise CnnzooError(f"{uri}: download failed ({e})") from None
-    return out
+    _, prefix = parse_gs_uri(uri)
+    if is_archive(prefix):
+        local = download_file(uri, workdir / "download" / PurePosixPath(prefix).name, client)
+        return extract_archive(local, workdir / "extracted")
+    return download_tree(uri, workdir / "gcs", client, skip_junk=True)

@@ -31,3 +31,8 @@ def tiny_split(tmp_path_factory, tiny_raw_dataset):
     ingest(str(tiny_raw_dataset), base / "ingested")
     split_dataset(base / "ingested", base / "split", img_size=72, seed=42)
     return base / "split"
+
+
+# --- Cloud Storage emulator (tests/gcs_fixtures.py) -------------------------------------
+
+from gcs_fixtures import gcs_emulator, gcs_emulator_server  # noqa: E402, F401

@@ -349,70 +349,7 @@ def test_demo_source(tmp_path, monkeypatch):
     assert sum(m["counts"]["train"].values()) == 10
 
 
-class _FakeBlob:
-    def __init__(self, name, data):
-        self.name, self.data = name, data
-
-    def exists(self):
-        return self.data is not None
-
-    def download_to_filename(self, filename):
-        Path(filename).write_bytes(self.data)
-
-
-class _FakeClient:
-    """Just enough of google.cloud.storage.Client for a prefix listing."""
-
-    def __init__(self, objects):
-        self.objects = objects
-
-    def bucket(self, name):
-        return self
-
-    def blob(self, name):
-        return _FakeBlob(name, self.objects.get(name))
-
-    def list_blobs(self, bucket, prefix=""):
-        if bucket == "missing":
-            from google.api_core.exceptions import NotFound
-
-            raise NotFound("bucket not found")
-        return [_FakeBlob(k, v) for k, v in sorted(self.objects.items()) if k.startswith(prefix)]
-
-
-def test_gcs_prefix_with_fake_client(tmp_path):
-    img = jpeg_bytes(rgb_image())
-    objects = {
-        f"data/animals/{split}/{c}/{i}.jpg": img
-        for split in ("train", "val")
-        for c in ("ant", "bee")
-        for i in range(2)
-    }
-    objects["data/animals/train/ant/.DS_Store"] = b"junk"
-    objects["data/animals/train/"] = b""  # folder placeholder object
-    client = _FakeClient(objects)
-    root = storage.resolve_source("gs://bkt/data", tmp_path / "w", gcs_client=client)
-    assert root.name == "animals"
-    assert len(list(root.rglob("*.jpg"))) == 8
-    assert not list(root.rglob(".DS_Store"))
-    with pytest.raises(CnnzooError, match="gs://bkt/nothing: no objects"):
-        storage.resolve_source("gs://bkt/nothing", tmp_path / "w2", gcs_client=client)
-    with pytest.raises(CnnzooError, match="no bucket name"):
-        storage.resolve_source("gs:///x", tmp_path / "w3", gcs_client=client)
-    with pytest.raises(CnnzooError, match="gs://missing/data: bucket 'missing' does not exist"):
-        storage.resolve_source("gs://missing/data", tmp_path / "w4", gcs_client=client)
-
-
-def test_gcs_archive_object_with_fake_client(tmp_path):
-    src = write_image_folder(tmp_path / "animals", n_train=2, n_test=1)
-    archive = tmp_path / "data.tar.gz"
-    with tarfile.open(archive, "w:gz") as tf:
-        tf.add(src, arcname="animals")
-    client = _FakeClient({"x/data.tar.gz": archive.read_bytes()})
-    root = storage.resolve_source("gs://bkt/x/data.tar.gz", tmp_path / "w", gcs_client=client)
-    assert len(list((root / "train").rglob("*.jpg"))) == 4
-    with pytest.raises(CnnzooError, match="gs://bkt/x/other.zip: no such object"):
-        storage.resolve_source("gs://bkt/x/other.zip", tmp_path / "w2", gcs_client=client)
+# Cloud Storage sources are tested against the emulator in test_gcs.py.
 
 
 def test_png_bytes_helper_roundtrip():
