@@ -248,7 +248,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main: the extra commands register into `cnnzoo.cli`,
+    # which is a different module object from `__main__`.
+    from cnnzoo.cli import main as _main
+
+    sys.exit(_main())
 
 
 __all__ = ["main", "command", "build_parser", "json"]

@@ -1,0 +1,7 @@
+"""``python -m cnnzoo``: the same as the ``cnnzoo`` command."""
+
+import sys
+
+from cnnzoo.cli import main
+
+sys.exit(main())

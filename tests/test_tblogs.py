@@ -1,0 +1,271 @@
+"""TensorBoard logs of a tiny training run, read back with TensorBoard's own readers.
+
+Two configurations are logged the way training does it: one single-stage
+(``<root>/simple``) and one two-stage (``<root>/xception_finetune/stage1``, ``stage2``),
+each with :func:`cnnzoo.tblogs.log_hparams` on its folder. Then TensorBoard's event
+multiplexer must find the per-epoch scalars, and a real TensorBoard server started by
+``cnnzoo tensorboard`` must tabulate one HParams session per configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from cnnzoo.errors import CnnzooError
+from cnnzoo.tblogs import (
+    HPARAM_KEYS,
+    log_hparams,
+    resolve_logdir,
+    ui_metadata_tensorboard,
+    write_hparams_config,
+)
+
+CONFIGS = {
+    # name: (strategy, base, learning rate, stages, final metrics)
+    "simple": ("scratch", None, 1e-3, ["."], {"best_val_accuracy": 0.625, "epochs_run": 2}),
+    "xception_finetune": (
+        "finetune",
+        "xception",
+        1e-5,
+        ["stage1", "stage2"],
+        {"best_val_accuracy": 0.75, "epochs_run": 4},
+    ),
+}
+
+
+def _fit(log_dir: Path, lr: float, initial_epoch: int) -> None:
+    import keras
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 6, 6, 3), dtype="float32")
+    y = rng.integers(0, 2, 32)
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 3)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(4, activation="relu"),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+    model.compile(
+        keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    model.fit(
+        x,
+        y,
+        validation_data=(x, y),
+        batch_size=16,
+        epochs=initial_epoch + 2,
+        initial_epoch=initial_epoch,
+        verbose=0,
+        callbacks=[keras.callbacks.TensorBoard(str(log_dir), write_graph=False)],
+    )
+
+
+@pytest.fixture(scope="module")
+def logs_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tensorboard")
+    for name, (strategy, base, lr, stages, metrics) in CONFIGS.items():
+        for i, stage in enumerate(stages):
+            _fit(root / name / stage, lr, initial_epoch=2 * i)
+        hparams = {
+            "model": name,
+            "strategy": strategy,
+            "base": base,
+            "learning_rate": lr,
+            "img_size": 6,
+            "batch_size": 16,
+            "precision": "float32",
+        }
+        log_hparams(root / name, hparams, dict(metrics, best_val_loss=0.5))
+    return root
+
+
+def _multiplexer(root: Path):
+    from tensorboard.backend.event_processing import plugin_event_multiplexer as pem
+
+    mx = pem.EventMultiplexer()
+    mx.AddRunsFromDirectory(str(root))
+    mx.Reload()
+    return mx
+
+
+def test_epoch_scalars_are_readable(logs_root):
+    import tensorflow as tf
+
+    mx = _multiplexer(logs_root)
+    runs = mx.Runs()
+    expected_runs = {
+        "simple/train": [0, 1],
+        "simple/validation": [0, 1],
+        "xception_finetune/stage1/train": [0, 1],
+        "xception_finetune/stage1/validation": [0, 1],
+        "xception_finetune/stage2/train": [2, 3],
+        "xception_finetune/stage2/validation": [2, 3],
+    }
+    for run, steps in expected_runs.items():
+        assert run in runs, sorted(runs)
+        tags = set(runs[run]["tensors"])
+        wanted = {"epoch_loss", "epoch_accuracy"}
+        if run.endswith("/train"):
+            wanted.add("epoch_learning_rate")
+        assert wanted <= tags, (run, tags)
+        for tag in wanted:
+            events = mx.Tensors(run, tag)
+            assert [e.step for e in events] == steps, (run, tag)
+            values = [float(tf.make_ndarray(e.tensor_proto)) for e in events]
+            assert all(v == v for v in values)  # no NaN
+        if run.endswith("/train"):
+            lr = float(tf.make_ndarray(mx.Tensors(run, "epoch_learning_rate")[0].tensor_proto))
+            name = run.split("/")[0]
+            assert lr == pytest.approx(CONFIGS[name][2], rel=1e-5)
+
+
+def test_one_hparams_session_per_configuration(logs_root):
+    from tensorboard.plugins.hparams import metadata
+
+    mx = _multiplexer(logs_root)
+    content = mx.PluginRunToTagToContent("hparams")
+    sessions = {
+        run: metadata.parse_session_start_info_plugin_data(tags[metadata.SESSION_START_INFO_TAG])
+        for run, tags in content.items()
+        if metadata.SESSION_START_INFO_TAG in tags
+    }
+    assert set(sessions) == set(CONFIGS)
+    for run, info in sessions.items():
+        strategy, base, lr, _, metrics = CONFIGS[run]
+        hp = info.hparams
+        assert set(hp) == set(HPARAM_KEYS)
+        assert hp["model"].string_value == run
+        assert hp["strategy"].string_value == strategy
+        assert hp["base"].string_value == (base or "none")
+        assert hp["learning_rate"].number_value == lr
+        assert info.group_name == run
+        final = {t: mx.Tensors(run, t) for t in ("best_val_accuracy", "best_val_loss")}
+        import tensorflow as tf
+
+        value = float(tf.make_ndarray(final["best_val_accuracy"][0].tensor_proto))
+        assert value == pytest.approx(metrics["best_val_accuracy"])
+
+
+def test_hparams_config_declares_the_hyperparameters(tmp_path):
+    from tensorboard.plugins.hparams import metadata
+
+    write_hparams_config(tmp_path)
+    content = _multiplexer(tmp_path).PluginRunToTagToContent("hparams")
+    experiment = metadata.parse_experiment_plugin_data(content["."][metadata.EXPERIMENT_TAG])
+    assert [h.name for h in experiment.hparam_infos] == list(HPARAM_KEYS)
+    from cnnzoo.models import list_models
+
+    domain = experiment.hparam_infos[0].domain_discrete.values
+    assert sorted(v.string_value for v in domain) == sorted(list_models())
+    tags = {(m.name.group, m.name.tag) for m in experiment.metric_infos}
+    assert ("", "best_val_accuracy") in tags and ("validation", "epoch_accuracy") in tags
+
+
+def test_log_hparams_rejects_bad_values(tmp_path):
+    with pytest.raises(CnnzooError, match=r"hparams\['layers'\]"):
+        log_hparams(tmp_path, {"layers": {"a": 1}}, {})
+    with pytest.raises(CnnzooError, match=r"metrics\['best_val_accuracy'\]"):
+        log_hparams(tmp_path, {"model": "x"}, {"best_val_accuracy": "high"})
+
+
+def test_ui_metadata_points_at_the_logs_root():
+    meta = ui_metadata_tensorboard("gs://bucket/runs/abc/tensorboard")
+    assert json.loads(json.dumps(meta)) == {
+        "outputs": [{"type": "tensorboard", "source": "gs://bucket/runs/abc/tensorboard"}]
+    }
+    with pytest.raises(CnnzooError, match="logs root"):
+        ui_metadata_tensorboard("")
+
+
+def test_resolve_logdir(tmp_path, monkeypatch):
+    run = tmp_path / "runs" / "20260101-000000"
+    (run / "tensorboard").mkdir(parents=True)
+    assert resolve_logdir(run) == (run / "tensorboard").resolve()
+    assert resolve_logdir(run / "tensorboard") == (run / "tensorboard").resolve()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CnnzooError, match="make run"):
+        resolve_logdir(None)  # no runs/latest yet
+    os.symlink(run.name, tmp_path / "runs" / "latest")
+    assert resolve_logdir(None) == (run / "tensorboard").resolve()
+    with pytest.raises(CnnzooError, match="nope: no such run or logs folder"):
+        resolve_logdir(tmp_path / "nope")
+
+
+_MAIN = "import sys; from cnnzoo.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def _post(url: str, body: dict) -> dict:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)
+
+
+def test_cnnzoo_tensorboard_serves_the_hparams_comparison(logs_root):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _MAIN, "tensorboard", str(logs_root), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        assert ready, "cnnzoo tensorboard printed no URL within 120 s"
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"cnnzoo tensorboard exited: {proc.stderr.read()[-1000:]}")
+        assert line.startswith("TensorBoard: http://127.0.0.1:"), line
+        url = line.split()[1]
+        deadline = time.monotonic() + 60
+        while True:
+            with urllib.request.urlopen(url + "data/runs", timeout=10) as r:
+                runs = json.load(r)
+            if {"simple", "xception_finetune/stage2/validation"} <= set(runs):
+                break
+            assert time.monotonic() < deadline, f"runs not loaded: {runs}"
+            time.sleep(0.5)
+        groups = _post(
+            url + "data/plugin/hparams/session_groups",
+            {
+                "experimentName": "",
+                "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"],
+                "colParams": [],
+                "startIndex": 0,
+                "sliceSize": 100,
+            },
+        )["sessionGroups"]
+        assert sorted(g["name"] for g in groups) == sorted(CONFIGS)
+        for g in groups:
+            assert g["hparams"]["model"] == g["name"]
+            best = {
+                m["name"]["tag"]: m["value"] for m in g["metricValues"] if not m["name"]["group"]
+            }
+            assert best["best_val_accuracy"] == pytest.approx(
+                CONFIGS[g["name"]][4]["best_val_accuracy"]
+            )
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass  # TensorBoard is gone with the command
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
