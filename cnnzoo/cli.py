@@ -162,6 +162,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("split", help="output folder of 'cnnzoo split'")
     p.add_argument("out", help="folder for model.keras, history.json, config.yaml")
     p.add_argument("--logs", default=None, help="TensorBoard logs root (default: OUT/logs)")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="per-epoch training state, resumed from when rerun (default: OUT/checkpoint)",
+    )
     _profile_args(p)
 
 
@@ -169,7 +174,14 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 def _train(ns: argparse.Namespace) -> int:
     from cnnzoo.train import train_model
 
-    hist = train_model(ns.model, ns.split, ns.out, _load_profile(ns), logs_dir=ns.logs)
+    hist = train_model(
+        ns.model,
+        ns.split,
+        ns.out,
+        _load_profile(ns),
+        logs_dir=ns.logs,
+        checkpoint_dir=ns.checkpoint,
+    )
     if hist.get("status") == "failed":
         print(f"error: training {ns.model} failed: {hist.get('error')}", file=sys.stderr)
         return 1

@@ -3,15 +3,29 @@
 :func:`train_model` builds the model, runs its one or two stages (Adam, sparse
 categorical cross-entropy, early stopping, reduce-LR-on-plateau, best weights by
 validation loss) and writes ``model.keras``, ``history.json`` and ``config.yaml``
-into the output folder, plus TensorBoard logs. A configuration whose training
-crashes still gets a ``history.json`` (``"status": "failed"``) so a pipeline that
-trains many configurations can report the failure instead of stopping.
+into the output folder, plus TensorBoard logs (to a local folder, or mirrored live to
+a ``gs://`` logs root). A configuration whose training crashes still gets a
+``history.json`` (``"status": "failed"``) so a pipeline that trains many
+configurations can report the failure instead of stopping.
+
+Training survives preemption. After every epoch the full training state (model and
+optimizer variables, stage, epoch, history so far, best weights and best
+``val_loss``, and the state of the learning-rate and early-stopping callbacks) is
+saved to a checkpoint (``<out_dir>/checkpoint/`` by default, or any local path or
+``gs://`` URI): the arrays go to ``state-epochNNNN.npz``, then ``latest.json`` (the
+rest, and the name of that file) replaces the previous pointer, so a kill at any
+moment leaves the last complete checkpoint readable. Run again with the same
+arguments, training resumes after the last completed epoch; a checkpoint made for
+a different model, profile or split is ignored (with a warning) and training starts
+over. The checkpoint is deleted once ``model.keras`` and ``history.json`` are written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
+import json
 import math
 import os
 import shutil
@@ -32,6 +46,14 @@ from cnnzoo.fsutil import atomic_write_json, atomic_write_text
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
 CONFIG_FILE = "config.yaml"
+#: Default checkpoint folder inside the output folder.
+CHECKPOINT_DIR = "checkpoint"
+#: The checkpoint's pointer file, written last: its presence marks a complete checkpoint.
+CHECKPOINT_POINTER = "latest.json"
+#: Version of the checkpoint layout; a checkpoint of another version is ignored.
+CHECKPOINT_FORMAT = 1
+#: Seconds between uploads of new TensorBoard events to a ``gs://`` logs root.
+LOG_SYNC_S = 30.0
 
 
 def train_model(
@@ -40,8 +62,20 @@ def train_model(
     out_dir: str | os.PathLike,
     profile: Profile,
     logs_dir: str | os.PathLike | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Train ``model_name`` on ``split_dir`` and write the results into ``out_dir``.
+
+    The training state is checkpointed after every epoch. If ``checkpoint_dir`` holds a
+    checkpoint of this same run (same model, resolved profile and ``split.json``; the
+    run's fingerprint is stored in the checkpoint), training resumes after its last
+    epoch, in its stage, with its learning rate, optimizer moments, callback counters,
+    history and best weights, and prints ``resuming <model> from epoch N (stage K)``.
+    The TensorBoard logs are kept and the resumed epochs continue their step numbers.
+    A checkpoint of another run, or one that cannot be read, is ignored with a
+    ``warning:`` line on stderr and training starts over (replacing the logs). What is
+    not restored is the position in the shuffled data stream: resumed epochs see a
+    different shuffle order than an uninterrupted run would.
 
     Args:
         model_name: a registered configuration (see :func:`cnnzoo.models.list_models`).
@@ -53,19 +87,25 @@ def train_model(
         logs_dir: TensorBoard logs root, a local path or a URI such as ``gs://bucket/tb``;
             the run logs to ``<logs_dir>/<model_name>``
             (``stage1``/``stage2`` below it for two-stage configurations). Defaults to
-            ``<out_dir>/logs``.
+            ``<out_dir>/logs``. A ``gs://`` root gets the events written locally and
+            uploaded every :data:`LOG_SYNC_S` seconds and at the end.
+        checkpoint_dir: where to keep the training state between epochs, a local path or
+            a ``gs://`` URI that survives the task (on KFP, a retried pod may get a fresh
+            ``out_dir``). Defaults to ``<out_dir>/checkpoint``. Removed after success.
 
     Returns:
         The history written to ``history.json`` (docs/architecture.md): ``status`` is
         ``"ok"``, or ``"failed"`` with ``error`` (``"<ExceptionType>: <first line>"``)
-        when training itself raised. ``best_val_loss`` and ``best_epoch`` are those of
-        the saved model; ``best_val_accuracy`` is the highest of any epoch;
-        ``trainable_params`` counts what the last stage trained; ``images_per_s`` is
-        training images processed per second of ``fit`` (validation passes included).
+        when training itself raised (the checkpoint is then kept, so a rerun resumes).
+        ``best_val_loss`` and ``best_epoch`` are those of the saved model;
+        ``best_val_accuracy`` is the highest of any epoch; ``trainable_params`` counts
+        what the last stage trained; ``images_per_s`` is training images processed per
+        second of ``fit`` (validation passes included), over all attempts.
 
     Raises:
         CnnzooError: bad input (unknown model, unreadable split, image size mismatch,
-            image size below the model's minimum...).
+            image size below the model's minimum, an unreachable ``gs://`` checkpoint
+            or logs location...).
     """
     from cnnzoo import __version__
     from cnnzoo.models import get_spec
@@ -91,10 +131,16 @@ def train_model(
     for stale in (MODEL_FILE, HISTORY_FILE):
         with contextlib.suppress(FileNotFoundError):
             (out / stale).unlink()
+    checkpoint = _Checkpoint(
+        str(checkpoint_dir) if checkpoint_dir is not None else str(out / CHECKPOINT_DIR),
+        _fingerprint(model_name, profile, split_json),
+    )
+    resume = checkpoint.load()
     # Kept as a string: the logs root may be a URI (gs://...) that Path would mangle.
     logs_root = str(logs_dir).rstrip("/") if logs_dir is not None else str(out / "logs")
     model_logs = f"{logs_root}/{model_name}"
-    _remove_logs(model_logs)  # a rerun (or a KFP retry) replaces its own logs
+    if resume is None:
+        _remove_logs(model_logs)  # a fresh run (or a retry from scratch) replaces its logs
 
     config = {
         "model": model_name,
@@ -112,31 +158,32 @@ def train_model(
     atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
     weights = profile.weights if (spec.pretrained and profile.weights) else "random"
 
-    run = _Run(model_name, spec, stages, profile, info, split_dir, model_logs, train_count)
-    try:
-        history = run.train(out / MODEL_FILE)
-    except CnnzooError:
-        raise
-    except Exception as e:  # a crash in training is reported, not fatal to the pipeline
-        traceback.print_exc(file=sys.stderr)
-        history = {
-            "model": model_name,
-            "status": "failed",
-            "error": f"{type(e).__name__}: {_one_line(str(e))}",
-            "weights": weights,
-            "epochs": run.records,
-        }
-        atomic_write_json(out / HISTORY_FILE, history)
-        return history
-
-    history = {
-        "model": model_name,
-        "status": "ok",
-        "weights": weights,
-        **history,
-    }
+    with _log_folder(model_logs) as local_logs:
+        run = _Run(model_name, spec, stages, profile, info, split_dir, local_logs, train_count)
+        try:
+            history = {
+                "model": model_name,
+                "status": "ok",
+                "weights": weights,
+                **run.train(out / MODEL_FILE, checkpoint, resume),
+            }
+        except CnnzooError:
+            raise
+        except Exception as e:  # a crash in training is reported, not fatal to the pipeline
+            traceback.print_exc(file=sys.stderr)
+            history = {
+                "model": model_name,
+                "status": "failed",
+                "error": f"{type(e).__name__}: {_one_line(str(e))}",
+                "weights": weights,
+                "epochs": run.records,
+            }
+        else:
+            _log_hparams(local_logs, model_name, spec, profile, history)
+    # Written once the logs are complete (and synced to gs://): it marks the run done.
     atomic_write_json(out / HISTORY_FILE, history)
-    _log_hparams(model_logs, model_name, spec, profile, history)
+    if history["status"] == "ok":
+        checkpoint.remove()
     return history
 
 
@@ -156,8 +203,12 @@ class _Run:
         self.best_val_loss = math.inf
         self.best_epoch: int | None = None
         self.best_weights: list | None = None
+        self.fit_seconds = 0.0  # in earlier stages and attempts
+        self.fit_started = 0.0  # perf_counter() at the start of the current fit
 
-    def train(self, model_path: Path) -> dict[str, Any]:
+    def train(
+        self, model_path: Path, checkpoint: _Checkpoint, resume: dict[str, Any] | None
+    ) -> dict[str, Any]:
         import keras
 
         from cnnzoo.models import build_model, count_trainable_params, prepare_stage
@@ -174,6 +225,9 @@ class _Run:
                 weights=profile.weights if self.spec.pretrained else None,
             )
             model = _float32_output(model)
+            first_stage, continuing = 1, None
+            if resume is not None:
+                first_stage, continuing = self._resume(model, checkpoint, resume)
             train_ds = load_split(
                 self.split_dir,
                 "train",
@@ -185,9 +239,11 @@ class _Run:
             val_ds = load_split(self.split_dir, "val", profile.batch_size)
             verbose = 1 if sys.stdout.isatty() else 2
             two_stage = len(self.stages) > 1
-            fit_seconds = 0.0
             for k, stage in enumerate(self.stages, start=1):
-                if k > 1 and self.best_weights is not None:
+                if k < first_stage:
+                    continue
+                resumed = continuing if k == first_stage else None
+                if k > 1 and resumed is None and self.best_weights is not None:
                     _restore(self.best_weights)  # stage 2 starts from the best stage-1 model
                 prepare_stage(model, self.model_name, k)
                 model.compile(
@@ -196,8 +252,33 @@ class _Run:
                     metrics=["accuracy"],
                     jit_compile=profile.jit_compile,
                 )
-                first = len(self.records)
-                # TensorBoard precedes ReduceLROnPlateau so it logs the rate the epoch used.
+                if resumed is not None:
+                    _restore_optimizer(model, resumed["optimizer"], checkpoint.location)
+                callback_state = resumed["callbacks"] if resumed is not None else {}
+                stage_start = sum(1 for r in self.records if r["stage"] < k)
+                stateful = {
+                    "reduce_lr": _resumable(
+                        keras.callbacks.ReduceLROnPlateau,
+                        ("wait", "best", "cooldown_counter"),
+                        callback_state.get("reduce_lr"),
+                        monitor="val_loss",
+                        factor=profile.lr_factor,
+                        patience=stage.lr_patience,
+                        min_delta=profile.min_delta,
+                        verbose=1,
+                    ),
+                    "early_stopping": _resumable(
+                        keras.callbacks.EarlyStopping,
+                        ("wait", "best", "best_epoch", "stopped_epoch"),
+                        callback_state.get("early_stopping"),
+                        monitor="val_loss",
+                        patience=stage.stop_patience,
+                        restore_best_weights=False,
+                        verbose=1,
+                    ),
+                }
+                # TensorBoard precedes ReduceLROnPlateau so it logs the rate the epoch used;
+                # the checkpoint comes last, to save what every other callback did.
                 callbacks = [
                     _epoch_recorder(self, k),
                     keras.callbacks.TensorBoard(
@@ -205,31 +286,23 @@ class _Run:
                         write_graph=True,
                         update_freq="epoch",
                     ),
-                    keras.callbacks.ReduceLROnPlateau(
-                        monitor="val_loss",
-                        factor=profile.lr_factor,
-                        patience=stage.lr_patience,
-                        min_delta=profile.min_delta,
-                        verbose=1,
-                    ),
-                    keras.callbacks.EarlyStopping(
-                        monitor="val_loss",
-                        patience=stage.stop_patience,
-                        restore_best_weights=False,
-                        verbose=1,
-                    ),
+                    stateful["reduce_lr"],
+                    stateful["early_stopping"],
+                    _checkpointer(self, checkpoint, k, stage_start + stage.epochs, stateful),
                 ]
-                t0 = time.perf_counter()
+                self.fit_started = time.perf_counter()
                 model.fit(
                     train_ds,
                     validation_data=val_ds,
-                    epochs=first + stage.epochs,
-                    initial_epoch=first,
+                    epochs=stage_start + stage.epochs,
+                    initial_epoch=len(self.records),
                     callbacks=callbacks,
                     shuffle=False,  # the dataset shuffles itself
                     verbose=verbose,
                 )
-                fit_seconds += time.perf_counter() - t0
+                self.fit_seconds += time.perf_counter() - self.fit_started
+            if first_stage > len(self.stages):  # resumed after the last epoch: nothing ran
+                prepare_stage(model, self.model_name, len(self.stages))
             if not self.records:
                 raise RuntimeError("training ran no epochs")
             if self.best_weights is not None:
@@ -246,11 +319,69 @@ class _Run:
             "best_epoch": self.best_epoch,
             "best_val_accuracy": max(val_accs) if val_accs else None,
             "best_val_loss": self.best_val_loss if self.best_epoch is not None else None,
-            "train_time_s": round(fit_seconds, 3),
-            "images_per_s": round(self.train_count * epochs_run / fit_seconds, 2),
+            "train_time_s": round(self.fit_seconds, 3),
+            "images_per_s": round(self.train_count * epochs_run / self.fit_seconds, 2),
             "total_params": int(model.count_params()),
             "trainable_params": count_trainable_params(model),
         }
+
+    def _resume(self, model, checkpoint: _Checkpoint, state: dict[str, Any]):
+        """Load a checkpoint's state into this run and ``model``.
+
+        Returns:
+            ``(first stage to run, state to continue that stage with or None)``: after
+            a finished stage the next one starts afresh.
+        """
+        arrays = state["arrays"]
+        _assign(model.weights, arrays["model"], checkpoint.location, "model")
+        best = arrays["model"] if state["best_is_last"] else arrays["best"]
+        if best:
+            _check_fit(model.weights, best, checkpoint.location, "best")
+            self.best_weights = list(zip(model.weights, best, strict=True))
+        self.records = state["records"]
+        self.best_val_loss = state["best_val_loss"]
+        self.best_epoch = state["best_epoch"]
+        self.fit_seconds = state["fit_seconds"]
+        stage = state["stage"]
+        if state["stage_done"]:
+            first_stage, continuing = stage + 1, None
+        else:
+            first_stage = stage
+            continuing = {"optimizer": arrays["optimizer"], "callbacks": state["callbacks"]}
+        n = len(self.records)
+        if first_stage <= len(self.stages):
+            print(f"resuming {self.model_name} from epoch {n + 1} (stage {first_stage})")
+        else:
+            print(f"resuming {self.model_name} after its last epoch ({n}): saving the model")
+        sys.stdout.flush()
+        return first_stage, continuing
+
+    def save_checkpoint(self, model, checkpoint, stage, stage_done, callbacks_state) -> None:
+        """Save the state after the epoch just recorded (see :class:`_Checkpoint`)."""
+        fit_seconds = self.fit_seconds + (time.perf_counter() - self.fit_started)
+        # The best weights are often this epoch's: then they are not saved twice.
+        best_is_last = self.best_weights is not None and self.best_epoch == len(self.records)
+        checkpoint.save(
+            {
+                "model": self.model_name,
+                "epoch": len(self.records),
+                "stage": stage,
+                "stage_done": stage_done,
+                "records": self.records,
+                "best_val_loss": self.best_val_loss,
+                "best_epoch": self.best_epoch,
+                "fit_seconds": fit_seconds,
+                "callbacks": callbacks_state,
+                "best_is_last": best_is_last,
+            },
+            {
+                "model": [w.numpy() for w in model.weights],
+                "optimizer": [v.numpy() for v in model.optimizer.variables],
+                "best": []
+                if best_is_last or not self.best_weights
+                else [a for _, a in self.best_weights],
+            },
+        )
 
 
 def _epoch_recorder(run: _Run, stage: int):
@@ -289,6 +420,250 @@ def _epoch_recorder(run: _Run, stage: int):
     return EpochRecorder()
 
 
+def _resumable(cls, keys: tuple[str, ...], state: dict[str, Any] | None, **kwargs):
+    """An instance of the Keras callback ``cls`` whose attributes ``keys`` can be saved.
+
+    ``state`` (from :meth:`state` of an earlier instance) is put back after the
+    callback's own ``on_train_begin`` has reset it.
+    """
+
+    class Resumable(cls):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            if state is not None:
+                for key in keys:
+                    setattr(self, key, state[key])
+
+        def state(self) -> dict[str, Any]:
+            return {key: _plain(getattr(self, key)) for key in keys}
+
+    Resumable.__name__ = cls.__name__
+    return Resumable(**kwargs)
+
+
+def _checkpointer(run: _Run, checkpoint, stage: int, stage_end: int, stateful):
+    """A callback saving the run's state to ``checkpoint`` at the end of every epoch.
+
+    It must come after every other callback: it saves what they did (the reduced
+    learning rate, the ``state()`` of the ``stateful`` callbacks by name, the
+    early-stopping decision). Keras' TensorBoard callback writes an epoch's summaries
+    inside ``writer.as_default()``, whose exit flushes them, so an epoch that is in
+    the checkpoint is in the logs too; an epoch logged but killed before its
+    checkpoint is written (a window of one file write) is logged again on resume.
+    """
+    import keras
+
+    class Checkpointer(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            states = {name: callback.state() for name, callback in stateful.items()}
+            done = bool(self.model.stop_training) or epoch + 1 >= stage_end
+            run.save_checkpoint(self.model, checkpoint, stage, done, states)
+
+    return Checkpointer()
+
+
+def _check_fit(variables: list, arrays: list, where: str, what: str) -> None:
+    if len(arrays) != len(variables) or any(
+        tuple(v.shape) != a.shape for v, a in zip(variables, arrays, strict=False)
+    ):
+        raise CnnzooError(
+            f"{where}: the checkpoint's {what} variables do not fit the model; "
+            "delete the checkpoint to start over"
+        )
+
+
+def _assign(variables: list, arrays: list, where: str, what: str) -> None:
+    """Assign saved ``arrays`` to ``variables``, checking they fit one another."""
+    _check_fit(variables, arrays, where, what)
+    for variable, value in zip(variables, arrays, strict=True):
+        variable.assign(value)
+
+
+def _restore_optimizer(model, arrays: list, where: str) -> None:
+    """Give the freshly compiled model's optimizer the saved state (moments, step, rate)."""
+    optimizer = model.optimizer
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    _assign(optimizer.variables, arrays, where, "optimizer")
+
+
+def _fingerprint(model_name: str, profile: Profile, split_json: Path) -> str:
+    """What makes a checkpoint this run's: model, resolved profile and the split itself."""
+    what = {
+        "model": model_name,
+        "profile": profile.to_dict(),
+        "split_json_sha256": hashlib.sha256(split_json.read_bytes()).hexdigest(),
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+
+
+class _Checkpoint:
+    """A run's training state in a folder or ``gs://`` prefix: ``state-epochNNNN.npz`` + pointer.
+
+    :meth:`save` writes the arrays under a new name first and then replaces
+    ``latest.json`` (every write atomic: a temporary file renamed locally, a single
+    object upload on Cloud Storage), then deletes older array files. So a kill at any
+    moment leaves ``latest.json`` naming a complete array file.
+    """
+
+    def __init__(self, location: str, fingerprint: str) -> None:
+        from cnnzoo.storage import is_gcs
+
+        self.location = location.rstrip("/")
+        self.fingerprint = fingerprint
+        self.remote = is_gcs(self.location)
+        self._gcs = None
+
+    def _client(self):
+        if self._gcs is None:
+            from cnnzoo.storage import gcs_client
+
+            self._gcs = gcs_client(self.location)
+        return self._gcs
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state, with ``arrays``, if it exists and belongs to this run, else None."""
+        import numpy as np
+
+        pointer = f"{self.location}/{CHECKPOINT_POINTER}"
+        with tempfile.TemporaryDirectory(prefix="cnnzoo-ckpt-") as tmp:
+            path = self._fetch(CHECKPOINT_POINTER, Path(tmp))
+            if path is None:
+                return None
+            try:
+                state = json.loads(path.read_text(encoding="utf-8"))
+                if state.get("format") != CHECKPOINT_FORMAT:
+                    raise ValueError(f"unknown format {state.get('format')!r}")
+                if state.get("fingerprint") != self.fingerprint:
+                    print(
+                        f"warning: {pointer}: checkpoint made for a different model, profile "
+                        "or split; starting over",
+                        file=sys.stderr,
+                    )
+                    return None
+                path = self._fetch(state["arrays_file"], Path(tmp))
+                if path is None:
+                    raise ValueError(f"{state['arrays_file']} is missing")
+                with np.load(path, allow_pickle=False) as npz:
+                    state["arrays"] = {
+                        part: [npz[f"{part}_{i:05d}"] for i in range(state["counts"][part])]
+                        for part in ("model", "optimizer", "best")
+                    }
+            except (ValueError, KeyError, TypeError, OSError) as e:
+                print(
+                    f"warning: {pointer}: unreadable checkpoint ({_one_line(str(e))}); "
+                    "starting over",
+                    file=sys.stderr,
+                )
+                return None
+        return state
+
+    def save(self, state: dict[str, Any], arrays: dict[str, list]) -> None:
+        """Save ``state`` (JSON-able) and ``arrays`` (lists of numpy arrays by part)."""
+        import numpy as np
+
+        name = f"state-epoch{state['epoch']:04d}.npz"
+        self._write(
+            name,
+            lambda f: np.savez(
+                f, **{f"{p}_{i:05d}": a for p, items in arrays.items() for i, a in enumerate(items)}
+            ),
+        )
+        pointer = {
+            "format": CHECKPOINT_FORMAT,
+            "fingerprint": self.fingerprint,
+            **state,
+            "arrays_file": name,
+            "counts": {part: len(items) for part, items in arrays.items()},
+        }
+        text = json.dumps(pointer, indent=1) + "\n"
+        self._write(CHECKPOINT_POINTER, lambda f: f.write(text.encode("utf-8")))
+        for old in self._names():
+            if old.startswith("state-epoch") and old != name:
+                self._delete(old)
+
+    def remove(self) -> None:
+        """Delete the checkpoint's files (and its folder, if that is then empty)."""
+        for name in self._names():
+            if name == CHECKPOINT_POINTER or name.startswith("state-epoch"):
+                self._delete(name)
+        if not self.remote:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.location)
+
+    # --- storage: a local folder or a gs:// prefix ---------------------------------------
+
+    def _names(self) -> list[str]:
+        if not self.remote:
+            folder = Path(self.location)
+            return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        from cnnzoo.storage import list_objects, parse_gs_uri
+
+        top = parse_gs_uri(self.location)[1].rstrip("/")
+        top = f"{top}/" if top else ""
+        return [b.name[len(top) :] for b in list_objects(self.location, self._client())]
+
+    def _fetch(self, name: str, tmp: Path) -> Path | None:
+        """A local path holding the file ``name``, or None if it does not exist."""
+        if not self.remote:
+            path = Path(self.location) / name
+            return path if path.is_file() else None
+        from cnnzoo.storage import download_file
+
+        if name not in self._names():
+            return None
+        return download_file(f"{self.location}/{name}", tmp / name, self._client())
+
+    def _write(self, name: str, fill) -> None:
+        """Write the file ``name`` atomically with ``fill(binary file object)``."""
+        if self.remote:
+            from cnnzoo.storage import upload_tree
+
+            with tempfile.TemporaryDirectory(prefix="cnnzoo-ckpt-") as tmp:
+                with open(Path(tmp) / name, "wb") as f:
+                    fill(f)
+                # One object: it appears whole or not at all.
+                upload_tree(tmp, self.location, self._client())
+            return
+        folder = Path(self.location)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                fill(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, folder / name)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def _delete(self, name: str) -> None:
+        if not self.remote:
+            with contextlib.suppress(FileNotFoundError):
+                (Path(self.location) / name).unlink()
+            return
+        from google.api_core.exceptions import GoogleAPIError, NotFound
+
+        from cnnzoo.storage import parse_gs_uri
+
+        bucket, key = parse_gs_uri(f"{self.location}/{name}")
+        try:
+            self._client().bucket(bucket).blob(key).delete()
+        except NotFound:
+            pass  # already gone: what deleting it was for
+        except GoogleAPIError as e:  # a leftover file costs space only; training goes on
+            print(f"warning: {self.location}/{name}: cannot delete ({e})", file=sys.stderr)
+
+
+def _plain(value):
+    """A callback attribute as plain JSON data (numpy scalars become Python numbers)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return value.item() if hasattr(value, "item") else float(value)
+
+
 def _restore(snapshot: list) -> None:
     for variable, value in snapshot:
         variable.assign(value)
@@ -323,15 +698,57 @@ def _save_model(model, path: Path) -> None:
         raise
 
 
+@contextlib.contextmanager
+def _log_folder(model_logs: str):
+    """The folder Keras writes TensorBoard events to while training.
+
+    A local ``model_logs`` is used as is. For a ``gs://`` one, the events are written
+    to a local scratch folder that :class:`cnnzoo.storage.LogSync` mirrors to it every
+    :data:`LOG_SYNC_S` seconds (so TensorBoard shows training live) and once more at
+    the end; new event files get new names, so a resumed run adds to the old ones.
+    """
+    from cnnzoo.storage import LogSync, is_gcs
+
+    if not is_gcs(model_logs):
+        yield model_logs
+        return
+    with tempfile.TemporaryDirectory(prefix="cnnzoo-tb-") as tmp:
+        with LogSync(tmp, model_logs, interval_s=LOG_SYNC_S):
+            yield tmp
+
+
 def _remove_logs(path: str) -> None:
-    """Delete a TensorBoard folder, local or remote (``tf.io.gfile`` knows ``gs://``)."""
+    """Delete a TensorBoard folder: local, ``gs://`` or another ``tf.io.gfile`` scheme."""
     if "://" not in path:
         shutil.rmtree(path, ignore_errors=True)
+        return
+    from cnnzoo.storage import is_gcs
+
+    if is_gcs(path):
+        _remove_gcs_folder(path)
         return
     import tensorflow as tf
 
     if tf.io.gfile.exists(path):
         tf.io.gfile.rmtree(path)
+
+
+def _remove_gcs_folder(uri: str) -> None:
+    """Delete every object under the ``gs://`` folder ``uri``."""
+    from google.api_core.exceptions import GoogleAPIError, NotFound
+
+    from cnnzoo.storage import list_objects
+
+    for blob in list_objects(uri):
+        try:
+            blob.delete()
+        except NotFound:
+            pass  # deleted meanwhile: what was wanted
+        except GoogleAPIError as e:
+            raise CnnzooError(
+                f"gs://{blob.bucket.name}/{blob.name}: cannot delete old TensorBoard logs "
+                f"({type(e).__name__}: {_one_line(str(e))})"
+            ) from None
 
 
 def _log_hparams(model_logs: str, model_name, spec, profile: Profile, history) -> None:
