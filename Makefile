@@ -71,3 +71,28 @@ format: install ## format the code with ruff
 .PHONY: clean
 clean: ## remove build outputs (keeps .venv and runs/)
 	rm -rf build .pytest_cache .ruff_cache
+
+# --- the pipeline: local run, compile, submit --------------------------------------------
+KFP_HOST ?= http://localhost:8080
+SUBMIT_ARGS ?=
+PIPELINE_IMAGES = --image $(IMAGE_REGISTRY)/cnnzoo:$(IMAGE_TAG) \
+  --gpu-image $(IMAGE_REGISTRY)/cnnzoo-gpu:$(IMAGE_TAG)
+
+.PHONY: run
+run: install ## run the pipeline locally (kfp.local): all fourteen models, demo data and profile
+	$(BIN)/cnnzoo run
+
+.PHONY: compile
+compile: install ## compile the pipeline to build/cnn_comparison.yaml (configs/cluster.yaml)
+	$(BIN)/cnnzoo compile --out build/cnn_comparison.yaml $(PIPELINE_IMAGES)
+
+.PHONY: submit
+submit: install ## compile and start a cluster run: make submit KFP_HOST=URL SUBMIT_ARGS='--data gs://...'
+	$(BIN)/cnnzoo submit --host $(KFP_HOST) $(PIPELINE_IMAGES) $(SUBMIT_ARGS)
+
+# --- benchmarks ---------------------------------------------------------------------------
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: install ## input path and training speed vs the notebook's way (benchmarks/bench.py)
+	$(PY) -m benchmarks.bench $(BENCH_ARGS)

@@ -1,0 +1,140 @@
+"""CLI commands over the pipeline: ``cnnzoo run``, ``cnnzoo compile``, ``cnnzoo submit``.
+
+Imported by :mod:`cnnzoo.cli`, which registers the commands below.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from cnnzoo.cli import command
+from cnnzoo.errors import CnnzooError
+
+
+def _models(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise CnnzooError("--models: expected a comma-separated list of model configurations")
+    return names
+
+
+def _study_args(p: argparse.ArgumentParser, data_help: str) -> None:
+    p.add_argument("--data", default="demo", metavar="URI", help=data_help)
+    p.add_argument(
+        "--models",
+        default=None,
+        metavar="A,B,...",
+        help="comma-separated model configurations (default: all; see 'cnnzoo models')",
+    )
+    p.add_argument("--profile", default="demo", help="profile name (default: demo)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile field, e.g. --set max_epochs=1 (repeatable)",
+    )
+    p.add_argument("--seed", type=int, default=None, help="the run's seed (default: profile's)")
+
+
+def _image_args(p: argparse.ArgumentParser) -> None:
+    from cnnzoo.pipeline_runner import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
+
+    p.add_argument("--image", default=DEFAULT_IMAGE, help=f"step image (default {DEFAULT_IMAGE})")
+    p.add_argument(
+        "--gpu-image",
+        default=DEFAULT_GPU_IMAGE,
+        help=f"image of steps on accelerator pools (default {DEFAULT_GPU_IMAGE})",
+    )
+    p.add_argument(
+        "--placement",
+        default=None,
+        metavar="YAML",
+        help="cluster placement file (default: configs/cluster.yaml)",
+    )
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    _study_args(p, "'demo' (default), a local folder or archive, or gs://bucket/prefix")
+    p.add_argument("--out", default="runs", metavar="DIR", help="runs folder (default: runs)")
+
+
+@command("run", "run the whole pipeline locally (kfp.local, one subprocess per step)", _run_args)
+def _run(ns: argparse.Namespace) -> int:
+    from cnnzoo.pipeline_runner import run_local
+
+    result = run_local(
+        data_uri=ns.data,
+        models=_models(ns.models),
+        profile=ns.profile,
+        overrides=ns.overrides,
+        seed=ns.seed,
+        runs_dir=ns.out,
+    )
+    print(f"finished in {result.seconds / 60:.1f} min; run folder {result.run_dir}")
+    print(f"report: {result.report_html}")
+    return 0
+
+
+def _compile_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--out",
+        default="build/cnn_comparison.yaml",
+        help="YAML file to write (default: build/cnn_comparison.yaml)",
+    )
+    _image_args(p)
+
+
+@command(
+    "compile", "compile the pipeline to YAML for a Kubeflow Pipelines 2.x backend", _compile_args
+)
+def _compile(ns: argparse.Namespace) -> int:
+    from cnnzoo.pipeline_runner import compile_pipeline
+
+    out = compile_pipeline(ns.out, image=ns.image, gpu_image=ns.gpu_image, placement=ns.placement)
+    print(f"compiled: {out}")
+    return 0
+
+
+def _submit_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", required=True, help="KFP endpoint, e.g. http://localhost:8080")
+    p.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user)")
+    p.add_argument("--experiment", default="cnnzoo", help="experiment name (default: cnnzoo)")
+    p.add_argument("--run-name", default=None, help="run display name")
+    _study_args(p, "'demo' (default) or gs://bucket/prefix (folder or archive)")
+    p.add_argument(
+        "--tensorboard-root",
+        default="",
+        metavar="URI",
+        help="write every model's TensorBoard logs under this gs:// prefix",
+    )
+    p.add_argument("--pipeline-root", default=None, help="artifact root (default: backend's)")
+    _image_args(p)
+
+
+@command("submit", "compile the pipeline and start a run on a Kubeflow cluster", _submit_args)
+def _submit(ns: argparse.Namespace) -> int:
+    from cnnzoo.pipeline_runner import submit
+
+    run = submit(
+        host=ns.host,
+        namespace=ns.namespace,
+        experiment=ns.experiment,
+        run_name=ns.run_name,
+        data_uri=ns.data,
+        models=_models(ns.models),
+        profile=ns.profile,
+        overrides=ns.overrides,
+        seed=ns.seed,
+        tensorboard_root=ns.tensorboard_root,
+        image=ns.image,
+        gpu_image=ns.gpu_image,
+        placement=ns.placement,
+        pipeline_root=ns.pipeline_root,
+    )
+    print(f"run id: {run.run_id}")
+    print(f"run url: {run.url}")
+    return 0

@@ -1,0 +1,36 @@
+"""The evaluate step: test-set metrics and confusion matrix of one trained model."""
+
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+
+from components import make_component
+
+
+def evaluate(
+    model: Input[Model],
+    splits: Input[Dataset],
+    evaluation: Output[Artifact],
+    metrics: Output[Metrics],
+    confusion: Output[ClassificationMetrics],
+):
+    """Evaluate ``model`` on the test split; ``evaluation`` is the evaluation JSON."""
+    from cnnzoo.evaluate import evaluate_model
+
+    result = evaluate_model(model.path, splits.path, evaluation.path)
+    name = result["model"]
+    evaluation.metadata.update({"model": name, "status": result["status"]})
+    if result["status"] != "ok":
+        print(f"[cnnzoo] evaluate {name}: no trained model ({result.get('error')})", flush=True)
+        return
+    for key in ("test_accuracy", "test_loss", "train_accuracy", "gap", "total_params"):
+        metrics.log_metric(key, result[key])
+    confusion.log_confusion_matrix(result["classes"], result["confusion_matrix"])
+    print(
+        f"[cnnzoo] evaluate {name} done: test_accuracy {result['test_accuracy']:.4f}, "
+        f"gap {result['gap']:+.4f}",
+        flush=True,
+    )
+
+
+def op(image: str):
+    """The evaluate component on ``image``."""
+    return make_component(evaluate, image)

@@ -1,0 +1,33 @@
+"""The ingest step: validate an image-folder dataset (folder, archive, gs:// or 'demo')."""
+
+from kfp.dsl import Dataset, Output
+
+from components import make_component
+
+
+def ingest(data_uri: str, dataset: Output[Dataset]):
+    """Copy the usable images of ``data_uri`` and write their manifest into ``dataset``."""
+    import cnnzoo.ingest
+
+    print(f"[cnnzoo] ingest {data_uri}: started", flush=True)
+    manifest = cnnzoo.ingest.ingest(data_uri, dataset.path)
+    counts = {split: sum(per_class.values()) for split, per_class in manifest["counts"].items()}
+    dataset.metadata.update(
+        {
+            "source": data_uri,
+            "classes": manifest["classes"],
+            "counts": counts,
+            "skipped": len(manifest["skipped"]),
+        }
+    )
+    print(
+        f"[cnnzoo] ingest done: {len(manifest['classes'])} classes, "
+        + ", ".join(f"{k} {v}" for k, v in counts.items())
+        + f", {len(manifest['skipped'])} skipped",
+        flush=True,
+    )
+
+
+def op(image: str):
+    """The ingest component on ``image``."""
+    return make_component(ingest, image)

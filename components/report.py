@@ -1,0 +1,57 @@
+"""The report step: fan-in of every model's evaluation into the comparison report."""
+
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Output
+
+from components import make_component
+
+
+def report(
+    evaluations: Input[list[Artifact]],
+    dataset: Input[Dataset],
+    splits: Input[Dataset],
+    data_uri: str,
+    profile: str,
+    overrides: list,
+    seed: int,
+    tensorboard_root: str,
+    run_name: str,
+    comparison: Output[Artifact],
+    html: Output[HTML],
+    markdown: Output[Markdown],
+):
+    """Build the report from the evaluation JSONs; ``comparison`` holds all of its files
+    (report.html, report.md, comparison.csv, comparison.json)."""
+    import os
+    import shutil
+
+    from cnnzoo.config import load_profile
+    from cnnzoo.fsutil import read_json
+    from cnnzoo.report import build_report
+
+    results = [read_json(a.path) for a in evaluations]
+    context = {
+        "run_name": run_name,
+        "data_uri": data_uri,
+        "data": read_json(os.path.join(dataset.path, "manifest.json")),
+        "split": read_json(os.path.join(splits.path, "split.json")),
+        "profile": load_profile(profile, [*overrides, f"seed={seed}"]).to_dict(),
+        "seed": seed,
+        "tensorboard_root": tensorboard_root,
+    }
+    paths = build_report(results, comparison.path, context=context)
+    shutil.copyfile(paths["html"], html.path)
+    shutil.copyfile(paths["markdown"], markdown.path)
+    failed = [r["model"] for r in results if r.get("status") != "ok"]
+    comparison.metadata.update(
+        {"models": [r["model"] for r in results], "best": paths["best"], "failed": failed}
+    )
+    print(
+        f"[cnnzoo] report done: {len(results)} models, best {paths['best']}, "
+        f"{len(failed)} failed" + (f" ({', '.join(failed)})" if failed else ""),
+        flush=True,
+    )
+
+
+def op(image: str):
+    """The report component on ``image``."""
+    return make_component(report, image)

@@ -1,0 +1,64 @@
+"""The train step: train one registered model configuration."""
+
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+from components import make_component
+
+
+def train(
+    model_name: str,
+    splits: Input[Dataset],
+    profile: str,
+    overrides: list,
+    seed: int,
+    tensorboard_root: str,
+    model: Output[Model],
+    tensorboard: Output[Artifact],
+):
+    """Train ``model_name`` on ``splits``; ``model`` gets model.keras, config.yaml, history.json.
+
+    TensorBoard logs go to ``<tensorboard_root>/<model_name>/`` when a root is given
+    (e.g. ``gs://bucket/tb/<run>``, one place for every model), else into ``tensorboard``.
+    A training error is recorded in history.json (status "failed") for the report; a
+    crash (lost node, OOM kill) fails the task so the retry policy applies.
+    """
+    import os
+
+    from cnnzoo.config import load_profile
+    from cnnzoo.fsutil import atomic_write_text
+    from cnnzoo.train import train_model
+
+    prof = load_profile(profile, [*overrides, f"seed={seed}"])
+    logs_root = tensorboard_root.rstrip("/") if tensorboard_root else tensorboard.path
+    print(f"[cnnzoo] train {model_name}: started", flush=True)
+    history = train_model(model_name, splits.path, model.path, prof, logs_dir=logs_root)
+    keys = (
+        "status",
+        "epochs_run",
+        "best_val_accuracy",
+        "best_val_loss",
+        "total_params",
+        "train_time_s",
+        "error",
+    )
+    model.metadata.update({"model": model_name, **{k: history[k] for k in keys if k in history}})
+    tensorboard.metadata["logs"] = f"{logs_root}/{model_name}"
+    if tensorboard_root:
+        # The artifact must exist; it points at the shared logs root.
+        os.makedirs(tensorboard.path, exist_ok=True)
+        atomic_write_text(
+            os.path.join(tensorboard.path, "LOGS_AT.txt"), f"{logs_root}/{model_name}\n"
+        )
+    if history.get("status") == "ok":
+        print(
+            f"[cnnzoo] train {model_name} done: {history['epochs_run']} epochs, "
+            f"best val_accuracy {history['best_val_accuracy']:.4f}",
+            flush=True,
+        )
+    else:
+        print(f"[cnnzoo] train {model_name} FAILED: {history.get('error')}", flush=True)
+
+
+def op(image: str):
+    """The train component on ``image``."""
+    return make_component(train, image)
