@@ -40,6 +40,15 @@ def _study_args(p: argparse.ArgumentParser, data_help: str) -> None:
     p.add_argument("--seed", type=int, default=None, help="the run's seed (default: profile's)")
 
 
+def _output_arg(p: argparse.ArgumentParser, where: str) -> None:
+    p.add_argument(
+        "--output",
+        default="",
+        metavar="URI",
+        help=f"export the report, models, checkpoints and TensorBoard logs to {where}",
+    )
+
+
 def _image_args(p: argparse.ArgumentParser) -> None:
     from cnnzoo.pipeline_runner import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
 
@@ -60,6 +69,7 @@ def _image_args(p: argparse.ArgumentParser) -> None:
 def _run_args(p: argparse.ArgumentParser) -> None:
     _study_args(p, "'demo' (default), a local folder or archive, or gs://bucket/prefix")
     p.add_argument("--out", default="runs", metavar="DIR", help="runs folder (default: runs)")
+    _output_arg(p, "a local folder or gs://bucket/prefix")
 
 
 @command("run", "run the whole pipeline locally (kfp.local, one subprocess per step)", _run_args)
@@ -73,8 +83,11 @@ def _run(ns: argparse.Namespace) -> int:
         overrides=ns.overrides,
         seed=ns.seed,
         runs_dir=ns.out,
+        output_uri=ns.output,
     )
     print(f"finished in {result.seconds / 60:.1f} min; run folder {result.run_dir}")
+    if result.arguments["output_uri"]:
+        print(f"exported to: {result.arguments['output_uri']}")
     print(f"report: {result.report_html}")
     return 0
 
@@ -111,6 +124,7 @@ def _submit_args(p: argparse.ArgumentParser) -> None:
         metavar="URI",
         help="write every model's TensorBoard logs under this gs:// prefix",
     )
+    _output_arg(p, "gs://bucket/prefix (also makes retried train tasks resume)")
     p.add_argument("--pipeline-root", default=None, help="artifact root (default: backend's)")
     _image_args(p)
 
@@ -134,6 +148,7 @@ def _submit(ns: argparse.Namespace) -> int:
         gpu_image=ns.gpu_image,
         placement=ns.placement,
         pipeline_root=ns.pipeline_root,
+        output_uri=ns.output,
     )
     print(f"run id: {run.run_id}")
     print(f"run url: {run.url}")

@@ -112,12 +112,13 @@ def pipeline_arguments(
     seed: int | None = None,
     tensorboard_root: str = "",
     local: bool = True,
+    output_uri: str = "",
 ) -> dict[str, Any]:
     """Validate a run's parameters before anything starts; return the pipeline arguments.
 
     Checks the model names against the registry, that the profile and overrides load,
     that the image size suits every chosen model, and (``local=False``) that the data
-    URI is one a cluster can read.
+    URI is one a cluster can read and the output location one it can write.
 
     Args:
         data_uri: ``demo``, a local folder or archive (local runs), or ``gs://...``.
@@ -127,6 +128,9 @@ def pipeline_arguments(
         seed: the run's seed (applied as override ``seed=<n>``); None keeps the profile's.
         tensorboard_root: where TensorBoard logs go ("" keeps them in the train artifacts).
         local: whether the run is local (paths are made absolute) or on a cluster.
+        output_uri: where the run exports its report, models, checkpoints and (without
+            ``tensorboard_root``) TensorBoard logs: "" (nowhere), a local folder (local
+            runs) or ``gs://bucket/prefix``.
 
     Returns:
         The pipeline's arguments.
@@ -179,7 +183,34 @@ def pipeline_arguments(
         "overrides": overrides,
         "seed": prof.seed,
         "tensorboard_root": tensorboard_root,
+        "output_uri": _output_uri(output_uri, local),
     }
+
+
+def _output_uri(output_uri: str, local: bool) -> str:
+    """``--output`` checked: gs:// with a bucket, or (local runs) a folder made absolute."""
+    from cnnzoo.storage import is_gcs, parse_gs_uri
+
+    if not output_uri:
+        return ""
+    if is_gcs(output_uri):
+        try:
+            bucket, _ = parse_gs_uri(output_uri)
+        except CnnzooError as e:
+            raise CnnzooError(f"--output {e}") from None
+        if not re.match(r"^[a-z0-9][-a-z0-9_.]{1,220}[a-z0-9]$", bucket):
+            raise CnnzooError(f"--output {output_uri!r}: {bucket!r} is not a bucket name")
+        return output_uri.rstrip("/")
+    if not local:
+        raise CnnzooError(
+            f"--output {output_uri!r}: a cluster run writes to a gs://bucket/prefix URI"
+        )
+    if "://" in output_uri:
+        raise CnnzooError(f"--output {output_uri!r}: expected a local folder or gs://bucket/prefix")
+    path = Path(output_uri).resolve()
+    if path.exists() and not path.is_dir():
+        raise CnnzooError(f"--output {output_uri}: exists and is not a folder")
+    return str(path)
 
 
 # --- local runs -------------------------------------------------------------------------
@@ -367,11 +398,13 @@ def run_local(
     runs_dir: str | os.PathLike = DEFAULT_RUNS_DIR,
     placement=None,
     console: TextIO | None = None,
+    output_uri: str = "",
 ) -> LocalRun:
     """Run the whole pipeline locally into ``<runs_dir>/<timestamp>/``.
 
-    TensorBoard logs go to ``<run>/tensorboard/<model>/``; ``<runs_dir>/latest`` points
-    at the run; ``<run>/run.json`` records the arguments, status and report path.
+    TensorBoard logs go to ``<run>/tensorboard/<model>/`` (with ``output_uri``: to
+    ``<output_uri>/tensorboard/<model>/``); ``<runs_dir>/latest`` points at the run;
+    ``<run>/run.json`` records the arguments, status and report path.
 
     Args:
         data_uri: ``demo``, a local folder or archive, or ``gs://...``.
@@ -380,8 +413,11 @@ def run_local(
         overrides: ``key=value`` profile overrides.
         seed: the run's seed; None keeps the profile's.
         runs_dir: the folder holding the runs.
-        placement: cluster placement (its parallelism caps the local fan-out too).
+        placement: cluster placement (its parallelism caps the local fan-out too; its
+            retries and ``gcp_secret`` are not used locally).
         console: where progress goes (default: stdout).
+        output_uri: also export the report, models, checkpoints and TensorBoard logs
+            there (a local folder or ``gs://bucket/prefix``); "" for none.
 
     Returns:
         The finished run.
@@ -395,10 +431,13 @@ def run_local(
     runs_dir = Path(runs_dir).resolve()
     if not isinstance(placement, Placement):
         placement = load_placement(placement)
-    arguments = pipeline_arguments(data_uri, models, profile, overrides, seed, local=True)
+    arguments = pipeline_arguments(
+        data_uri, models, profile, overrides, seed, local=True, output_uri=output_uri
+    )
     run_dir = _new_run_dir(runs_dir)
-    arguments["tensorboard_root"] = str(run_dir / "tensorboard")
-    pipeline = build(placement=placement.without_retries())
+    # With an output location the logs go there, beside the exported report and models.
+    arguments["tensorboard_root"] = "" if arguments["output_uri"] else str(run_dir / "tensorboard")
+    pipeline = build(placement=placement.for_local_run())
     record = {
         "run_dir": str(run_dir),
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -461,6 +500,7 @@ def submit(
     gpu_image: str = DEFAULT_GPU_IMAGE,
     placement=None,
     pipeline_root: str | None = None,
+    output_uri: str = "",
 ) -> SubmittedRun:
     """Compile the pipeline and create a run of it on a Kubeflow Pipelines backend.
 
@@ -474,6 +514,8 @@ def submit(
             parameters (see :func:`pipeline_arguments`).
         image, gpu_image, placement: compile-time settings (see :func:`compile_pipeline`).
         pipeline_root: where the backend stores artifacts (default: the backend's).
+        output_uri: ``gs://bucket/prefix`` to export the report, models and TensorBoard
+            logs to, and to keep training checkpoints in (so a retried pod resumes).
 
     Returns:
         The run's ID and URL.
@@ -490,7 +532,14 @@ def submit(
     if not isinstance(placement, Placement):
         placement = load_placement(placement)
     arguments = pipeline_arguments(
-        data_uri, models, profile, overrides, seed, tensorboard_root, local=False
+        data_uri,
+        models,
+        profile,
+        overrides,
+        seed,
+        tensorboard_root,
+        local=False,
+        output_uri=output_uri,
     )
     run_name = run_name or f"cnn-comparison {datetime.datetime.now():%Y-%m-%d %H:%M:%S}"
     with tempfile.TemporaryDirectory(prefix="cnnzoo-submit-") as tmp:

@@ -3,7 +3,9 @@
 ``configs/cluster.yaml`` (or ``$CNNZOO_CONFIG_DIR/cluster.yaml``) names node pools
 (CPU, memory, an optional accelerator with its node selector and tolerations), assigns
 a pool to each fixed step and to each model configuration, and sets the ``ParallelFor``
-cap and the retry policy of training. The pipeline factory reads it at compile time;
+cap, the retry policy of training, the Kubernetes service account of runs and,
+optionally, a Kubernetes secret holding a Google service-account key (``gcp_secret``)
+that every task mounts. The pipeline factory reads it at compile time;
 local runs ignore the resources (the KFP local runner cannot apply them).
 
 Example::
@@ -15,7 +17,7 @@ Example::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +26,15 @@ import yaml
 from cnnzoo.errors import CnnzooError
 
 GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
+#: Where a task mounts the ``gcp_secret`` (read-only); the key file is ``<here>/<key>``.
+GCP_SECRET_MOUNT_PATH = "/var/secrets/google"
 STEPS = ("ingest", "split", "evaluate", "report", "pool_for_model")
 _CPU_RE = re.compile(r"^(\d+(\.\d+)?|\d+m)$")
 _MEMORY_RE = re.compile(r"^\d+(\.\d+)?(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")
 _DURATION_RE = re.compile(r"^(\d+(\.\d+)?)(s|m|h)?$")
+# Kubernetes: a secret name is a DNS subdomain; a data key is [-._a-zA-Z0-9]+.
+_SECRET_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_SECRET_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
 _POOL_KEYS = (
     "accelerator",
     "accelerator_type",
@@ -47,6 +54,7 @@ _TOP_KEYS = (
     "default_model_pool",
     "model_pools",
     "service_account",
+    "gcp_secret",
 )
 
 
@@ -90,6 +98,26 @@ class Retries:
 
 
 @dataclass(frozen=True)
+class GcpSecret:
+    """A Kubernetes secret holding a Google service-account key file (``gcp_secret``).
+
+    Only these names reach the compiled pipeline; the key itself stays in the cluster.
+
+    Attributes:
+        name: the secret's name in the run's namespace (e.g. ``cnnzoo-gcp-sa``).
+        key: the data key holding the JSON key file (e.g. ``key.json``).
+    """
+
+    name: str
+    key: str
+
+    @property
+    def credentials_path(self) -> str:
+        """The key file's path in a task: the value of ``GOOGLE_APPLICATION_CREDENTIALS``."""
+        return f"{GCP_SECRET_MOUNT_PATH}/{self.key}"
+
+
+@dataclass(frozen=True)
 class Placement:
     """A validated ``cluster.yaml``."""
 
@@ -100,6 +128,7 @@ class Placement:
     default_model_pool: str
     model_pools: dict[str, str]
     service_account: str | None = None
+    gcp_secret: GcpSecret | None = None
 
     def pool_for_step(self, step: str) -> Pool:
         """The pool of a fixed step (``ingest``, ``split``, ``evaluate``, ``report``...)."""
@@ -118,15 +147,14 @@ class Placement:
 
     def without_retries(self) -> Placement:
         """A copy with retries off (local runs: a crash there is not a lost spot node)."""
-        return Placement(
-            parallelism=self.parallelism,
-            retries=Retries(0, self.retries.backoff, self.retries.factor, self.retries.max),
-            pools=self.pools,
-            steps=self.steps,
-            default_model_pool=self.default_model_pool,
-            model_pools=self.model_pools,
-            service_account=self.service_account,
+        return replace(
+            self, retries=Retries(0, self.retries.backoff, self.retries.factor, self.retries.max)
         )
+
+    def for_local_run(self) -> Placement:
+        """A copy for ``kfp.local``: retries off and no ``gcp_secret`` (the local runner
+        would set ``GOOGLE_APPLICATION_CREDENTIALS`` to a path that exists only in pods)."""
+        return replace(self.without_retries(), gcp_secret=None)
 
 
 def default_placement_path() -> Path:
@@ -221,6 +249,7 @@ def placement_from_dict(data: Any) -> Placement:
         default_model_pool=default_model_pool,
         model_pools=model_pools,
         service_account=sa,
+        gcp_secret=_gcp_secret(data.get("gcp_secret")),
     )
 
 
@@ -273,6 +302,29 @@ def _retries(raw: Any) -> Retries:
         factor=float(factor),
         max=_duration(raw.get("max", "600s"), "retries.max"),
     )
+
+
+def _gcp_secret(raw: Any) -> GcpSecret | None:
+    if raw is None:
+        return None
+    _expect(
+        isinstance(raw, dict),
+        "gcp_secret: expected a mapping like {name: cnnzoo-gcp-sa, key: key.json} or null",
+    )
+    _no_unknown(raw, ("name", "key"), "gcp_secret.")
+    name, key = raw.get("name"), raw.get("key")
+    # A bad value is echoed only if short: a pasted key file must not end up in a log.
+    shown = f", got {name!r}" if len(repr(name)) <= 70 else ""
+    _expect(
+        isinstance(name, str) and bool(_SECRET_NAME_RE.match(name)),
+        f"gcp_secret.name must be a Kubernetes secret name like cnnzoo-gcp-sa{shown}",
+    )
+    _expect(
+        isinstance(key, str) and bool(_SECRET_KEY_RE.match(key)) and key not in (".", ".."),
+        "gcp_secret.key must name the secret's data key (like key.json: letters, digits,"
+        " '-', '_', '.'), not hold the key",
+    )
+    return GcpSecret(name=name, key=key)
 
 
 def _pool(name: str, raw: Any) -> Pool:

@@ -11,7 +11,8 @@ files) is never extracted or downloaded. A dataset nested one folder down
 
 The second half is Cloud Storage: :func:`download_tree`, :func:`upload_tree`,
 :func:`copy_tree` and :func:`download_file` move data between ``gs://`` and local
-folders in parallel with retries; :class:`LogSync` mirrors a TensorBoard log folder to
+folders in parallel with retries; :func:`export_folder` copies a run's result to its
+output location (``--output``); :class:`LogSync` mirrors a TensorBoard log folder to
 ``gs://`` while training runs.
 """
 
@@ -689,6 +690,56 @@ def copy_tree(src: str | os.PathLike, dest: str | os.PathLike, client: Any = Non
     with atomic_directory(dest) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True, symlinks=False)
     return dest
+
+
+def output_location(output_uri: str, *parts: str) -> str:
+    """``<output_uri>/<part>/...``: a place under a run's output location (``--output``).
+
+    Args:
+        output_uri: a local folder or ``gs://bucket/prefix`` (a trailing ``/`` is ignored).
+        *parts: path components below it, e.g. ``"models", "simple"``.
+
+    Returns:
+        The location, joined with ``/`` (kept a string: a ``gs://`` URI is not a path).
+
+    Raises:
+        CnnzooError: if ``output_uri`` is empty.
+    """
+    root = str(output_uri).rstrip("/")
+    if not root:
+        raise CnnzooError("output_uri: empty output location")
+    return "/".join([root, *parts])
+
+
+def run_logs_root(tensorboard_root: str, output_uri: str) -> str:
+    """A run's TensorBoard root: ``tensorboard_root``, else ``<output_uri>/tensorboard``.
+
+    Returns:
+        The root without a trailing ``/``, or ``""`` when neither is set (each train
+        task then keeps its logs in its own artifact).
+    """
+    if tensorboard_root:
+        return str(tensorboard_root).rstrip("/")
+    return output_location(output_uri, "tensorboard") if output_uri else ""
+
+
+def export_folder(src: str | os.PathLike, output_uri: str, *parts: str, client: Any = None) -> str:
+    """Copy the folder ``src`` to ``<output_uri>/<parts...>`` (a run's export of a result).
+
+    Args:
+        src: a local folder (a task's output artifact).
+        output_uri: the run's output location, a local folder or ``gs://bucket/prefix``.
+        *parts: where below it, e.g. ``"report"`` or ``"models", "simple"``.
+        client: a ``google.cloud.storage.Client`` for a ``gs://`` location.
+
+    Returns:
+        The location written; as :func:`copy_tree` (a local one replaced atomically, a
+        ``gs://`` one with top-level ``*.json`` uploaded last).
+
+    Raises:
+        CnnzooError: ``output_uri`` is empty, ``src`` is missing, or a transfer fails.
+    """
+    return copy_tree(src, output_location(output_uri, *parts), client)
 
 
 class LogSync:

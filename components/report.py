@@ -14,19 +14,22 @@ def report(
     overrides: list,
     seed: int,
     tensorboard_root: str,
+    output_uri: str,
     run_name: str,
     comparison: Output[Artifact],
     html: Output[HTML],
     markdown: Output[Markdown],
 ):
     """Build the report from the evaluation JSONs; ``comparison`` holds all of its files
-    (report.html, report.md, comparison.csv, comparison.json)."""
+    (report.html, report.md, comparison.csv, comparison.json), also copied to
+    ``<output_uri>/report/`` when an output location is given."""
     import os
     import shutil
 
     from cnnzoo.config import load_profile
     from cnnzoo.fsutil import read_json
     from cnnzoo.report import build_report
+    from cnnzoo.storage import export_folder, run_logs_root
 
     results = [read_json(a.path) for a in evaluations]
     context = {
@@ -36,7 +39,7 @@ def report(
         "split": read_json(os.path.join(splits.path, "split.json")),
         "profile": load_profile(profile, [*overrides, f"seed={seed}"]).to_dict(),
         "seed": seed,
-        "tensorboard_root": tensorboard_root,
+        "tensorboard_root": run_logs_root(tensorboard_root, output_uri),
     }
     paths = build_report(results, comparison.path, context=context)
     shutil.copyfile(paths["html"], html.path)
@@ -45,6 +48,10 @@ def report(
     comparison.metadata.update(
         {"models": [r["model"] for r in results], "best": paths["best"], "failed": failed}
     )
+    if output_uri:
+        exported = export_folder(comparison.path, output_uri, "report")
+        comparison.metadata["exported"] = exported
+        print(f"[cnnzoo] report exported to {exported}", flush=True)
     print(
         f"[cnnzoo] report done: {len(results)} models, best {paths['best']}, "
         f"{len(failed)} failed" + (f" ({', '.join(failed)})" if failed else ""),

@@ -12,26 +12,39 @@ def train(
     overrides: list,
     seed: int,
     tensorboard_root: str,
+    output_uri: str,
     model: Output[Model],
     tensorboard: Output[Artifact],
 ):
     """Train ``model_name`` on ``splits``; ``model`` gets model.keras, config.yaml, history.json.
 
     TensorBoard logs go to ``<tensorboard_root>/<model_name>/`` when a root is given
-    (e.g. ``gs://bucket/tb/<run>``, one place for every model), else into ``tensorboard``.
-    A training error is recorded in history.json (status "failed") for the report; a
-    crash (lost node, OOM kill) fails the task so the retry policy applies.
+    (e.g. ``gs://bucket/tb/<run>``, one place for every model), else to
+    ``<output_uri>/tensorboard/<model_name>/`` when an output location is given, else into
+    ``tensorboard``. A training error is recorded in history.json (status "failed") for
+    the report; a crash (lost node, OOM kill) fails the task so the retry policy applies.
+
+    With an ``output_uri`` (a local folder or ``gs://bucket/prefix``) the training state
+    is checkpointed every epoch to ``<output_uri>/checkpoints/<model_name>/``, and the
+    finished ``model`` folder is copied to ``<output_uri>/models/<model_name>/``. A retried
+    pod gets a fresh ``model`` path, so only a checkpoint there lets a retry after
+    preemption resume instead of starting over; without ``output_uri`` the checkpoint
+    lives in ``model`` and a retry starts from epoch 1.
     """
     import os
 
     from cnnzoo.config import load_profile
     from cnnzoo.fsutil import atomic_write_text
+    from cnnzoo.storage import export_folder, output_location, run_logs_root
     from cnnzoo.train import train_model
 
     prof = load_profile(profile, [*overrides, f"seed={seed}"])
-    logs_root = tensorboard_root.rstrip("/") if tensorboard_root else tensorboard.path
+    logs_root = run_logs_root(tensorboard_root, output_uri) or tensorboard.path
+    checkpoint = output_location(output_uri, "checkpoints", model_name) if output_uri else None
     print(f"[cnnzoo] train {model_name}: started", flush=True)
-    history = train_model(model_name, splits.path, model.path, prof, logs_dir=logs_root)
+    history = train_model(
+        model_name, splits.path, model.path, prof, logs_dir=logs_root, checkpoint_dir=checkpoint
+    )
     keys = (
         "status",
         "epochs_run",
@@ -43,12 +56,16 @@ def train(
     )
     model.metadata.update({"model": model_name, **{k: history[k] for k in keys if k in history}})
     tensorboard.metadata["logs"] = f"{logs_root}/{model_name}"
-    if tensorboard_root:
+    if logs_root != tensorboard.path:
         # The artifact must exist; it points at the shared logs root.
         os.makedirs(tensorboard.path, exist_ok=True)
         atomic_write_text(
             os.path.join(tensorboard.path, "LOGS_AT.txt"), f"{logs_root}/{model_name}\n"
         )
+    if output_uri:
+        exported = export_folder(model.path, output_uri, "models", model_name)
+        model.metadata["exported"] = exported
+        print(f"[cnnzoo] train {model_name}: model exported to {exported}", flush=True)
     if history.get("status") == "ok":
         print(
             f"[cnnzoo] train {model_name} done: {history['epochs_run']} epochs, "

@@ -2,8 +2,8 @@
 
 ``build_pipeline(image, gpu_image, placement)`` returns the ``@dsl.pipeline``; the
 images and the cluster placement are fixed at compile time, everything about the data
-and the study (data URI, model list, profile, overrides, seed, TensorBoard root) is a
-run-time parameter. Running locally and submitting to a cluster both use it
+and the study (data URI, model list, profile, overrides, seed, TensorBoard root, output
+location) is a run-time parameter. Running locally and submitting to a cluster both use it
 (``cnnzoo.pipeline_runner``).
 
 DAG::
@@ -19,6 +19,16 @@ CPU and memory) under a ``dsl.If``/``dsl.Elif``/``dsl.Else`` on the pool the tin
 ``pool_for_model`` step names; ``dsl.OneOf`` hands whichever ran to evaluate. With a
 single train pool there is no branch. Every task gets CPU/memory requests and limits.
 
+Outputs: with ``output_uri`` (a local folder or ``gs://bucket/prefix``) each train task
+copies its model folder to ``<output_uri>/models/<model>/`` and checkpoints to
+``<output_uri>/checkpoints/<model>/`` (so a retried pod resumes), TensorBoard logs go to
+``<output_uri>/tensorboard/`` unless ``tensorboard_root`` is given, and the report step
+copies the report folder to ``<output_uri>/report/``.
+
+Credentials: with ``gcp_secret`` in the placement every task mounts that Kubernetes
+secret at ``/var/secrets/google`` and gets ``GOOGLE_APPLICATION_CREDENTIALS`` pointing
+at its key file; only the secret's name and key name are compiled in.
+
 Caching: on for ingest, split, routing and evaluate (deterministic in their inputs), off
 for train (GPU training is not bit-reproducible, and re-running a study normally means
 retraining) and for report (cheap, and it reflects the run it belongs to).
@@ -28,7 +38,7 @@ from kfp import dsl, kubernetes
 
 from cnnzoo.models import list_models
 from cnnzoo.pipeline_runner import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
-from cnnzoo.placement import Placement, Pool, load_placement
+from cnnzoo.placement import GCP_SECRET_MOUNT_PATH, GcpSecret, Placement, Pool, load_placement
 from components import evaluate, ingest, report, route, split, train
 
 PIPELINE_NAME = "cnn-comparison"
@@ -51,6 +61,12 @@ def place(task: dsl.PipelineTask, pool: Pool) -> dsl.PipelineTask:
             effect=tol.get("effect"),
         )
     return task
+
+
+def mount_gcp_secret(task: dsl.PipelineTask, secret: GcpSecret) -> dsl.PipelineTask:
+    """Mount ``secret`` (a service-account key) into ``task`` and point ADC at the key file."""
+    kubernetes.use_secret_as_volume(task, secret_name=secret.name, mount_path=GCP_SECRET_MOUNT_PATH)
+    return task.set_env_variable("GOOGLE_APPLICATION_CREDENTIALS", secret.credentials_path)
 
 
 def build_pipeline(
@@ -76,6 +92,12 @@ def build_pipeline(
     def component(module, pool: Pool):
         return module.op(image_for(pool))
 
+    def configure(task: dsl.PipelineTask, pool: Pool) -> dsl.PipelineTask:
+        place(task, pool)
+        if placement.gcp_secret:
+            mount_gcp_secret(task, placement.gcp_secret)
+        return task
+
     train_pools = placement.train_pool_names()
     default_models = list_models()
     model_pools = {m: placement.pool_for_model(m).name for m in default_models}
@@ -92,10 +114,11 @@ def build_pipeline(
         overrides: list = [],  # noqa: B006 - a KFP parameter default, never mutated
         seed: int = 42,
         tensorboard_root: str = "",
+        output_uri: str = "",
     ) -> dsl.Artifact:
         pool = placement.pool_for_step("ingest")
         ingest_task = component(ingest, pool)(data_uri=data_uri).set_display_name("ingest")
-        place(ingest_task, pool).set_caching_options(True)
+        configure(ingest_task, pool).set_caching_options(True)
 
         pool = placement.pool_for_step("split")
         split_task = component(split, pool)(
@@ -104,7 +127,7 @@ def build_pipeline(
             overrides=overrides,
             seed=seed,
         ).set_display_name("split")
-        place(split_task, pool).set_caching_options(True)
+        configure(split_task, pool).set_caching_options(True)
         splits = split_task.outputs["splits"]
 
         with dsl.ParallelFor(models, parallelism=placement.parallelism) as model_name:
@@ -118,8 +141,9 @@ def build_pipeline(
                     overrides=overrides,
                     seed=seed,
                     tensorboard_root=tensorboard_root,
+                    output_uri=output_uri,
                 ).set_display_name(f"train ({pool_name})")
-                place(task, pool).set_caching_options(False)
+                configure(task, pool).set_caching_options(False)
                 r = placement.retries
                 task.set_retry(
                     r.count,
@@ -138,7 +162,7 @@ def build_pipeline(
                     model_pools=model_pools,
                     default_pool=placement.default_model_pool,
                 ).set_display_name("pool for model")
-                place(route_task, pool).set_caching_options(True)
+                configure(route_task, pool).set_caching_options(True)
                 branches = []
                 for i, pool_name in enumerate(train_pools[:-1]):
                     group = dsl.If if i == 0 else dsl.Elif
@@ -150,7 +174,7 @@ def build_pipeline(
 
             pool = placement.pool_for_step("evaluate")
             eval_task = component(evaluate, pool)(model=trained, splits=splits)
-            place(eval_task.set_display_name("evaluate"), pool).set_caching_options(True)
+            configure(eval_task.set_display_name("evaluate"), pool).set_caching_options(True)
 
         pool = placement.pool_for_step("report")
         report_task = component(report, pool)(
@@ -162,9 +186,10 @@ def build_pipeline(
             overrides=overrides,
             seed=seed,
             tensorboard_root=tensorboard_root,
+            output_uri=output_uri,
             run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         ).set_display_name("report")
-        place(report_task, pool).set_caching_options(False)
+        configure(report_task, pool).set_caching_options(False)
         return report_task.outputs["comparison"]
 
     return cnn_comparison

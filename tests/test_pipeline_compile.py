@@ -4,6 +4,7 @@ validation."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -116,7 +117,25 @@ def test_default_parameters(compiled):
     assert params["profile"].default_value.string_value == "demo"
     assert params["seed"].default_value.number_value == 42
     assert params["tensorboard_root"].default_value.string_value == ""
+    assert params["output_uri"].default_value.string_value == ""
     assert list(params["overrides"].default_value.list_value.values) == []
+
+
+def test_output_uri_reaches_every_train_task_and_the_report(compiled):
+    spec, _, _ = compiled
+    tasks = _tasks(spec)
+    takers = {
+        name
+        for name, (task, _) in tasks.items()
+        if "output_uri" in task.inputs.parameters
+        and spec.components[task.component_ref.name].WhichOneof("implementation") != "dag"
+    }
+    assert takers == {"report", *_train_tasks(spec)} == {"report", "train", "train-2"}
+    for name in takers:
+        task, _ = tasks[name]
+        # the run's parameter, handed down (inside the loop and branches as a channel)
+        source = task.inputs.parameters["output_uri"].component_input_parameter
+        assert source in ("output_uri", "pipelinechannel--output_uri"), name
 
 
 def test_train_tasks_are_placed_per_pool_with_retries(compiled):
@@ -219,6 +238,50 @@ def test_single_pool_placement_compiles_without_branches(tmp_path):
     assert loop.iterator_policy.parallelism_limit == 2
 
 
+FAKE_KEY = {
+    "type": "service_account",
+    "client_email": "leak-canary@test-project.iam.gserviceaccount.com",
+    "private_key_id": "0123456789abcdef-leak-canary",
+    "private_key": "-----BEGIN PRIVATE KEY-----\nLEAKCANARY\n-----END PRIVATE KEY-----\n",
+}
+
+
+def test_gcp_secret_is_mounted_in_every_task_by_name_only(tmp_path, monkeypatch):
+    # A real-looking key on the compiling machine must not leak into the pipeline.
+    key_file = tmp_path / "key.json"
+    key_file.write_text(json.dumps(FAKE_KEY))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
+    data = _cluster()
+    data["gcp_secret"] = {"name": "cnnzoo-gcp-sa", "key": "sa-key.json"}
+    cfg = tmp_path / "secret.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    out = compile_pipeline(tmp_path / "p.yaml", image=IMAGE, gpu_image=GPU_IMAGE, placement=cfg)
+    spec, k8s, executors = _load(out)
+
+    assert len(executors) == 7
+    assert set(k8s) == set(executors)  # every task, GPU or not, has a kubernetes config
+    for name, ex in executors.items():
+        (volume,) = k8s[name].secret_as_volume
+        assert volume.secret_name_parameter.runtime_value.constant.string_value == "cnnzoo-gcp-sa"
+        assert volume.mount_path == "/var/secrets/google", name
+        assert not volume.optional, name
+        env = {e.name: e.value for e in ex.container.env}
+        assert env == {"GOOGLE_APPLICATION_CREDENTIALS": "/var/secrets/google/sa-key.json"}, name
+    # placement still applied beside the secret
+    train_executor = _executor_of(spec, next(iter(_train_tasks(spec).values())))
+    assert k8s[train_executor].node_selector.labels
+
+    text = out.read_text()
+    for leak in ("private_key", "BEGIN PRIVATE KEY", "LEAKCANARY", "leak-canary", str(key_file)):
+        assert leak not in text, leak
+    assert text.count("cnnzoo-gcp-sa") >= len(executors)
+
+    placement = load_placement(cfg)
+    assert placement.without_retries().gcp_secret == placement.gcp_secret
+    # kfp.local would set the env var to a path that exists only in pods
+    assert placement.for_local_run().gcp_secret is None
+
+
 def test_compiling_imports_no_tensorflow(tmp_path):
     code = textwrap.dedent(
         f"""
@@ -286,6 +349,14 @@ def _cluster() -> dict:
             lambda d: d["pools"]["gpu-small"]["tolerations"][0].update(effect="Never"),
             "pools.gpu-small.tolerations[0].effect",
         ),
+        (lambda d: d.update(gcp_secret="cnnzoo-gcp-sa"), "gcp_secret"),
+        (lambda d: d.update(gcp_secret={"name": "Bad_Name", "key": "k.json"}), "gcp_secret.name"),
+        (lambda d: d.update(gcp_secret={"name": "sa"}), "gcp_secret.key"),
+        (lambda d: d.update(gcp_secret={"name": "sa", "key": "a/b"}), "gcp_secret.key"),
+        (
+            lambda d: d.update(gcp_secret={"name": "sa", "key": "k", "mount": "/x"}),
+            "gcp_secret.mount",
+        ),
     ],
 )
 def test_placement_errors_name_the_key(edit, key):
@@ -314,6 +385,16 @@ def test_placement_defaults_for_an_accelerator_pool():
     )
     assert (pool.accelerator_count, pool.cpu_limit, pool.memory_limit) == (2, "12", "85G")
     assert placement.pool_for_model("simple").name == "gpu-small"
+
+
+@pytest.mark.parametrize("field", ["name", "key"])
+def test_gcp_secret_error_does_not_echo_a_pasted_key(field):
+    data = _cluster()
+    data["gcp_secret"] = {"name": "cnnzoo-gcp-sa", "key": "key.json"}
+    data["gcp_secret"][field] = json.dumps(FAKE_KEY)
+    with pytest.raises(CnnzooError, match=f"gcp_secret.{field}") as e:
+        placement_from_dict(data)
+    assert "LEAKCANARY" not in str(e.value) and "private_key" not in str(e.value)
 
 
 def test_placement_file_errors(tmp_path):

@@ -1,8 +1,10 @@
 """The whole pipeline under the KFP local runner (SubprocessRunner) on tiny generated data.
 
-The two full runs are slow (minutes on 2 CPU cores) and run in CI: one from the compiled
+The full runs are slow (minutes on 2 CPU cores) and run in CI: one from the compiled
 YAML loaded back as a component, one of the pipeline function with all fourteen model
-configurations at the smallest sizes they allow.
+configurations at the smallest sizes they allow, and two one-model runs exporting to an
+output location (a local folder, and a bucket on the Cloud Storage emulator). The train
+component is also called directly, to show a retry resuming from the output location.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from cnnzoo.cli import main
 from cnnzoo.models import get_spec, list_models
 from cnnzoo.pipeline_runner import compile_pipeline, pipeline_arguments, run_pipeline_locally
 from cnnzoo.placement import load_placement
+
+REPORT_FILES = ["comparison.csv", "comparison.json", "report.html", "report.md"]
 
 # One epoch per stage, tiny batches: the smallest run every configuration allows.
 TINY = ["max_epochs=1", "batch_size=8", "eval_batch_size=16"]
@@ -105,6 +109,143 @@ def test_all_fourteen_configurations_end_to_end(tmp_path, tiny_raw_dataset, caps
         assert f"train {name}: started" in out and f"evaluate {name} done" in out
     assert "executor_input" not in out
     assert "executor_input" in (run_dir / "run.log").read_text()
+
+
+def _tiny_run_args(data: Path, runs: Path, output: str) -> list[str]:
+    return ["run", "--data", str(data), "--models", "simple", "--out", str(runs)] + [
+        *("--output", output),
+        *[x for o in TINY for x in ("--set", o)],
+    ]
+
+
+@pytest.mark.slow
+def test_run_exports_report_models_and_logs_to_a_local_output(tmp_path, tiny_raw_dataset, capsys):
+    runs, output = tmp_path / "runs", tmp_path / "study"
+    rc = main(_tiny_run_args(tiny_raw_dataset, runs, str(output)))
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert f"exported to: {output}" in out
+    run_dir = (runs / "latest").resolve()
+    assert json.loads((run_dir / "run.json").read_text())["arguments"]["output_uri"] == str(output)
+
+    assert sorted(p.name for p in (output / "report").iterdir()) == REPORT_FILES
+    report_dir = Path(out.strip().splitlines()[-1][len("report: ") :]).parent
+    assert (output / "report" / "comparison.json").read_bytes() == (
+        report_dir / "comparison.json"
+    ).read_bytes()
+    model = output / "models" / "simple"
+    assert {"model.keras", "config.yaml", "history.json"} <= {p.name for p in model.iterdir()}
+    assert json.loads((model / "history.json").read_text())["status"] == "ok"
+    # no tensorboard_root given: the logs went to the output location, not the run folder
+    assert list((output / "tensorboard" / "simple").rglob("events.out.tfevents.*"))
+    assert not (run_dir / "tensorboard").exists()
+    assert str(output / "tensorboard") in (output / "report" / "report.html").read_text()
+    # the checkpoint lived in the output location and was removed after success
+    assert not (output / "checkpoints" / "simple").exists()
+    assert "model exported to" in out and "report exported to" in out
+
+
+@pytest.mark.slow
+def test_run_exports_to_cloud_storage(tmp_path, tiny_raw_dataset, capsys, gcs_emulator):
+    # The runner's task subprocesses inherit STORAGE_EMULATOR_HOST from this process.
+    bucket = gcs_emulator.new_bucket("out")
+    rc = main(_tiny_run_args(tiny_raw_dataset, tmp_path / "runs", f"gs://{bucket}/study/"))
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    objects = gcs_emulator.objects(bucket)
+    assert sorted(k for k in objects if k.startswith("study/report/")) == [
+        f"study/report/{name}" for name in REPORT_FILES
+    ]
+    comparison = json.loads(objects["study/report/comparison.json"])
+    assert [r["model"] for r in comparison["rows"]] == ["simple"]
+    assert json.loads(objects["study/models/simple/history.json"])["status"] == "ok"
+    assert objects["study/models/simple/model.keras"]
+    assert any(k.startswith("study/tensorboard/simple/") and "tfevents" in k for k in objects)
+    assert not [k for k in objects if k.startswith("study/checkpoints/")]
+
+
+def test_train_component_retry_resumes_from_the_output_location(
+    tiny_split, tmp_path, monkeypatch, capsys
+):
+    """A retried pod gets a fresh model path; the checkpoint under output_uri survives."""
+    import keras
+    from kfp import dsl
+
+    from cnnzoo.data import read_split_info
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))  # components/
+    from components.train import train
+
+    class Preempted(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise RuntimeError("node lost after epoch 1")
+
+    output = tmp_path / "study"
+    overrides = [f"img_size={read_split_info(tiny_split)['img_size']}", "batch_size=8"]
+
+    def attempt(n: int) -> dsl.Model:
+        model = dsl.Model(uri=str(tmp_path / f"attempt{n}" / "model"))
+        train(
+            model_name="simple",
+            splits=dsl.Dataset(uri=str(tiny_split)),
+            profile="demo",
+            overrides=[*overrides, "max_epochs=2"],
+            seed=1,
+            tensorboard_root="",
+            output_uri=str(output),
+            model=model,
+            tensorboard=dsl.Artifact(uri=str(tmp_path / f"attempt{n}" / "tensorboard")),
+        )
+        return model
+
+    real_fit = keras.Model.fit
+    with monkeypatch.context() as m:
+        m.setattr(
+            keras.Model,
+            "fit",
+            lambda self, *a, callbacks=(), **kw: real_fit(
+                self, *a, callbacks=[*callbacks, Preempted()], **kw
+            ),
+        )
+        first = attempt(1)
+    assert first.metadata["status"] == "failed"
+    checkpoint = output / "checkpoints" / "simple"
+    assert (checkpoint / "latest.json").is_file()
+    assert not (tmp_path / "attempt1" / "model" / "checkpoint").exists()
+    capsys.readouterr()
+
+    second = attempt(2)
+    assert "resuming simple from epoch 2 (stage 1)" in capsys.readouterr().out
+    assert second.metadata["status"] == "ok" and second.metadata["epochs_run"] == 2
+    assert not checkpoint.exists()
+    history = json.loads((output / "models" / "simple" / "history.json").read_text())
+    assert [e["epoch"] for e in history["epochs"]] == [1, 2]  # the export is the retry's
+    assert (output / "models" / "simple" / "model.keras").is_file()
+    assert second.metadata["exported"] == str(output / "models" / "simple")
+
+
+@pytest.mark.parametrize(
+    "output, message",
+    [
+        ("s3://bucket/out", "expected a local folder or gs://bucket/prefix"),
+        ("gs://", "--output gs://: no bucket name"),
+    ],
+)
+def test_run_rejects_a_bad_output_location(tmp_path, capsys, output, message):
+    runs = tmp_path / "runs"
+    rc = main(["run", "--out", str(runs), "--output", output])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.startswith("error: ") and message in err
+    assert not runs.exists()
+
+
+def test_run_rejects_an_output_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "taken").write_text("")
+    rc = main(["run", "--out", str(tmp_path / "runs"), "--output", str(tmp_path / "taken")])
+    assert rc == 1
+    assert "is not a folder" in capsys.readouterr().err
 
 
 def test_failed_task_is_reported_with_its_name(tmp_path, capsys):

@@ -130,6 +130,8 @@ def test_submit_sends_the_compiled_pipeline_and_parameters(kfp_server, capsys, t
             "7",
             "--tensorboard-root",
             "gs://bucket/tb",
+            "--output",
+            "gs://bucket/studies/one/",
             "--image",
             IMAGE,
             "--gpu-image",
@@ -160,6 +162,7 @@ def test_submit_sends_the_compiled_pipeline_and_parameters(kfp_server, capsys, t
         "overrides": ["max_epochs=3"],
         "seed": 7,
         "tensorboard_root": "gs://bucket/tb",
+        "output_uri": "gs://bucket/studies/one",
     }
     # the request carries exactly what `cnnzoo compile` writes for the same settings
     compiled = list(
@@ -194,6 +197,7 @@ def test_submit_reuses_an_existing_experiment_and_defaults(kfp_server, capsys):
     params = runs[0]["body"]["runtime_config"]["parameters"]
     assert params["models"] == list_models()
     assert (params["data_uri"], params["profile"], params["overrides"]) == ("demo", "demo", [])
+    assert params["output_uri"] == ""
 
 
 @pytest.mark.parametrize(
@@ -203,6 +207,10 @@ def test_submit_reuses_an_existing_experiment_and_defaults(kfp_server, capsys):
         (["--models", "simple,vgg"], "'vgg'"),
         (["--profile", "my.yaml"], "--profile"),
         (["--set", "batch_size=zero"], "batch_size"),
+        (["--output", "results/study1"], "--output 'results/study1'"),
+        (["--output", "s3://bucket/out"], "--output"),
+        (["--output", "gs://"], "gs://"),
+        (["--output", "gs://My_Bucket/out"], "'My_Bucket'"),
     ],
 )
 def test_submit_rejects_bad_arguments_before_contacting_the_server(
