@@ -1,6 +1,6 @@
 """The report step: fan-in of every model's evaluation into the comparison report."""
 
-from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Output, OutputPath
 
 from components import make_component
 
@@ -19,17 +19,21 @@ def report(
     comparison: Output[Artifact],
     html: Output[HTML],
     markdown: Output[Markdown],
+    mlpipeline_ui_metadata: OutputPath(str),
 ):
     """Build the report from the evaluation JSONs; ``comparison`` holds all of its files
     (report.html, report.md, comparison.csv, comparison.json), also copied to
-    ``<output_uri>/report/`` when an output location is given."""
+    ``<output_uri>/report/`` when an output location is given. ``mlpipeline_ui_metadata``
+    points the KFP UI's TensorBoard viewer at the run's logs root (when there is one)."""
     import os
     import shutil
 
     from cnnzoo.config import load_profile
     from cnnzoo.fsutil import read_json
     from cnnzoo.report import build_report
+    from cnnzoo.fsutil import atomic_write_json
     from cnnzoo.storage import export_folder, run_logs_root
+    from cnnzoo.tblogs import ui_metadata_tensorboard
 
     results = [read_json(a.path) for a in evaluations]
     context = {
@@ -42,6 +46,10 @@ def report(
         "tensorboard_root": run_logs_root(tensorboard_root, output_uri),
     }
     paths = build_report(results, comparison.path, context=context)
+    logs_root = context["tensorboard_root"]
+    atomic_write_json(
+        mlpipeline_ui_metadata, ui_metadata_tensorboard(logs_root) if logs_root else {"outputs": []}
+    )
     shutil.copyfile(paths["html"], html.path)
     shutil.copyfile(paths["markdown"], markdown.path)
     failed = [r["model"] for r in results if r.get("status") != "ok"]

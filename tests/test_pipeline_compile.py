@@ -404,3 +404,18 @@ def test_placement_file_errors(tmp_path):
     bad.write_text("pools: [unclosed")
     with pytest.raises(CnnzooError, match="bad.yaml: not valid YAML"):
         load_placement(bad)
+
+
+def test_ui_outputs_tensorboard_metadata_and_confusion_matrices(compiled):
+    spec, _, _ = compiled
+    tasks = _tasks(spec)
+    report_comp = spec.components[tasks["report"][0].component_ref.name]
+    report_outputs = report_comp.output_definitions
+    # the v1-style viewer file is a parameter output named exactly as the KFP UI expects
+    assert "mlpipeline_ui_metadata" in report_outputs.parameters
+    assert report_outputs.artifacts["html"].artifact_type.schema_title == "system.HTML"
+    assert report_outputs.artifacts["markdown"].artifact_type.schema_title == "system.Markdown"
+    eval_comp = spec.components[tasks["evaluate"][0].component_ref.name]
+    arts = eval_comp.output_definitions.artifacts
+    assert arts["confusion"].artifact_type.schema_title == "system.ClassificationMetrics"
+    assert arts["metrics"].artifact_type.schema_title == "system.Metrics"
