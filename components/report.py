@@ -29,9 +29,8 @@ def report(
     import shutil
 
     from cnnzoo.config import load_profile
-    from cnnzoo.fsutil import read_json
+    from cnnzoo.fsutil import atomic_write_json, read_json
     from cnnzoo.report import build_report
-    from cnnzoo.fsutil import atomic_write_json
     from cnnzoo.storage import export_folder, run_logs_root
     from cnnzoo.tblogs import ui_metadata_tensorboard
 
