@@ -27,7 +27,8 @@ def command(name: str, help: str, args: Callable[[argparse.ArgumentParser], None
     return deco
 
 
-def _profile_args(p: argparse.ArgumentParser) -> None:
+def add_profile_args(p: argparse.ArgumentParser, config_files: bool = True) -> None:
+    """Add ``--profile``, ``--set KEY=VALUE`` (and ``--config YAML``) to a subcommand."""
     p.add_argument("--profile", default="demo", help="profile name or YAML path (default: demo)")
     p.add_argument(
         "--set",
@@ -37,6 +38,8 @@ def _profile_args(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a profile field, e.g. --set max_epochs=1 (repeatable)",
     )
+    if not config_files:
+        return
     p.add_argument(
         "--config",
         dest="override_files",
@@ -67,7 +70,7 @@ def _models(ns: argparse.Namespace) -> int:
 
 
 def _profile_show_args(p: argparse.ArgumentParser) -> None:
-    _profile_args(p)
+    add_profile_args(p)
 
 
 @command("profile", "print a resolved profile as YAML", _profile_show_args)
@@ -131,7 +134,7 @@ def _ingest(ns: argparse.Namespace) -> int:
 def _split_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("ingested", help="output folder of 'cnnzoo ingest'")
     p.add_argument("dest", help="folder to write TFRecord shards and split.json to")
-    _profile_args(p)
+    add_profile_args(p)
 
 
 @command("split", "split (seeded, stratified) and decode once into TFRecords", _split_args)
@@ -167,7 +170,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="per-epoch training state, resumed from when rerun (default: OUT/checkpoint)",
     )
-    _profile_args(p)
+    add_profile_args(p)
 
 
 @command("train", "train one model configuration", _train_args)

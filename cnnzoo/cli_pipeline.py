@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnzoo.cli import command
+from cnnzoo.cli import add_profile_args, command
 from cnnzoo.errors import CnnzooError
 
 
@@ -28,15 +28,7 @@ def _study_args(p: argparse.ArgumentParser, data_help: str) -> None:
         metavar="A,B,...",
         help="comma-separated model configurations (default: all; see 'cnnzoo models')",
     )
-    p.add_argument("--profile", default="demo", help="profile name (default: demo)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a profile field, e.g. --set max_epochs=1 (repeatable)",
-    )
+    add_profile_args(p, config_files=False)
     p.add_argument("--seed", type=int, default=None, help="the run's seed (default: profile's)")
 
 

@@ -164,7 +164,9 @@ def list_profiles() -> list[str]:
     return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML mapping, raising CnnzooError naming the file if missing or malformed."""
+    path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -196,7 +198,7 @@ def _raw_profile(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any
     path = _profile_path(name_or_path)
     if str(path) in seen:
         raise CnnzooError(f"{path}: 'extends' forms a cycle")
-    data = _read_yaml(path)
+    data = read_yaml(path)
     base_name = data.pop("extends", None)
     name = data.get("name", path.stem)
     if base_name is not None:
@@ -258,7 +260,7 @@ def load_profile(
     """
     data = _raw_profile(name_or_path)
     for f in override_files:
-        data = deep_merge(data, _read_yaml(Path(f)))
+        data = deep_merge(data, read_yaml(Path(f)))
     for item in overrides:
         data = deep_merge(data, parse_override(item))
     return profile_from_dict(data)

@@ -13,8 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from cnnzoo.config import read_yaml
 from cnnzoo.data import load_split, read_split_info
 from cnnzoo.errors import CnnzooError
 from cnnzoo.fsutil import atomic_write_json, read_json
@@ -70,7 +69,7 @@ def evaluate_model(
         atomic_write_json(out_json, record)
         return record
 
-    config = _read_config(model_dir / CONFIG_FILE)
+    config = read_yaml(model_dir / CONFIG_FILE)
     info = read_split_info(split_dir)
     trained = config.get("split", {})
     if trained.get("classes") != info["classes"]:
@@ -175,15 +174,3 @@ def _load_model(path: Path):
     model = keras.models.load_model(path, compile=False)
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
-
-
-def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CnnzooError(f"{path}: file not found") from None
-    except yaml.YAMLError as e:
-        raise CnnzooError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise CnnzooError(f"{path}: expected a mapping at the top level")
-    return data
