@@ -1,0 +1,1 @@
+"""Benchmarks: ``make bench`` (``benchmarks.bench``) and ``benchmarks.gpu_check``."""

@@ -1,0 +1,618 @@
+"""``make bench``: cnnzoo's input path against the seed notebook's, on this machine.
+
+One run generates a seeded dataset of JPEGs of realistic size (5 classes, a few hundred
+images per class, 200-500 px sides, photo-like noise) into a temporary folder and prints:
+
+1. input feed rate alone (images/s delivered, no model, whole epochs at 100 px after a
+   warm-up epoch): the notebook's ``keras.utils.image_dataset_from_directory`` on the JPEG
+   folder (re-decodes every epoch) against cnnzoo's split + ``cnnzoo.data.load_split``;
+2. training ``simple``, ``mid`` and ``resnet`` at 100 px fed each way (whole epochs after a
+   warm-up epoch): images/s, their ratio and the peak resident memory of each run;
+3. data preparation (``cnnzoo.ingest`` + ``cnnzoo.split``) against a plain single-process
+   Pillow decode-and-resize loop over the same files;
+4. a local pipeline run of two configurations (``cnnzoo.pipeline_runner.run_local``)
+   against the same steps called in sequence in one Python process;
+5. the line ``input feed speedup vs notebook (100px): X.XXx``.
+
+Every measurement runs in its own Python process (``--worker``), so each one's peak
+memory (``ru_maxrss``) is its own and no run warms a cache for the next. Ratios compare
+runs of this one script on this one machine; absolute figures depend on the machine.
+
+Usage::
+
+    python -m benchmarks.bench [--quick] [--per-class N] [--skip-pipeline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+IMG_SIZE = 100
+NOTEBOOK_BATCH = 258
+VAL_FRACTION = 0.15
+SEED = 42
+CLASSES = ("cat", "dog", "elephant", "horse", "lion")
+RESULT_TAG = "BENCH_RESULT "
+FINAL_LINE = "input feed speedup vs notebook (100px): {:.2f}x"
+PIPELINE_MODELS = ("simple", "mid")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- the generated dataset ---------------------------------------------------------------
+
+
+def _render_jpeg(job: tuple[int, int, int, int, int, int]) -> tuple[bytes, int, int]:
+    """One seeded photo-like JPEG: a demo-data scene upscaled, plus sensor-like noise."""
+    import numpy as np
+    from PIL import Image
+
+    from cnnzoo.demo_data import CLASSES as SHAPES
+    from cnnzoo.demo_data import render_image
+
+    seed, split_idx, class_idx, i, min_side, max_side = job
+    rng = np.random.default_rng([seed, split_idx, class_idx, i])
+    w, h = (int(v) for v in rng.integers(min_side, max_side + 1, size=2))
+    scene = render_image(SHAPES[class_idx % len(SHAPES)], max(w, h) // 2, rng)
+    img = scene.resize((w, h), Image.BICUBIC)
+    # Fine noise gives the files the entropy (and so the decode cost) of photographs.
+    noisy = np.asarray(img, dtype=np.float32) + rng.standard_normal((h, w, 3), np.float32) * 5
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB").save(
+        buf, format="JPEG", quality=90
+    )
+    return buf.getvalue(), w, h
+
+
+def make_jpeg_dataset(
+    dest: Path,
+    per_class: int,
+    test_per_class: int,
+    seed: int = 0,
+    min_side: int = 200,
+    max_side: int = 500,
+    workers: int | None = None,
+) -> dict[str, float]:
+    """Write ``dest/train/<class>/*.jpg`` and ``dest/val/<class>/*.jpg`` (the test set).
+
+    Args:
+        dest: folder to create.
+        per_class: training images per class.
+        test_per_class: test images per class.
+        seed: the same seed gives the same bytes.
+        min_side: smallest image width/height in pixels.
+        max_side: largest image width/height in pixels.
+        workers: generating processes (default: one per CPU).
+
+    Returns:
+        ``{"images", "mean_kb", "mean_width", "mean_height", "seconds"}``.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    t0 = time.perf_counter()
+    jobs, paths = [], []
+    for split_idx, (split, n) in enumerate((("train", per_class), ("val", test_per_class))):
+        for class_idx, label in enumerate(CLASSES):
+            (dest / split / label).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                jobs.append((seed, split_idx, class_idx, i, min_side, max_side))
+                paths.append(dest / split / label / f"{label}_{i:04d}.jpg")
+    workers = workers or os.cpu_count() or 1
+    sizes, widths, heights = [], [], []
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        for path, (data, w, h) in zip(
+            paths, pool.map(_render_jpeg, jobs, chunksize=16), strict=True
+        ):
+            path.write_bytes(data)
+            sizes.append(len(data))
+            widths.append(w)
+            heights.append(h)
+    n = len(paths)
+    return {
+        "images": n,
+        "mean_kb": sum(sizes) / n / 1024,
+        "mean_width": sum(widths) / n,
+        "mean_height": sum(heights) / n,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+# --- the two ways of feeding a model -------------------------------------------------------
+
+
+def notebook_dataset(data_dir: str, batch_size: int):
+    """The notebook's input: JPEGs decoded and resized by Keras on every epoch.
+
+    Returns:
+        ``(dataset, images per epoch)``: the training subset (85%, seed 42) of ``train/``.
+    """
+    import keras
+
+    ds = keras.utils.image_dataset_from_directory(
+        str(Path(data_dir) / "train"),
+        validation_split=VAL_FRACTION,
+        subset="training",
+        seed=SEED,
+        image_size=(IMG_SIZE, IMG_SIZE),
+        batch_size=batch_size,
+        verbose=False,
+    )
+    return ds, len(ds.file_paths)
+
+
+def cnnzoo_dataset(split_dir: str, batch_size: int):
+    """cnnzoo's input: the split's decoded pixels through ``load_split(training=True)``.
+
+    Returns:
+        ``(dataset, images per epoch)``.
+    """
+    from cnnzoo.data import load_split, read_split_info
+
+    ds = load_split(split_dir, "train", batch_size, training=True, seed=SEED)
+    return ds, int(read_split_info(split_dir)["splits"]["train"]["count"])
+
+
+def _dataset(job: dict[str, Any], batch_size: int):
+    if job["way"] == "notebook":
+        return notebook_dataset(job["data"], batch_size)
+    return cnnzoo_dataset(job["split"], batch_size)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+# --- worker jobs (each in its own process) -------------------------------------------------
+
+
+def job_feed(job: dict[str, Any]) -> dict[str, Any]:
+    """Iterate whole epochs of one way's dataset with no model; images/s after warm-up."""
+    ds, _ = _dataset(job, NOTEBOOK_BATCH)
+    times = []
+    for epoch in range(1 + job["epochs"]):
+        t0 = time.perf_counter()
+        n = 0
+        for images, _labels in ds:
+            n += int(images.shape[0])
+        if epoch > 0:  # the first epoch fills caches and starts the threads
+            times.append(time.perf_counter() - t0)
+    return {
+        "images_per_epoch": n,
+        "images_per_s": n * len(times) / sum(times),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def job_train(job: dict[str, Any]) -> dict[str, Any]:
+    """Train one model for whole epochs fed one way; images/s of the epochs after warm-up."""
+    import keras
+
+    from cnnzoo.models import build_model
+
+    keras.utils.set_random_seed(SEED)
+    ds, per_epoch = _dataset(job, job["batch_size"])
+    model = build_model(job["model"], num_classes=len(CLASSES), img_size=IMG_SIZE)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    times: list[float] = []
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self._t0)
+
+    model.fit(ds, epochs=1 + job["epochs"], callbacks=[EpochTimer()], verbose=0)
+    timed = times[1:]  # epoch 1 traces the step function and fills the cache
+    return {
+        "images_per_epoch": per_epoch,
+        "steps_per_epoch": -(-per_epoch // job["batch_size"]),
+        "images_per_s": per_epoch * len(timed) / sum(timed),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def pil_decode_loop(paths: list[str], img_size: int = IMG_SIZE) -> int:
+    """The baseline preparation: decode and resize every file in one process, one by one.
+
+    Returns:
+        Bytes of pixels produced (so the work cannot be skipped).
+    """
+    from PIL import Image
+
+    total = 0
+    for p in paths:
+        with Image.open(p) as img:
+            rgb = img.convert("RGB").resize((img_size, img_size), Image.BILINEAR)
+        total += len(rgb.tobytes())
+    return total
+
+
+def job_prep(job: dict[str, Any]) -> dict[str, Any]:
+    """Time ``ingest`` + ``split`` (as ``cnnzoo`` runs them) and the plain Pillow loop."""
+    import tensorflow as tf  # noqa: F401  (imported before timing: split uses it)
+
+    from cnnzoo.ingest import ingest
+    from cnnzoo.split import split_dataset
+
+    data, work = Path(job["data"]), Path(job["work"])
+    t0 = time.perf_counter()
+    ingest(str(data), work / "ingested")
+    t1 = time.perf_counter()
+    info = split_dataset(
+        work / "ingested", job["split"], img_size=IMG_SIZE, seed=SEED, val_fraction=VAL_FRACTION
+    )
+    t2 = time.perf_counter()
+    paths = sorted(str(p) for p in data.rglob("*.jpg"))
+    pil_decode_loop(paths)
+    t3 = time.perf_counter()
+    shutil.rmtree(work / "ingested")
+    return {
+        "images": len(paths),
+        "ingest_s": t1 - t0,
+        "split_s": t2 - t1,
+        "pil_s": t3 - t2,
+        "train_count": info["splits"]["train"]["count"],
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def job_sequence(job: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline's steps called in order in this one process (the baseline of step 4)."""
+    from cnnzoo.config import load_profile
+    from cnnzoo.evaluate import evaluate_model
+    from cnnzoo.ingest import ingest
+    from cnnzoo.report import build_report
+    from cnnzoo.split import split_dataset
+    from cnnzoo.train import train_model
+
+    work = Path(job["work"])
+    profile = load_profile(job["profile"], job["overrides"])
+    ingest(job["data"], work / "ingested")
+    split_dataset(
+        work / "ingested",
+        work / "split",
+        img_size=profile.img_size,
+        seed=profile.seed,
+        val_fraction=profile.val_fraction,
+        test_fraction=profile.test_fraction,
+    )
+    evaluations = []
+    for model in job["models"]:
+        train_model(model, work / "split", work / "train" / model, profile)
+        evaluations.append(
+            evaluate_model(work / "train" / model, work / "split", work / "eval" / f"{model}.json")
+        )
+    build_report(evaluations, work / "report")
+    return {"peak_rss_mb": _peak_rss_mb()}
+
+
+JOBS = {"feed": job_feed, "train": job_train, "prep": job_prep, "sequence": job_sequence}
+
+
+def run_worker(job: dict[str, Any], timeout: float = 3600) -> dict[str, Any]:
+    """Run ``job`` in a fresh Python process; return its result plus ``wall_s``.
+
+    Raises:
+        RuntimeError: the worker failed (the message ends with its output's tail).
+    """
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(job)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    wall = time.perf_counter() - t0
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
+        raise RuntimeError(f"worker {job['kind']} failed (exit {proc.returncode}):\n{tail}")
+    result = json.loads(lines[-1][len(RESULT_TAG) :])
+    result["wall_s"] = wall
+    return result
+
+
+# --- reporting ------------------------------------------------------------------------------
+
+
+def machine_description() -> str:
+    """CPU model, cores and memory of this machine, on one line."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 1024**2:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{model}, {os.cpu_count()} logical CPUs ({usable} usable){mem}"
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    """Print a plain left/right-aligned text table (first column left, others right)."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells):
+        return "  ".join(
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    print(line(headers))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print(line(r))
+    sys.stdout.flush()
+
+
+def _section(title: str) -> None:
+    print(f"\n== {title}", flush=True)
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    if args.quick:
+        return {
+            "per_class": args.per_class or 16,
+            "test_per_class": 2,
+            "sides": (200, 300),
+            "feed_epochs": 1,
+            "train_epochs": 1,
+            "batch_size": 16,
+            "models": args.models or ["simple"],
+        }
+    per_class = args.per_class or 300
+    return {
+        "per_class": per_class,
+        "test_per_class": max(2, per_class // 10),
+        "sides": (200, 500),
+        "feed_epochs": args.feed_epochs,
+        "train_epochs": args.train_epochs,
+        "batch_size": args.batch_size,
+        "models": args.models or ["simple", "mid", "resnet"],
+    }
+
+
+def bench_pipeline(data: Path, work: Path, quick: bool) -> tuple[float, float] | str:
+    """Time a local pipeline run of two configurations and the in-process sequence.
+
+    Returns:
+        ``(pipeline seconds, sequence seconds)``, or why the pipeline could not run.
+    """
+    overrides = ["max_epochs=1"] + (["img_size=72"] if quick else [])
+    try:
+        from cnnzoo.pipeline_runner import run_local
+    except Exception as e:  # the pipeline extras may be missing on a trimmed install
+        return f"unavailable ({type(e).__name__}: {e})"
+    t0 = time.perf_counter()
+    try:
+        run_local(
+            data_uri=str(data),
+            models=list(PIPELINE_MODELS),
+            profile="demo",
+            overrides=overrides,
+            runs_dir=work / "runs",
+            console=sys.stderr,
+        )
+    except Exception as e:
+        return f"failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    pipeline_s = time.perf_counter() - t0
+    seq = run_worker(
+        {
+            "kind": "sequence",
+            "data": str(data),
+            "work": str(work / "sequence"),
+            "profile": "demo",
+            "overrides": overrides,
+            "models": list(PIPELINE_MODELS),
+        }
+    )
+    return pipeline_s, seq["wall_s"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print its tables; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (about a minute)")
+    parser.add_argument("--per-class", type=int, help="training JPEGs per class (default 300)")
+    parser.add_argument("--feed-epochs", type=int, default=3, help="timed feed epochs")
+    parser.add_argument("--train-epochs", type=int, default=1, help="timed training epochs")
+    parser.add_argument("--batch-size", type=int, default=64, help="training batch size")
+    parser.add_argument("--models", nargs="+", help="models to train (default simple mid resnet)")
+    parser.add_argument("--skip-pipeline", action="store_true", help="skip the pipeline timing")
+    parser.add_argument("--keep", type=Path, help="write the data here and keep it")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        job = json.loads(args.worker)
+        result = JOBS[job["kind"]](job)
+        print(RESULT_TAG + json.dumps(result), flush=True)
+        return 0
+
+    s = _settings(args)
+    print(f"machine: {machine_description()}")
+    print(f"python {platform.python_version()}, {platform.platform()}", flush=True)
+    work = args.keep or Path(tempfile.mkdtemp(prefix="cnnzoo-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(s, args, work)
+    except RuntimeError as e:  # a worker failed; its output's tail is in the message
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(s: dict[str, Any], args: argparse.Namespace, work: Path) -> int:
+    data, split = work / "jpegs", work / "split"
+    if data.exists():
+        shutil.rmtree(data)
+    gen = make_jpeg_dataset(
+        data, s["per_class"], s["test_per_class"], min_side=s["sides"][0], max_side=s["sides"][1]
+    )
+    print(
+        f"data: {gen['images']} JPEGs, {len(CLASSES)} classes ({s['per_class']} train + "
+        f"{s['test_per_class']} test per class), {s['sides'][0]}-{s['sides'][1]} px "
+        f"(mean {gen['mean_width']:.0f}x{gen['mean_height']:.0f}), mean {gen['mean_kb']:.1f} KB;"
+        f" generated in {gen['seconds']:.1f} s",
+        flush=True,
+    )
+
+    # 3 first: its split is what cnnzoo's way reads in 1 and 2.
+    prep = run_worker({"kind": "prep", "data": str(data), "work": str(work), "split": str(split)})
+
+    _section(
+        f"1. input feed rate, no model ({IMG_SIZE} px, batch {NOTEBOOK_BATCH}, "
+        f"{s['feed_epochs']} epoch(s) after 1 warm-up)"
+    )
+    feed = {}
+    for way in ("notebook", "cnnzoo"):
+        feed[way] = run_worker(
+            {
+                "kind": "feed",
+                "way": way,
+                "data": str(data),
+                "split": str(split),
+                "epochs": s["feed_epochs"],
+            }
+        )
+    feed_ratio = feed["cnnzoo"]["images_per_s"] / feed["notebook"]["images_per_s"]
+    print_table(
+        ["input path", "images/epoch", "images/s", "peak RSS MB"],
+        [
+            [
+                label,
+                str(feed[way]["images_per_epoch"]),
+                f"{feed[way]['images_per_s']:,.0f}",
+                f"{feed[way]['peak_rss_mb']:.0f}",
+            ]
+            for way, label in (
+                ("notebook", "notebook: image_dataset_from_directory"),
+                ("cnnzoo", "cnnzoo: split + load_split"),
+            )
+        ],
+    )
+    print(f"ratio cnnzoo / notebook: {feed_ratio:.2f}x", flush=True)
+
+    _section(
+        f"2. training at {IMG_SIZE} px, batch {s['batch_size']}, Adam ("
+        f"{s['train_epochs']} epoch(s) after 1 warm-up)"
+    )
+    rows = []
+    for model in s["models"]:
+        r = {}
+        for way in ("notebook", "cnnzoo"):
+            r[way] = run_worker(
+                {
+                    "kind": "train",
+                    "way": way,
+                    "model": model,
+                    "data": str(data),
+                    "split": str(split),
+                    "epochs": s["train_epochs"],
+                    "batch_size": s["batch_size"],
+                }
+            )
+        rows.append(
+            [
+                model,
+                str(r["cnnzoo"]["steps_per_epoch"]),
+                f"{r['notebook']['images_per_s']:,.1f}",
+                f"{r['cnnzoo']['images_per_s']:,.1f}",
+                f"{r['cnnzoo']['images_per_s'] / r['notebook']['images_per_s']:.2f}x",
+                f"{r['notebook']['peak_rss_mb']:.0f}",
+                f"{r['cnnzoo']['peak_rss_mb']:.0f}",
+            ]
+        )
+    print_table(
+        [
+            "model",
+            "steps/epoch",
+            "notebook img/s",
+            "cnnzoo img/s",
+            "ratio",
+            "notebook RSS MB",
+            "cnnzoo RSS MB",
+        ],
+        rows,
+    )
+
+    _section(f"3. data preparation ({prep['images']} JPEGs -> {IMG_SIZE} px)")
+    cnnzoo_prep = prep["ingest_s"] + prep["split_s"]
+    print_table(
+        ["step", "seconds", "images/s"],
+        [
+            [
+                "cnnzoo ingest",
+                f"{prep['ingest_s']:.2f}",
+                f"{prep['images'] / prep['ingest_s']:,.0f}",
+            ],
+            ["cnnzoo split", f"{prep['split_s']:.2f}", f"{prep['images'] / prep['split_s']:,.0f}"],
+            ["cnnzoo ingest + split", f"{cnnzoo_prep:.2f}", f"{prep['images'] / cnnzoo_prep:,.0f}"],
+            [
+                "single-process PIL loop",
+                f"{prep['pil_s']:.2f}",
+                f"{prep['images'] / prep['pil_s']:,.0f}",
+            ],
+        ],
+    )
+    print(f"ratio PIL loop time / cnnzoo time: {prep['pil_s'] / cnnzoo_prep:.2f}x", flush=True)
+
+    _section(
+        f"4. orchestration: local pipeline run of {' + '.join(PIPELINE_MODELS)} "
+        "(demo profile, 1 epoch) vs the same steps in one process"
+    )
+    if args.skip_pipeline:
+        print("skipped (--skip-pipeline)")
+    else:
+        outcome = bench_pipeline(data, work / "pipeline", args.quick)
+        if isinstance(outcome, str):
+            print(f"pipeline: {outcome}")
+        else:
+            pipeline_s, sequence_s = outcome
+            print_table(
+                ["run", "seconds"],
+                [
+                    ["local pipeline (kfp.local)", f"{pipeline_s:.1f}"],
+                    ["one process, in sequence", f"{sequence_s:.1f}"],
+                ],
+            )
+            print(f"ratio pipeline / sequence (overhead): {pipeline_s / sequence_s:.2f}x")
+
+    print()
+    print(FINAL_LINE.format(feed_ratio), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""The benchmark scripts run end to end in their quick modes and print their figures.
+
+They are run as ``make bench`` and a GPU user would run them: as scripts in a fresh
+process, from the repository root. Speed is not asserted here (it is what the scripts
+print); what is checked is that they finish, and print well-formed, positive figures.
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # benchmarks/ is a folder of the checkout, not installed
+    sys.path.insert(0, str(REPO))
+
+
+def _run(module: str, *args: str, timeout: int) -> str:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"{module} exited {proc.returncode}:\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", "").rstrip("x%"))
+
+
+def test_flop_count_matches_known_architectures():
+    """The analytic count gives the published forward cost of a standard network."""
+    import keras
+
+    from benchmarks.gpu_check import count_flops
+    from cnnzoo.models import build_model
+
+    forward, train = count_flops(keras.applications.MobileNetV2(weights=None))
+    assert 0.55e9 < forward < 0.65e9  # ~300 M multiply-adds at 224 px
+    assert 2.5 * forward < train < 3.0 * forward  # trained whole (no grads into the input)
+
+    # A frozen base costs one forward pass. The head's first layer adds its weight
+    # gradients; the output layer its weight gradients and the gradients it passes back.
+    model = build_model("mobilenetv2_transfer", num_classes=5, img_size=100)
+    forward, train = count_flops(model)
+    fc, out = 2 * (4 * 4 * 1280) * 1000, 2 * 1000 * 5
+    assert train == forward + fc + 2 * out
+
+
+@pytest.mark.slow
+def test_gpu_check_quick_prints_a_row_per_configuration():
+    from cnnzoo.models import list_models
+
+    out = _run("benchmarks.gpu_check", "--quick", timeout=600)
+    rows = {}
+    for line in out.splitlines():
+        cells = line.split()
+        if len(cells) >= 2 and cells[0] in list_models() and cells[1] in ("float32", "bf16+XLA"):
+            rows[(cells[0], cells[1])] = cells
+    assert {m for m, _ in rows} == set(list_models())
+    assert ("simple", "bf16+XLA") in rows
+    for cells in rows.values():
+        images_per_s, ms_per_step = _number(cells[2]), _number(cells[3])
+        assert images_per_s > 0 and ms_per_step > 0, cells
+    assert "failed" not in out
+
+
+@pytest.mark.slow
+def test_bench_quick_prints_every_section_and_the_final_figure():
+    out = _run("benchmarks.bench", "--quick", "--skip-pipeline", timeout=900)
+    assert out.splitlines()[0].startswith("machine: ")
+    for section in ("== 1.", "== 2.", "== 3.", "== 4."):
+        assert section in out
+    feed = re.search(r"^ratio cnnzoo / notebook: ([\d.]+)x$", out, re.M)
+    prep = re.search(r"^ratio PIL loop time / cnnzoo time: ([\d.]+)x$", out, re.M)
+    train = re.search(r"^simple\s+\d+\s+([\d,.]+)\s+([\d,.]+)\s+([\d.]+)x", out, re.M)
+    assert feed and prep and train, out
+    assert float(prep.group(1)) > 0 and _number(train.group(3)) > 0
+    final = out.strip().splitlines()[-1]
+    m = re.fullmatch(r"input feed speedup vs notebook \(100px\): (\d+\.\d\d)x", final)
+    assert m, final
+    assert float(m.group(1)) > 0
+    assert float(m.group(1)) == pytest.approx(float(feed.group(1)), abs=0.006)
