@@ -205,6 +205,7 @@ class _Run:
         self.best_weights: list | None = None
         self.fit_seconds = 0.0  # in earlier stages and attempts
         self.fit_started = 0.0  # perf_counter() at the start of the current fit
+        self.replicas = 1  # devices the model is replicated on (MirroredStrategy)
 
     def train(
         self, model_path: Path, checkpoint: _Checkpoint, resume: dict[str, Any] | None
@@ -215,7 +216,13 @@ class _Run:
 
         profile = self.profile
         previous_policy = keras.mixed_precision.global_policy()
+        scope = contextlib.ExitStack()
         try:
+            # Variables made in a MirroredStrategy's scope are replicated on every GPU; the
+            # dataset's batch (the profile's batch_size) is the global batch, split between them.
+            strategy = distribution_strategy()
+            scope.enter_context(strategy.scope())
+            self.replicas = strategy.num_replicas_in_sync
             keras.utils.set_random_seed(profile.seed)
             keras.mixed_precision.set_global_policy(profile.precision)
             model = build_model(
@@ -309,6 +316,7 @@ class _Run:
                 _restore(self.best_weights)
             _save_model(model, model_path)
         finally:
+            scope.close()
             keras.mixed_precision.set_global_policy(previous_policy)
 
         epochs_run = len(self.records)
@@ -323,6 +331,7 @@ class _Run:
             "images_per_s": round(self.train_count * epochs_run / self.fit_seconds, 2),
             "total_params": int(model.count_params()),
             "trainable_params": count_trainable_params(model),
+            "replicas": self.replicas,
         }
 
     def _resume(self, model, checkpoint: _Checkpoint, state: dict[str, Any]):
@@ -382,6 +391,18 @@ class _Run:
                 else [a for _, a in self.best_weights],
             },
         )
+
+
+def distribution_strategy():
+    """``MirroredStrategy`` over every visible GPU when there is more than one, else the
+    default (single-device) strategy."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        print(f"training on {len(gpus)} GPUs with MirroredStrategy", flush=True)
+        return tf.distribute.MirroredStrategy([g.name for g in gpus])
+    return tf.distribute.get_strategy()
 
 
 def _epoch_recorder(run: _Run, stage: int):

@@ -55,6 +55,7 @@ def test_train_writes_model_history_config_and_logs(tiny_split, tmp_path, name):
     assert json.loads((out / "history.json").read_text()) == hist
     assert hist["status"] == "ok" and hist["model"] == name and hist["weights"] == "random"
     assert hist["epochs_run"] == 1 == len(hist["epochs"])
+    assert hist["replicas"] == 1  # no MirroredStrategy on a machine without several GPUs
     rec = hist["epochs"][0]
     assert (rec["epoch"], rec["stage"]) == (1, 1)
     assert rec["learning_rate"] == pytest.approx(1e-3)
@@ -200,3 +201,15 @@ def test_bad_input_raises(tiny_split, tmp_path):
     with pytest.raises(CnnzooError, match="split.json: file not found"):
         train_model("simple", tmp_path, tmp_path / "c", _profile())
     assert not (tmp_path / "a").exists()
+
+
+def test_strategy_is_single_device_without_several_gpus():
+    """One device here: training must not wrap itself in a MirroredStrategy."""
+    import tensorflow as tf
+
+    from cnnzoo.train import distribution_strategy
+
+    strategy = distribution_strategy()
+    assert not isinstance(strategy, tf.distribute.MirroredStrategy)
+    assert len(tf.config.list_logical_devices("GPU")) <= 1
+    assert strategy.num_replicas_in_sync == 1
