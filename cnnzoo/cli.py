@@ -84,7 +84,7 @@ def _profile(ns: argparse.Namespace) -> int:
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("dest", help="folder to create (train/<class>/*.jpg, val/<class>/*.jpg)")
-    p.add_argument("--per-class-train", type=int, default=60)
+    p.add_argument("--per-class-train", type=int, default=80)
     p.add_argument("--per-class-test", type=int, default=20)
     p.add_argument("--size", type=int, default=96, help="image side in pixels")
     p.add_argument("--seed", type=int, default=0)
