@@ -300,6 +300,11 @@ def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
         fmt = img.format
         sixteen = _is_sixteen_bit_rgb(img)
         frames = getattr(img, "n_frames", 1) if getattr(img, "is_animated", False) else 1
+        width, height = img.size
+        if fmt == "JPEG" and img.mode == "RGB":
+            # Copied as is, so only validated: every coefficient is still entropy-decoded
+            # (truncation and corruption surface), but the inverse DCT runs at 1/8 scale.
+            img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
         img.load()  # an animated image loads its first frame
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         return {"error": f"too many pixels, refused as a decompression bomb ({_one_line(e)})"}
@@ -307,8 +312,8 @@ def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
         return {"error": "not an image Pillow can read"}
     except Exception as e:  # corrupt data makes Pillow's decoders raise many types
         return {"error": f"cannot decode ({type(e).__name__}: {_one_line(e)})"}
-    if img.width < 1 or img.height < 1:
-        return {"error": f"image has no pixels ({img.width}x{img.height})"}
+    if width < 1 or height < 1:
+        return {"error": f"image has no pixels ({width}x{height})"}
     if fmt in ("JPEG", "PNG") and img.mode == "RGB" and not sixteen:
         rel, out = item.copy_rel, data
     else:
@@ -328,8 +333,8 @@ def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
         "split": item.split,
         "label": item.label,
         "sha256": hashlib.sha256(out).hexdigest(),
-        "width": img.width,
-        "height": img.height,
+        "width": width,
+        "height": height,
     }
     if frames > 1:
         entry["note"] = f"animated {fmt} with {frames} frames: first frame used"

@@ -332,6 +332,7 @@ class _Run:
             "total_params": int(model.count_params()),
             "trainable_params": count_trainable_params(model),
             "replicas": self.replicas,
+            "peak_memory_mb": peak_memory_mb(),
         }
 
     def _resume(self, model, checkpoint: _Checkpoint, state: dict[str, Any]):
@@ -391,6 +392,13 @@ class _Run:
                 else [a for _, a in self.best_weights],
             },
         )
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory so far, in MiB (Linux reports KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def distribution_strategy():

@@ -69,7 +69,8 @@ def train(
     if history.get("status") == "ok":
         print(
             f"[cnnzoo] train {model_name} done: {history['epochs_run']} epochs, "
-            f"best val_accuracy {history['best_val_accuracy']:.4f}",
+            f"best val_accuracy {history['best_val_accuracy']:.4f}, "
+            f"peak memory {history['peak_memory_mb']:.0f} MiB",
             flush=True,
         )
     else:

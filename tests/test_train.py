@@ -56,6 +56,7 @@ def test_train_writes_model_history_config_and_logs(tiny_split, tmp_path, name):
     assert hist["status"] == "ok" and hist["model"] == name and hist["weights"] == "random"
     assert hist["epochs_run"] == 1 == len(hist["epochs"])
     assert hist["replicas"] == 1  # no MirroredStrategy on a machine without several GPUs
+    assert 50 < hist["peak_memory_mb"] < 24 * 1024  # TensorFlow alone takes > 50 MiB
     rec = hist["epochs"][0]
     assert (rec["epoch"], rec["stage"]) == (1, 1)
     assert rec["learning_rate"] == pytest.approx(1e-3)
