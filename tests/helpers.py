@@ -81,3 +81,21 @@ def tree_hashes(root: Path) -> dict[str, str]:
     return {
         p.relative_to(root).as_posix(): sha256(p) for p in sorted(root.rglob("*")) if p.is_file()
     }
+
+
+def cli_error(capsys, argv: list[str]) -> str:
+    """Run the CLI, expect exit 1 and exactly one ``error:`` line, last, no traceback.
+
+    Returns:
+        That line.
+    """
+    from cnnzoo.cli import main
+
+    capsys.readouterr()
+    assert main(argv) == 1
+    lines = capsys.readouterr().err.splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1, lines
+    assert lines[-1] == errors[0]
+    assert "Traceback" not in "\n".join(lines)
+    return errors[0]

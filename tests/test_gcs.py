@@ -17,25 +17,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import jpeg_bytes, rgb_image, tree_hashes, write_image_folder
+from helpers import cli_error, jpeg_bytes, rgb_image, tree_hashes, write_image_folder
 from PIL import Image
 
 from cnnzoo import storage
 from cnnzoo.cli import main
 from cnnzoo.errors import CnnzooError
 from cnnzoo.ingest import ingest
-
-
-def _cli_error(capsys, argv: list[str]) -> str:
-    """Run the CLI, expect exit 1 and exactly one ``error:`` line (the last); return it."""
-    capsys.readouterr()
-    assert main(argv) == 1
-    lines = capsys.readouterr().err.splitlines()
-    errors = [line for line in lines if line.startswith("error:")]
-    assert len(errors) == 1, lines
-    assert lines[-1] == errors[0]
-    assert "Traceback" not in "\n".join(lines)
-    return errors[0]
 
 
 def _comparable(manifest: dict) -> dict:
@@ -125,7 +113,7 @@ def test_gcs_errors_name_the_uri(gcs_emulator, tmp_path, capsys):
         "gs:///data": "no bucket name",
     }
     for uri, message in cases.items():
-        assert message in _cli_error(capsys, ["ingest", uri, dest]), uri
+        assert message in cli_error(capsys, ["ingest", uri, dest]), uri
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no DEST, no scratch left
 
 
@@ -171,7 +159,7 @@ def test_permission_denied(monkeypatch, tmp_path, capsys):
     with _StatusServer(403, msg) as server:
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
         for uri in ("gs://locked/data", "gs://locked/data.tar.gz"):
-            line = _cli_error(capsys, ["ingest", uri, str(tmp_path / "out")])
+            line = cli_error(capsys, ["ingest", uri, str(tmp_path / "out")])
             assert line.startswith(f"error: {uri}: permission denied"), line
             assert "bucket 'locked'" in line
         with pytest.raises(

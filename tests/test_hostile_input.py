@@ -22,29 +22,17 @@ import zlib
 from pathlib import Path
 
 import pytest
-from helpers import jpeg_bytes, png_bytes, rgb_image, write_image_folder
+from helpers import cli_error, jpeg_bytes, png_bytes, rgb_image, write_image_folder
 from PIL import Image
 
 from cnnzoo.cli import main
 from cnnzoo.ingest import ingest
 
 
-def _cli_error(capsys, argv: list[str]) -> str:
-    """Run the CLI, expect exit 1 and one ``error:`` line, last, no traceback; return it."""
-    capsys.readouterr()
-    assert main(argv) == 1
-    lines = capsys.readouterr().err.splitlines()
-    errors = [line for line in lines if line.startswith("error:")]
-    assert len(errors) == 1, lines
-    assert lines[-1] == errors[0]
-    assert "Traceback" not in "\n".join(lines)
-    return errors[0]
-
-
 def _assert_ingest_fails(capsys, tmp_path: Path, source: Path, message: str) -> None:
     """``cnnzoo ingest`` fails naming ``source`` and ``message``, leaving nothing behind."""
     before = sorted(p.name for p in tmp_path.iterdir())
-    line = _cli_error(capsys, ["ingest", str(source), str(tmp_path / "out")])
+    line = cli_error(capsys, ["ingest", str(source), str(tmp_path / "out")])
     assert line.startswith(f"error: {source}: "), line
     assert message in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no DEST, no scratch
@@ -276,7 +264,7 @@ def test_bad_fraction_is_configurable(tmp_path, capsys):
     for i in range(2):  # 2 of 40 train files (5%) are broken
         (src / "train" / "bee" / f"bee{i:03d}.jpg").write_bytes(b"broken")
     dest = tmp_path / "out"
-    line = _cli_error(capsys, ["ingest", str(src), str(dest)])
+    line = cli_error(capsys, ["ingest", str(src), str(dest)])
     assert "2 of 40 files in train/ are unreadable (5.0% > max_bad_fraction 0.01)" in line
     assert not dest.exists()
     assert main(["ingest", str(src), str(dest), "--max-bad-fraction", "0.05"]) == 0
@@ -284,7 +272,7 @@ def test_bad_fraction_is_configurable(tmp_path, capsys):
     m = json.loads((dest / "manifest.json").read_text())
     assert [s["path"] for s in m["skipped"]] == ["train/bee/bee000.jpg", "train/bee/bee001.jpg"]
     assert m["counts"]["train"] == {"ant": 20, "bee": 18}
-    line = _cli_error(capsys, ["ingest", str(src), str(tmp_path / "x"), "--max-bad-fraction", "2"])
+    line = cli_error(capsys, ["ingest", str(src), str(tmp_path / "x"), "--max-bad-fraction", "2"])
     assert "max_bad_fraction must be in [0, 1], got 2" in line
 
 
@@ -325,7 +313,7 @@ def split64(tmp_path_factory):
 def test_bad_configuration(split64, tmp_path, capsys, argv, message):
     out = tmp_path / "model"
     model, *flags = argv
-    line = _cli_error(capsys, ["train", model, str(split64), str(out), *flags])
+    line = cli_error(capsys, ["train", model, str(split64), str(out), *flags])
     assert message in line, line
     assert not (out / "history.json").exists() and not (out / "model.keras").exists()
 
@@ -333,7 +321,7 @@ def test_bad_configuration(split64, tmp_path, capsys, argv, message):
 def test_wrong_types_in_a_config_file(split64, tmp_path, capsys):
     cfg = tmp_path / "over.yaml"
     cfg.write_text("img_size: 64\nbatch_size: [8, 16]\n")
-    line = _cli_error(
+    line = cli_error(
         capsys, ["train", "simple", str(split64), str(tmp_path / "m"), "--config", str(cfg)]
     )
     assert "batch_size must be int" in line
@@ -349,6 +337,6 @@ def test_unreachable_weights_file(split64, tmp_path, capsys, where, request):
         weights = str(tmp_path / "no" / "mobilenet_v2.weights.h5")
     out = tmp_path / "model"
     argv = ["train", "mobilenetv2_transfer", str(split64), str(out)]
-    line = _cli_error(capsys, [*argv, "--set", "img_size=64", "--set", f"weights={weights}"])
+    line = cli_error(capsys, [*argv, "--set", "img_size=64", "--set", f"weights={weights}"])
     assert line.startswith(f"error: {weights}: ") and "not found" in line, line
     assert not (out / "history.json").exists() and not (out / "model.keras").exists()
