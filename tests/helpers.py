@@ -99,3 +99,16 @@ def cli_error(capsys, argv: list[str]) -> str:
     assert lines[-1] == errors[0]
     assert "Traceback" not in "\n".join(lines)
     return errors[0]
+
+
+#: Overrides that fit the notebook's profile to the ``tiny_split`` fixture (72 px).
+TINY_FULL = ["img_size=72", "weights=null"]
+
+
+def notebook_profile(overrides=()):
+    """The ``full`` profile (the notebook's schedules, which tests rely on) at the tiny
+    split's size with random weights, plus ``overrides``. The demo profile is tuned for
+    ``make run`` and may change; tests must not depend on its numbers."""
+    from cnnzoo.config import load_profile
+
+    return load_profile("full", [*TINY_FULL, *overrides])

@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 import yaml
+from helpers import notebook_profile
 
-from cnnzoo.config import load_profile
 from cnnzoo.data import read_split_info
 from cnnzoo.errors import CnnzooError
 from cnnzoo.evaluate import confusion_matrix, evaluate_model, per_class_metrics
@@ -19,7 +19,7 @@ from cnnzoo.train import train_model
 @pytest.fixture(scope="module")
 def trained(tiny_split, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained") / "simple"
-    profile = load_profile("demo", ["batch_size=8", "max_epochs=2"])
+    profile = notebook_profile(["batch_size=8", "max_epochs=2"])
     hist = train_model("simple", tiny_split, out, profile)
     assert hist["status"] == "ok"
     return out

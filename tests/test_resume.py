@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 import pytest
+from helpers import TINY_FULL, notebook_profile
 
-from cnnzoo.config import load_profile
 from cnnzoo.train import CHECKPOINT_DIR, CHECKPOINT_POINTER, train_model
 
 # ReduceLROnPlateau sees no improvement after epoch 1 (min_delta is huge) and waits 2
@@ -104,7 +104,7 @@ def test_resume_restores_weights_optimizer_schedule_and_history(
     import keras
 
     out = tmp_path / "out"
-    profile = load_profile("demo", [*SCHEDULE, "max_epochs=5", "models.simple.stop_patience=2"])
+    profile = notebook_profile([*SCHEDULE, "max_epochs=5", "models.simple.stop_patience=2"])
     # Epoch 2, the last one checkpointed, stays the best. Early stopping, if it kept its
     # counter and best, stops after epoch 4; reset on resume, it would run epoch 5.
     val_losses = [1.0, 0.5, 0.7, 0.8, 0.9]
@@ -149,11 +149,11 @@ def test_checkpoint_of_another_configuration_is_ignored(tiny_split, tmp_path, mo
     out = tmp_path / "out"
     with monkeypatch.context() as m:
         _add_callbacks(m, _crash_after(1))
-        train_model("simple", tiny_split, out, load_profile("demo", [*SCHEDULE, "max_epochs=2"]))
+        train_model("simple", tiny_split, out, notebook_profile([*SCHEDULE, "max_epochs=2"]))
     assert _pointer(out / CHECKPOINT_DIR)["epoch"] == 1
     capsys.readouterr()
 
-    other = load_profile("demo", [*SCHEDULE, "max_epochs=2", "models.simple.learning_rate=0.002"])
+    other = notebook_profile([*SCHEDULE, "max_epochs=2", "models.simple.learning_rate=0.002"])
     hist = train_model("simple", tiny_split, out, other)
     captured = capsys.readouterr()
     assert "resuming" not in captured.out
@@ -171,7 +171,9 @@ def test_unreadable_checkpoint_starts_over(tiny_split, tmp_path, capsys):
     ckpt = tmp_path / "out" / CHECKPOINT_DIR
     ckpt.mkdir(parents=True)
     (ckpt / CHECKPOINT_POINTER).write_text("{not json")
-    hist = train_model("simple", tiny_split, tmp_path / "out", load_profile("demo", SCHEDULE[:1]))
+    hist = train_model(
+        "simple", tiny_split, tmp_path / "out", notebook_profile([*SCHEDULE[:1], "max_epochs=2"])
+    )
     assert hist["status"] == "ok" and [e["epoch"] for e in hist["epochs"]] == [1, 2]
     assert f"warning: {ckpt / CHECKPOINT_POINTER}: unreadable checkpoint" in capsys.readouterr().err
     assert not ckpt.exists()
@@ -187,7 +189,7 @@ def test_checkpoint_and_logs_on_cloud_storage(
     client.bucket(bucket).blob("tb/r1/simple/train/events.out.tfevents.stale").upload_from_string(
         b"an earlier attempt's logs"
     )
-    profile = load_profile("demo", [*SCHEDULE, "max_epochs=3"])
+    profile = notebook_profile([*SCHEDULE, "max_epochs=3"])
     with monkeypatch.context() as m:
         _add_callbacks(m, _crash_after(2))
         train_model("simple", tiny_split, tmp_path / "a", profile, logs, checkpoint_dir=ckpt)
@@ -245,8 +247,8 @@ sys.exit(cli.main(sys.argv[2:]))
 @pytest.mark.slow
 def test_sigkilled_training_resumes_where_it_stopped(tiny_split, tmp_path):
     out = tmp_path / "out"
-    args = ["train", "simple", str(tiny_split), str(out), "--profile", "demo"]
-    for item in [*SCHEDULE, "max_epochs=5"]:
+    args = ["train", "simple", str(tiny_split), str(out), "--profile", "full"]
+    for item in [*TINY_FULL, *SCHEDULE, "max_epochs=5"]:
         args += ["--set", item]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
     pointer = out / CHECKPOINT_DIR / CHECKPOINT_POINTER
@@ -298,7 +300,7 @@ def test_two_stage_finetune_resumes_in_its_second_stage(tiny_split, tmp_path, mo
 
     name = "mobilenetv2_finetune"
     out = tmp_path / "out"
-    profile = load_profile("demo", ["batch_size=8", "max_epochs=2"])
+    profile = notebook_profile(["batch_size=8", "max_epochs=2"])
     val_losses = [1.0, 2.0, 3.0, 4.0]  # epoch 1 is the best: stage 2 must start from it
     with monkeypatch.context() as m:
         _add_callbacks(m, _crash_after(2), val_losses=val_losses)  # stage 1 has just finished

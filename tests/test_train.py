@@ -8,15 +8,16 @@ import math
 import numpy as np
 import pytest
 import yaml
+from helpers import notebook_profile
 
-from cnnzoo.config import load_profile, profile_from_dict
+from cnnzoo.config import profile_from_dict
 from cnnzoo.data import load_split, read_split_info
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train import train_model
 
 
 def _profile(*overrides):
-    return load_profile("demo", ["batch_size=8", "max_epochs=1", *overrides])
+    return notebook_profile(["batch_size=8", "max_epochs=1", *overrides])
 
 
 def _scalar_steps(run_dir, tag):
@@ -195,7 +196,7 @@ def test_mixed_precision_restores_policy(tiny_split, tmp_path):
 
 
 def test_bad_input_raises(tiny_split, tmp_path):
-    with pytest.raises(CnnzooError, match=r"img_size is 72 but profile 'demo' has img_size 64"):
+    with pytest.raises(CnnzooError, match=r"img_size is 72 but profile 'full' has img_size 64"):
         train_model("simple", tiny_split, tmp_path / "a", _profile("img_size=64"))
     with pytest.raises(CnnzooError, match="unknown model configuration 'nope'"):
         train_model("nope", tiny_split, tmp_path / "b", _profile())
