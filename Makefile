@@ -27,8 +27,13 @@ $(BIN)/cnnzoo: pyproject.toml images/requirements.txt
 .PHONY: install
 install: $(BIN)/cnnzoo ## create .venv and install cnnzoo (editable) with dev extras
 
+.PHONY: system-deps
+system-deps: ## provision what the tests need beyond the venv (headless Chromium), or name it
+	@# A missing need is named in one line and the test needing it then fails (never skips).
+	-@bash tools/system-deps.sh browser
+
 .PHONY: test
-test: install ## run the test suite (all tiers, including the local pipeline run)
+test: install system-deps ## run the test suite (all tiers, including the local pipeline run)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: lint

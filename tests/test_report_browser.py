@@ -1,7 +1,8 @@
 """The report opens in a real browser: headless Chromium, networking off, via DevTools.
 
-Needs Debian's ``chromium`` (``.ci/run`` installs it). Without it the test fails with
-instructions rather than skipping, so a CI image that lost it cannot pass silently.
+Needs Debian's ``chromium``: ``make test`` installs it (``tools/system-deps.sh``, as root
+with apt) or names it. Without it the test fails with instructions rather than skipping,
+so a machine that lacks it cannot pass silently.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def _chromium() -> str:
             return path
     pytest.fail(
         "headless Chromium not found (looked for 'chromium' on PATH): install Debian's "
-        "chromium package, e.g. 'apt-get install -y chromium' (as .ci/run does)"
+        "chromium package, e.g. 'apt-get install -y chromium'"
     )
 
 

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# System packages that `make test` needs beyond the Python venv, provisioned or named.
+#
+#   tools/system-deps.sh browser     headless Chromium for tests/test_report_browser.py
+#
+# Each need is met in this order: already on PATH -> install Debian's package when running
+# as root with apt-get -> print one line saying what to install (and exit 1), so a test
+# that needs it fails with that line rather than skipping silently.
+set -euo pipefail
+
+APT_UPDATED=0
+
+apt_install() {
+  # Install Debian packages non-interactively; returns non-zero if not root or no apt-get.
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 1
+  if [ "$APT_UPDATED" = 0 ]; then
+    apt-get update -qq
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+need_browser() {
+  if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
+    return 0
+  fi
+  echo "system-deps: installing Debian's chromium for the browser test (apt-get)"
+  if apt_install chromium && command -v chromium >/dev/null 2>&1; then
+    return 0
+  fi
+  echo "system-deps: headless Chromium is missing: install it (Debian/Ubuntu: 'sudo apt-get install chromium'), or put a 'chromium' binary on PATH" >&2
+  return 1
+}
+
+status=0
+for need in "$@"; do
+  case "$need" in
+    browser) need_browser || status=1 ;;
+    *) echo "system-deps: unknown need '$need'" >&2; exit 2 ;;
+  esac
+done
+exit "$status"
