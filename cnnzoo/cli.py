@@ -50,6 +50,16 @@ def add_profile_args(p: argparse.ArgumentParser, config_files: bool = True) -> N
     )
 
 
+def add_overwrite_arg(p: argparse.ArgumentParser, what: str = "DEST") -> None:
+    """Add ``--overwrite``: replace ``what`` even if cnnzoo did not write it."""
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace {what} even if it is not an earlier cnnzoo output of this command "
+        "(its content is deleted); without it such a folder is refused",
+    )
+
+
 def _load_profile(ns: argparse.Namespace):
     from cnnzoo.config import load_profile
 
@@ -88,6 +98,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-class-test", type=int, default=20)
     p.add_argument("--size", type=int, default=96, help="image side in pixels")
     p.add_argument("--seed", type=int, default=0)
+    add_overwrite_arg(p)
 
 
 @command("demo-data", "generate the small built-in demo dataset", _demo_args)
@@ -100,6 +111,7 @@ def _demo_data(ns: argparse.Namespace) -> int:
         per_class_test=ns.per_class_test,
         seed=ns.seed,
         size=ns.size,
+        overwrite=ns.overwrite,
     )
     print(f"demo dataset: {path}")
     return 0
@@ -114,13 +126,16 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
         default=0.01,
         help="fail if more than this fraction of a split is undecodable (default 0.01)",
     )
+    add_overwrite_arg(p)
 
 
 @command("ingest", "validate an image-folder dataset and write its manifest", _ingest_args)
 def _ingest(ns: argparse.Namespace) -> int:
     from cnnzoo.ingest import ingest
 
-    manifest = ingest(ns.source, ns.dest, max_bad_fraction=ns.max_bad_fraction)
+    manifest = ingest(
+        ns.source, ns.dest, max_bad_fraction=ns.max_bad_fraction, overwrite=ns.overwrite
+    )
     counts = manifest["counts"]
     total = {k: sum(v.values()) for k, v in counts.items()}
     print(
@@ -135,6 +150,7 @@ def _split_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("ingested", help="output folder of 'cnnzoo ingest'")
     p.add_argument("dest", help="folder to write TFRecord shards and split.json to")
     add_profile_args(p)
+    add_overwrite_arg(p)
 
 
 @command("split", "split (seeded, stratified) and decode once into TFRecords", _split_args)
@@ -149,6 +165,7 @@ def _split(ns: argparse.Namespace) -> int:
         seed=prof.seed,
         val_fraction=prof.val_fraction,
         test_fraction=prof.test_fraction,
+        overwrite=ns.overwrite,
     )
     print(
         f"split -> {ns.dest} at {info['img_size']}px: "
@@ -171,6 +188,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         help="per-epoch training state, resumed from when rerun (default: OUT/checkpoint)",
     )
     add_profile_args(p)
+    add_overwrite_arg(p, "OUT")
 
 
 @command("train", "train one model configuration", _train_args)
@@ -184,6 +202,7 @@ def _train(ns: argparse.Namespace) -> int:
         _load_profile(ns),
         logs_dir=ns.logs,
         checkpoint_dir=ns.checkpoint,
+        overwrite=ns.overwrite,
     )
     if hist.get("status") == "failed":
         print(f"error: training {ns.model} failed: {hist.get('error')}", file=sys.stderr)
@@ -200,13 +219,16 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("split", help="output folder of 'cnnzoo split'")
     p.add_argument("out", help="JSON file to write")
     p.add_argument("--batch-size", type=int, default=None)
+    add_overwrite_arg(p, "OUT")
 
 
 @command("evaluate", "evaluate a trained model on the test set", _eval_args)
 def _evaluate(ns: argparse.Namespace) -> int:
     from cnnzoo.evaluate import evaluate_model
 
-    res = evaluate_model(ns.model_dir, ns.split, ns.out, batch_size=ns.batch_size)
+    res = evaluate_model(
+        ns.model_dir, ns.split, ns.out, batch_size=ns.batch_size, overwrite=ns.overwrite
+    )
     if res.get("status") != "ok":
         print(f"error: {res['model']} has no trained model: {res.get('error')}", file=sys.stderr)
         return 1

@@ -178,8 +178,10 @@ def make_demo_dataset(
     per_class_test: int = 20,
     seed: int = 0,
     size: int = 96,
+    *,
+    overwrite: bool = False,
 ) -> Path:
-    """Generate the demo dataset at ``dest`` (replaced atomically if it exists).
+    """Generate the demo dataset at ``dest`` (an earlier one there is replaced atomically).
 
     Args:
         dest: folder to create; gets ``train/<class>/*.jpg`` and ``val/<class>/*.jpg``.
@@ -187,12 +189,14 @@ def make_demo_dataset(
         per_class_test: images per class in ``val/`` (the test set).
         seed: random seed; the same seed gives the same bytes.
         size: image side in pixels.
+        overwrite: replace ``dest`` even if it is not an earlier demo dataset.
 
     Returns:
         The path of the created folder.
 
     Raises:
-        CnnzooError: if a count or the size is out of range.
+        CnnzooError: if a count or the size is out of range, or ``dest`` holds something
+            else than an earlier demo dataset.
     """
     if per_class_train < 1:
         raise CnnzooError(f"demo data: per_class_train must be >= 1, got {per_class_train}")
@@ -204,7 +208,7 @@ def make_demo_dataset(
         raise CnnzooError(f"demo data: seed must be >= 0, got {seed}")
     dest = Path(dest)
     counts = {"train": per_class_train, "val": per_class_test}
-    with atomic_directory(dest) as tmp:
+    with atomic_directory(dest, overwrite, kind="demo-data") as tmp:
         for split_idx, split in enumerate(_SPLITS):
             if counts[split] == 0:
                 continue

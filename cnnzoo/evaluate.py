@@ -9,6 +9,7 @@ A model whose training failed is passed on as a ``"status": "failed"`` record.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from cnnzoo.config import read_yaml
 from cnnzoo.data import load_split, read_split_info
 from cnnzoo.errors import CnnzooError
-from cnnzoo.fsutil import atomic_write_json, read_json
+from cnnzoo.fsutil import atomic_write_json, output_lock, read_json
 from cnnzoo.train import CONFIG_FILE, HISTORY_FILE, MODEL_FILE
 
 #: Fields copied from history.json into the evaluation record.
@@ -36,6 +37,8 @@ def evaluate_model(
     split_dir: str | os.PathLike,
     out_json: str | os.PathLike,
     batch_size: int | None = None,
+    *,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the model in ``model_dir`` on ``split_dir`` and write ``out_json``.
 
@@ -43,18 +46,49 @@ def evaluate_model(
         model_dir: output folder of ``cnnzoo train`` (``history.json``, ``config.yaml``
             and, when training succeeded, ``model.keras``).
         split_dir: the split dataset the model was trained on (same classes and size).
-        out_json: file to write the evaluation record to (atomically).
+        out_json: file to write the evaluation record to (atomically); an existing
+            file must be an earlier evaluation record, unless ``overwrite``.
         batch_size: evaluation batch size; defaults to the training profile's
             ``eval_batch_size`` saved in ``config.yaml``.
+        overwrite: replace an ``out_json`` that is not an evaluation record.
 
     Returns:
         The record written (see docs/architecture.md, "Evaluation"); for a model whose
-        training failed, ``{"model", "strategy", "base", "status": "failed", "error"}``.
+        training failed, ``{"model", "strategy", "base", "status": "failed", "error"}``;
+        a model whose loss on any part is not finite is recorded as failed too.
 
     Raises:
-        CnnzooError: missing or unreadable files, or a split that does not match the
-            model (classes or image size).
+        CnnzooError: missing, unreadable or corrupt files (``model.keras``, shards), a
+            split that does not match the model (classes or image size), an
+            ``out_json`` that is not an evaluation record, or another process writing it.
     """
+    with output_lock(out_json):
+        _check_out_json(Path(out_json), overwrite)
+        return _evaluate_locked(model_dir, split_dir, out_json, batch_size)
+
+
+def _check_out_json(path: Path, overwrite: bool) -> None:
+    """Refuse to replace a file that is not an evaluation record (or a folder)."""
+    if path.is_dir():
+        raise CnnzooError(f"{path}: is a folder; name a JSON file to write")
+    if not path.exists() or overwrite:
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
+    if not (isinstance(old, dict) and "model" in old and old.get("status") in ("ok", "failed")):
+        raise CnnzooError(
+            f"{path}: exists and is not a cnnzoo evaluation record; choose another file "
+            "or pass --overwrite"
+        )
+
+
+def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, Any]:
+    import math
+
+    import tensorflow as tf
+
     from cnnzoo.models import get_spec
 
     model_dir = Path(model_dir)
@@ -93,10 +127,26 @@ def evaluate_model(
     metrics = {}
     for part in ("test", "train", "val"):
         ds = load_split(split_dir, part, batch_size, training=False)
-        res = model.evaluate(ds, verbose=0, return_dict=True)
+        try:
+            res = model.evaluate(ds, verbose=0, return_dict=True)
+            if part == "test":
+                y_true, y_pred = _predict(model, ds)
+        except tf.errors.OpError as e:
+            # Truncated or corrupt shards, or records that do not fit split.json.
+            raise CnnzooError(
+                f"{split_dir}: cannot read the {part} shards ({type(e).__name__}: "
+                f"{_one_line(e.message)}); run the split again"
+            ) from None
         metrics[part] = {"loss": float(res["loss"]), "accuracy": float(res["accuracy"])}
-        if part == "test":
-            y_true, y_pred = _predict(model, ds)
+        if not math.isfinite(metrics[part]["loss"]):
+            record = {
+                **head,
+                "status": "failed",
+                "error": f"{part} loss is {metrics[part]['loss']}: the model outputs "
+                "non-finite values (training diverged?)",
+            }
+            atomic_write_json(out_json, record)
+            return record
 
     classes = info["classes"]
     cm = confusion_matrix(y_true, y_pred, len(classes))
@@ -155,6 +205,10 @@ def per_class_metrics(cm, classes: list[str]) -> dict[str, dict[str, float | int
     return out
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())[:300] or "(no message)"
+
+
 def _predict(model, ds):
     import numpy as np
 
@@ -171,6 +225,12 @@ def _load_model(path: Path):
 
     if not path.is_file():
         raise CnnzooError(f"{path}: file not found (history.json says training succeeded)")
-    model = keras.models.load_model(path, compile=False)
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as e:  # a truncated zip, a foreign file: Keras raises many types
+        raise CnnzooError(
+            f"{path}: cannot load the model ({type(e).__name__}: {_one_line(str(e))}); "
+            "train it again"
+        ) from None
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model

@@ -7,7 +7,9 @@ its own validation set). Every file is decoded once with Pillow. RGB JPEG and PN
 are copied byte for byte; any other decodable image (grayscale, alpha, CMYK, palette,
 16-bit, other formats) is converted to 8-bit RGB and saved as PNG. Transparent pixels
 are composited onto white; an animated image (GIF, APNG, WebP) keeps its first frame and
-its manifest entry says so in ``note``. Undecodable files, pixel bombs and things that
+its manifest entry says so in ``note``. Decoding is strict: a decoder's warning (a JPEG
+cut short, a PNG chunk with a bad CRC or no ``IEND``) counts as an error, see
+:func:`_strict_check`. Undecodable files, pixel bombs and things that
 are not regular files (pipes, broken links) are skipped and listed in the manifest; file
 and class names that are not valid UTF-8 get ``%XX`` for their undecodable bytes.
 Problems with the layout (including fewer than two classes), or too many bad files, stop
@@ -29,14 +31,22 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from cnnzoo import __version__
 from cnnzoo.errors import CnnzooError
-from cnnzoo.fsutil import atomic_directory, atomic_write_json
-from cnnzoo.storage import is_gcs, is_junk_path, resolve_source, upload_tree, visible_children
+from cnnzoo.fsutil import (
+    atomic_directory,
+    atomic_write_json,
+    check_replaceable,
+    output_lock,
+    scratch_directory,
+)
+from cnnzoo.storage import GcsOutput, is_gcs, is_junk_path, resolve_source, visible_children
 
 MANIFEST = "manifest.json"
+#: The kind of output ingest writes (its ownership marker, see cnnzoo.fsutil).
+KIND = "ingest"
 #: Larger image files are skipped unread (a sparse or bogus file must not fill memory).
 MAX_IMAGE_BYTES = 512 * 1024**2
 TEST_FOLDERS = ("test", "val")  # first one present is the test set
@@ -57,7 +67,13 @@ class _Item:
     convert_rel: str  # relative to DEST, e.g. "images/train/cat/a.png"
 
 
-def ingest(source: str, dest: str | os.PathLike, max_bad_fraction: float = 0.01) -> dict:
+def ingest(
+    source: str,
+    dest: str | os.PathLike,
+    max_bad_fraction: float = 0.01,
+    *,
+    overwrite: bool = False,
+) -> dict:
     """Validate the dataset at ``source`` and write it, with ``manifest.json``, to ``dest``.
 
     Args:
@@ -67,6 +83,8 @@ def ingest(source: str, dest: str | os.PathLike, max_bad_fraction: float = 0.01)
             ``manifest.json`` (format in ``docs/architecture.md``); or ``gs://bucket/prefix``
             (built locally, then uploaded with ``manifest.json`` last).
         max_bad_fraction: the largest fraction of a split's files that may be undecodable.
+        overwrite: replace ``dest`` even if it is not an earlier ingest output (by
+            default an existing, non-empty ``dest`` must be one).
 
     Returns:
         The manifest dictionary that was written.
@@ -74,28 +92,38 @@ def ingest(source: str, dest: str | os.PathLike, max_bad_fraction: float = 0.01)
     Raises:
         CnnzooError: no ``train/`` folder, no classes, files directly in ``train/``, a class
             without a usable image, train and test class sets that differ, nothing
-            decodable, or more than ``max_bad_fraction`` of a split undecodable.
+            decodable, more than ``max_bad_fraction`` of a split undecodable, ``dest``
+            holding something else than an earlier ingest output, or another process
+            writing ``dest``.
     """
     if not 0.0 <= max_bad_fraction <= 1.0:
         raise CnnzooError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
     if is_gcs(dest):
-        # Built whole in a local scratch folder, then uploaded with manifest.json last, so
-        # a reader never finds a manifest beside missing images.
-        with tempfile.TemporaryDirectory(prefix="cnnzoo-ingest-out-") as scratch:
-            manifest = ingest(source, Path(scratch) / "ingested", max_bad_fraction)
-            upload_tree(Path(scratch) / "ingested", str(dest))
+        # Built whole in a local scratch folder, then uploaded under a commit marker
+        # (see cnnzoo.storage.upload_tree), so a reader never takes a half-written
+        # upload for complete.
+        with GcsOutput(str(dest), KIND, overwrite=overwrite) as out:
+            with tempfile.TemporaryDirectory(prefix="cnnzoo-ingest-out-") as scratch:
+                manifest = ingest(source, Path(scratch) / "ingested", max_bad_fraction)
+                out.upload(Path(scratch) / "ingested")
         return manifest
     # Downloads and extracted archives go beside DEST, not to /tmp, which is often small
-    # in containers; the scratch folder is removed whatever happens.
-    parent = Path(dest).resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".cnnzoo-ingest-", dir=parent) as work:
-        root = resolve_source(source, work)
-        out = Path(dest).resolve()
-        if out == root.resolve() or out in root.resolve().parents:
+    # in containers; the scratch folder is removed whatever happens (and, if the step is
+    # killed, by the next ingest into DEST).
+    out = Path(os.path.abspath(dest))
+
+    def refuse_replacing(root: Path) -> None:
+        if out == root or out in root.parents:
             raise CnnzooError(f"{dest}: the output folder would replace the source {source}")
+
+    if "://" not in source and source != "demo" and Path(source).expanduser().exists():
+        refuse_replacing(Path(source).expanduser().resolve())
+    with output_lock(dest), scratch_directory(dest) as work:
+        check_replaceable(dest, KIND, overwrite)
+        root = resolve_source(source, work)
+        refuse_replacing(root.resolve())
         classes, test_source, items = _scan(root, source)
-        with atomic_directory(dest) as tmp:
+        with atomic_directory(dest, overwrite, kind=KIND) as tmp:
             results = _process_all(root, tmp, items)
             manifest = _build_manifest(
                 source, classes, test_source, items, results, max_bad_fraction
@@ -282,6 +310,34 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split())[:300]
 
 
+def _strict_check(fmt: str | None, data: bytes) -> str | None:
+    """Why ``data`` (a JPEG or PNG) is damaged although a tolerant decoder would accept
+    it, or None.
+
+    Pillow decodes a JPEG cut short with an end-of-image marker appended as a
+    grey-filled image (libjpeg only warns), and does not check a PNG's chunk CRCs or its
+    ``IEND``. JPEGs are therefore decoded by libjpeg-turbo through ``simplejpeg`` with
+    ``strict=True`` (every warning is an error) at the smallest DCT scale: every
+    coefficient is still entropy-decoded, only the inverse DCT is reduced. PNGs go
+    through Pillow's ``verify()``, which reads every chunk, checks its CRC and wants
+    ``IEND``.
+    """
+    if fmt == "JPEG":
+        import simplejpeg
+
+        try:
+            simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=1, min_width=1, strict=True)
+        except ValueError as e:
+            return f"corrupt or truncated JPEG (libjpeg: {_one_line(e)})"
+    elif fmt == "PNG":
+        try:
+            with Image.open(io.BytesIO(data)) as check:
+                check.verify()
+        except Exception as e:  # SyntaxError for a bad CRC, OSError for a cut file...
+            return f"corrupt or truncated PNG ({_one_line(e)})"
+    return None
+
+
 def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
     """Decode ``src`` and write it under ``tmp``; return its manifest entry or an error."""
     try:
@@ -301,11 +357,12 @@ def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
         sixteen = _is_sixteen_bit_rgb(img)
         frames = getattr(img, "n_frames", 1) if getattr(img, "is_animated", False) else 1
         width, height = img.size
-        if fmt == "JPEG" and img.mode == "RGB":
-            # Copied as is, so only validated: every coefficient is still entropy-decoded
-            # (truncation and corruption surface), but the inverse DCT runs at 1/8 scale.
-            img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-        img.load()  # an animated image loads its first frame
+        problem = _strict_check(fmt, data)
+        if problem:
+            return {"error": problem}
+        if fmt != "JPEG" or img.mode != "RGB":
+            img.load()  # an animated image loads its first frame
+        # An RGB JPEG is copied as is: the strict decode above validated it.
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         return {"error": f"too many pixels, refused as a decompression bomb ({_one_line(e)})"}
     except UnidentifiedImageError:
@@ -348,6 +405,8 @@ def _process_all(root: Path, tmp: Path, items: list[_Item]) -> list[dict[str, An
     done = {"train": 0, "test": 0}
     next_report = {"train": 0.1, "test": 0.1}
     workers = min(32, 2 * (os.cpu_count() or 1))
+    # Truncated data must surface as an error, whoever set Pillow's switch in this process.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     # Oversized images are skipped, not decoded: Pillow's warning becomes an error. The
     # filter is set here, in the calling thread, because catch_warnings is not thread-safe.
     with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=workers) as pool:

@@ -20,9 +20,11 @@ so training never decodes a JPEG again. Output format: ``docs/architecture.md``.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,9 +34,20 @@ import numpy as np
 from PIL import Image
 
 from cnnzoo.errors import CnnzooError
-from cnnzoo.fsutil import atomic_directory, atomic_write_json, read_json
+from cnnzoo.fsutil import (
+    atomic_directory,
+    atomic_write_json,
+    check_replaceable,
+    output_kind,
+    output_lock,
+    read_json,
+    scratch_directory,
+)
+from cnnzoo.storage import GcsOutput, download_tree, is_gcs, require_complete
 
 SPLIT_INFO = "split.json"
+#: The kind of output split writes (its ownership marker, see cnnzoo.fsutil).
+KIND = "split"
 SPLITS = ("train", "val", "test")
 RESIZE_METHOD = "PIL JPEG draft + bilinear"
 MAX_SHARD_IMAGES = 1000
@@ -86,11 +99,11 @@ def assign_splits(
     return out
 
 
-def load_image(path: str | os.PathLike, img_size: int) -> bytes:
+def load_image(path: str | os.PathLike | io.BytesIO, img_size: int) -> bytes:
     """Decode an image and resize it to ``img_size`` squared; return raw RGB uint8 bytes.
 
     Args:
-        path: an image file.
+        path: an image file (or its bytes in a ``BytesIO``).
         img_size: output side in pixels.
 
     Returns:
@@ -104,17 +117,33 @@ def load_image(path: str | os.PathLike, img_size: int) -> bytes:
     return rgb.tobytes()
 
 
-def _load_job(job: tuple[str, int]) -> bytes:
-    path, img_size = job
+class _ChangedFile(Exception):
+    """An ingested file whose bytes no longer match the manifest's sha256."""
+
+
+def _load_job(job: tuple[str, int, str | None]) -> bytes:
+    path, img_size, sha256 = job
     try:
-        return load_image(path, img_size)
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise RuntimeError(f"{path}: cannot read ({e.strerror})") from None
+    # Read once, hashed and decoded from memory: checking costs a hash, not a second read.
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise _ChangedFile(path)
+    try:
+        return load_image(io.BytesIO(data), img_size)
     except Exception as e:  # reported with the path in the parent
         raise RuntimeError(f"{path}: {type(e).__name__}: {e}") from None
 
 
-def _decoded(paths: list[str], img_size: int, workers: int) -> Iterator[bytes]:
-    """Yield decoded images in ``paths`` order, decoding in ``workers`` threads."""
-    jobs = [(p, img_size) for p in paths]
+def _decoded(
+    paths: list[str], img_size: int, workers: int, hashes: list[str | None] | None = None
+) -> Iterator[bytes]:
+    """Yield decoded images in ``paths`` order, decoding in ``workers`` threads.
+
+    With ``hashes``, each file's sha256 is checked first (:class:`_ChangedFile`).
+    """
+    jobs = [(p, img_size, h) for p, h in zip(paths, hashes or [None] * len(paths), strict=True)]
     if workers <= 1:
         yield from map(_load_job, jobs)
         return
@@ -142,6 +171,9 @@ def _file_sha256(path: Path) -> str:
 
 
 def _read_manifest(ingested: Path) -> dict[str, Any]:
+    kind = output_kind(ingested)
+    if kind is not None and kind != "ingest":
+        raise CnnzooError(f"{ingested}: a cnnzoo {kind} output, not an ingest output")
     path = ingested / "manifest.json"
     manifest = read_json(path)
     for key in ("classes", "files", "test_source"):
@@ -157,6 +189,8 @@ def _read_manifest(ingested: Path) -> dict[str, Any]:
             raise CnnzooError(f"{path}: file {f.get('path')} has bad split {f.get('split')!r}")
         if not (ingested / f["path"]).is_file():
             raise CnnzooError(f"{path}: listed file {f['path']} is missing from {ingested}")
+        if not isinstance(f.get("sha256"), str):
+            raise CnnzooError(f"{path}: file {f['path']} has no sha256")
     return manifest
 
 
@@ -169,26 +203,60 @@ def split_dataset(
     test_fraction: float = 0.1,
     *,
     workers: int | None = None,
+    overwrite: bool = False,
+    verify: bool = True,
 ) -> dict:
     """Split an ingested dataset and write train/val/test TFRecord shards plus ``split.json``.
 
+    Every file read is checked against the sha256 the ingest manifest lists for it, so
+    a changed, truncated or half-replaced ingested dataset is refused, not split.
+
     Args:
-        ingested: output folder of :func:`cnnzoo.ingest.ingest`.
-        dest: output folder (replaced atomically).
+        ingested: output folder of :func:`cnnzoo.ingest.ingest`, or a ``gs://`` prefix
+            holding one (it must carry a complete commit marker; it is downloaded
+            beside ``dest`` first).
+        dest: output folder (replaced atomically), or ``gs://bucket/prefix`` (built
+            locally, then uploaded behind a commit marker). An existing, non-empty
+            ``dest`` must be an earlier split output unless ``overwrite``.
         img_size: side, in pixels, every image is resized to.
         seed: seed for the shuffles; the same seed gives byte-identical output.
         val_fraction: fraction of each class's (non-test) train files used for validation.
         test_fraction: fraction of each class held out as the test set when the
             dataset has no test folder.
         workers: decoding processes; None picks one per CPU (in-process for small sets).
+        overwrite: replace ``dest`` even if it is not an earlier split output.
+        verify: check every file's sha256 against the manifest (``make bench`` turns it
+            off to measure what it costs).
 
     Returns:
         The ``split.json`` dictionary.
 
     Raises:
-        CnnzooError: bad arguments, a missing or invalid manifest, an image that cannot
-            be decoded, or a split that would be empty.
+        CnnzooError: bad arguments, a missing or invalid manifest, a file whose sha256
+            differs from the manifest's, an image that cannot be decoded, a split that
+            would be empty, ``dest`` holding something else, or another process
+            writing it.
     """
+    kwargs = {
+        "img_size": img_size,
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
+        "workers": workers,
+        "verify": verify,
+    }
+    if is_gcs(dest):
+        with GcsOutput(str(dest), KIND, overwrite=overwrite) as out:
+            with tempfile.TemporaryDirectory(prefix="cnnzoo-split-out-") as scratch:
+                info = split_dataset(ingested, Path(scratch) / "split", **kwargs)
+                out.upload(Path(scratch) / "split")
+        return info
+    if is_gcs(ingested):
+        with output_lock(dest), scratch_directory(dest) as work:
+            check_replaceable(dest, KIND, overwrite)
+            require_complete(str(ingested), "ingest")
+            local = download_tree(str(ingested), Path(work) / "ingested")
+            return split_dataset(local, dest, overwrite=overwrite, **kwargs)
     ingested, dest = Path(ingested), Path(dest)
     if not isinstance(img_size, int) or img_size < 1:
         raise CnnzooError(f"img_size must be a positive integer, got {img_size!r}")
@@ -233,13 +301,15 @@ def split_dataset(
         "resize": RESIZE_METHOD,
         "splits": {},
     }
-    with atomic_directory(dest) as tmp:
+    sha256 = {f["path"]: f["sha256"] for f in manifest["files"]}
+    with atomic_directory(dest, overwrite, kind=KIND) as tmp:
         for name in SPLITS:
             items = assigned[name]
             n_shards = max(1, math.ceil(len(items) / per_shard))
             shards = [f"{name}-{k:05d}-of-{n_shards:05d}.tfrecord" for k in range(n_shards)]
             paths = [str(ingested / p) for p, _ in items]
-            images = _decoded(paths, img_size, workers)
+            hashes = [sha256[p] for p, _ in items] if verify else None
+            images = _decoded(paths, img_size, workers, hashes)
             writer = None
             try:
                 for i, ((_, label), raw) in enumerate(zip(items, images, strict=True)):
@@ -262,6 +332,11 @@ def split_dataset(
                     writer.write(example.SerializeToString(deterministic=True))
                     if (i + 1) % 2000 == 0:
                         print(f"split: {name} {i + 1}/{len(items)}", file=sys.stderr, flush=True)
+            except _ChangedFile as e:
+                raise CnnzooError(
+                    f"{e}: sha256 differs from {ingested / 'manifest.json'} (changed or "
+                    "half-written since ingest); ingest the data again"
+                ) from None
             except RuntimeError as e:
                 raise CnnzooError(f"cannot decode ingested image {e}") from None
             finally:

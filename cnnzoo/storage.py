@@ -31,6 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cnnzoo.errors import CnnzooError
+from cnnzoo.fsutil import MARKER
 
 #: Largest total uncompressed size an archive may declare (decompression-bomb guard);
 #: the environment variable ``CNNZOO_MAX_EXTRACT_BYTES`` overrides it.
@@ -378,14 +379,22 @@ def _api_errors() -> tuple[type[BaseException], ...]:
     return errors
 
 
-def _gcs_error(uri: str, e: BaseException, action: str) -> CnnzooError:
-    """Turn a Cloud Storage exception into a one-line CnnzooError naming ``uri``."""
+def _gcs_error(uri: str, e: BaseException, action: str, client: Any = None) -> CnnzooError:
+    """Turn a Cloud Storage exception into a one-line CnnzooError naming ``uri``.
+
+    A 404 names the bucket only when the bucket is what is missing: with ``client``, it
+    is asked; without, a listing's 404 (``action`` "list objects") is the bucket's.
+    """
     from google.api_core import exceptions as gexc
     from google.auth.exceptions import RefreshError
 
     bucket = uri[len("gs://") :].partition("/")[0]
     if isinstance(e, gexc.NotFound):
-        return CnnzooError(f"{uri}: bucket '{bucket}' does not exist")
+        if client is not None:
+            return CnnzooError(f"{uri}: {_missing_what(client, bucket)}")
+        if action == "list objects":
+            return CnnzooError(f"{uri}: bucket '{bucket}' does not exist")
+        return CnnzooError(f"{uri}: no such object (or bucket '{bucket}' does not exist)")
     if isinstance(e, gexc.Forbidden | gexc.Unauthorized | RefreshError):
         return CnnzooError(
             f"{uri}: permission denied while trying to {action} (the credentials in use "
@@ -485,7 +494,12 @@ def list_objects(
 
 
 def download_tree(
-    uri: str, dest: str | os.PathLike, client: Any = None, skip_junk: bool = False
+    uri: str,
+    dest: str | os.PathLike,
+    client: Any = None,
+    skip_junk: bool = False,
+    *,
+    overwrite: bool = False,
 ) -> Path:
     """Download every object under ``gs://bucket/prefix`` into the folder ``dest``.
 
@@ -495,16 +509,20 @@ def download_tree(
 
     Args:
         uri: ``gs://bucket/prefix`` (a folder of objects).
-        dest: local folder to create (replaced if it exists).
+        dest: local folder to create; if it exists it must be empty, unless
+            ``overwrite`` (then it is replaced).
         client: a ``google.cloud.storage.Client`` (default: :func:`gcs_client`).
         skip_junk: leave out hidden files, ``__MACOSX/`` and other OS junk.
+        overwrite: replace a non-empty ``dest``.
 
     Returns:
         ``dest`` as a Path.
 
     Raises:
         CnnzooError: bucket missing, nothing under the prefix, access denied, an object
-            name that would escape ``dest``, or a failed download.
+            name that would escape ``dest``, a non-empty ``dest``, a cnnzoo output
+            under ``uri`` that is not complete (see :class:`GcsOutput`), or a failed
+            download.
     """
     from cnnzoo.fsutil import atomic_directory
 
@@ -514,17 +532,28 @@ def download_tree(
         blobs = list_objects(uri, client, skip_junk=skip_junk, pool=pool)
         if not blobs:
             raise CnnzooError(f"{uri}: no objects under this prefix (empty or missing folder)")
+        marker = next((b for b in blobs if b.name == top + MARKER), None)
+        if marker is not None:
+            require_complete(uri, None, client)
         rels = [_safe_member_path(b.name[len(top) :], uri) for b in blobs]
         progress = _Progress("downloaded", len(blobs), uri)
         retry = _retry()
-        with atomic_directory(dest) as tmp:
+        with atomic_directory(dest, overwrite) as tmp:
 
             def download(job: tuple[Any, PurePosixPath]) -> None:
+                from google.api_core.exceptions import NotFound
+
                 blob, rel = job
                 target = tmp / rel
                 try:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     blob.download_to_filename(str(target), retry=retry)
+                except NotFound:
+                    # Listed a moment ago: deleted meanwhile (another writer at work?).
+                    raise CnnzooError(
+                        f"gs://{blob.bucket.name}/{blob.name}: object disappeared during the "
+                        f"download of {uri} (is another process rewriting it?)"
+                    ) from None
                 except OSError as e:
                     # e.g. both 'a/b' and 'a/b/c' exist as objects: 'a/b' cannot be both.
                     raise CnnzooError(
@@ -535,7 +564,7 @@ def download_tree(
             try:
                 list(pool.map(download, zip(blobs, rels, strict=True)))
             except _api_errors() as e:
-                raise _gcs_error(uri, e, "download objects") from None
+                raise _gcs_error(uri, e, "download objects", client) from None
     return Path(dest)
 
 
@@ -608,7 +637,7 @@ def _upload_files(
         with ThreadPoolExecutor(max_workers=_workers()) as pool:
             list(pool.map(upload, files))
     except _api_errors() as e:
-        raise _gcs_error(uri, e, "upload objects") from None
+        raise _gcs_error(uri, e, "upload objects", client) from None
 
 
 def _local_files(folder: Path) -> list[tuple[Path, str]]:
@@ -621,7 +650,9 @@ def upload_tree(local_dir: str | os.PathLike, uri: str, client: Any = None) -> l
 
     Files are uploaded in parallel with retries. Each object appears whole or not at
     all; the top-level ``*.json`` files (``history.json``, ``manifest.json``, a report's
-    data...) go last, since in every cnnzoo output they are what marks it complete.
+    data...) go last. A top-level ``.cnnzoo.json`` (the ownership marker) is not copied:
+    on Cloud Storage that marker is the commit marker, which :class:`GcsOutput`
+    writes, and uploading an output for others to read goes through it.
 
     Args:
         local_dir: the folder to copy.
@@ -640,7 +671,8 @@ def upload_tree(local_dir: str | os.PathLike, uri: str, client: Any = None) -> l
         raise CnnzooError(f"{local_dir}: no such folder to upload to {uri}")
     top = _folder_prefix(parse_gs_uri(uri)[1])
     client = client or gcs_client(uri)
-    files = [(p, top + rel) for p, rel in _local_files(local_dir)]
+    # The ownership marker is a commit marker on gs://: only GcsOutput writes it.
+    files = [(p, top + rel) for p, rel in _local_files(local_dir) if rel != MARKER]
     last = [f for f in files if "/" not in f[1][len(top) :] and f[0].suffix == ".json"]
     first = [f for f in files if f not in last]
     _upload_files(client, uri, first)
@@ -648,48 +680,297 @@ def upload_tree(local_dir: str | os.PathLike, uri: str, client: Any = None) -> l
     return sorted(name for _, name in files)
 
 
-def copy_tree(src: str | os.PathLike, dest: str | os.PathLike, client: Any = None) -> str:
+def copy_tree(
+    src: str | os.PathLike,
+    dest: str | os.PathLike,
+    client: Any = None,
+    *,
+    overwrite: bool = False,
+) -> str:
     """Copy a folder between any two of local paths and ``gs://`` prefixes.
 
-    A local ``dest`` is built under a temporary name and renamed into place (replacing
-    what was there); a ``gs://`` ``dest`` is written as by :func:`upload_tree`.
+    The copy is an output of the kind ``src`` is marked with (``.cnnzoo.json``), or
+    ``"export"``; ``dest`` may be missing, empty or an earlier output of that kind, or
+    anything with ``overwrite``. A local ``dest`` is built under a temporary name and
+    renamed into place; a ``gs://`` ``dest`` is written through :class:`GcsOutput`
+    (invisible to readers until complete).
 
     Args:
         src: a local folder or ``gs://bucket/prefix``.
         dest: a local folder or ``gs://bucket/prefix``.
         client: a ``google.cloud.storage.Client`` for either side.
+        overwrite: replace a ``dest`` that is not an earlier output of the same kind.
 
     Returns:
         ``dest`` as a string.
 
     Raises:
-        CnnzooError: if ``src`` does not exist or is empty (gs://), or a transfer fails.
+        CnnzooError: if ``src`` does not exist, is empty (gs://) or an incomplete cnnzoo
+            output, ``dest`` holds something else, another process writes ``dest``, or
+            a transfer fails.
     """
-    from cnnzoo.fsutil import atomic_directory
+    from cnnzoo.fsutil import atomic_directory, output_kind, output_lock, scratch_directory
 
     src, dest = str(src), str(dest)
     if is_gcs(src):
-        if not is_gcs(dest):
-            download_tree(src, dest, client)
-            return dest
         import tempfile
 
-        with tempfile.TemporaryDirectory(prefix="cnnzoo-copy-") as tmp:
+        if is_gcs(dest):
+            with tempfile.TemporaryDirectory(prefix="cnnzoo-copy-") as tmp:
+                download_tree(src, Path(tmp) / "tree", client)
+                copy_tree(Path(tmp) / "tree", dest, client, overwrite=overwrite)
+            return dest
+        # The lock first: taking it removes scratch folders that killed copies left.
+        with output_lock(dest), scratch_directory(dest) as tmp:
             download_tree(src, Path(tmp) / "tree", client)
-            upload_tree(Path(tmp) / "tree", dest, client)
+            copy_tree(Path(tmp) / "tree", dest, client, overwrite=overwrite)
         return dest
     if not Path(src).is_dir():
         raise CnnzooError(f"{src}: no such folder to copy to {dest}")
+    kind = output_kind(src) or "export"
     if is_gcs(dest):
-        upload_tree(src, dest, client)
+        with GcsOutput(dest, kind, overwrite=overwrite, client=client) as out:
+            out.upload(src)
         return dest
     if Path(dest).resolve() == Path(src).resolve():
         return dest
     if Path(src).resolve() in Path(dest).resolve().parents:
         raise CnnzooError(f"{dest}: cannot copy {src} into a folder inside itself")
-    with atomic_directory(dest) as tmp:
+    with atomic_directory(dest, overwrite, kind=kind) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True, symlinks=False)
     return dest
+
+
+#: Seconds after which a ``writing`` commit marker that its writer has stopped
+#: refreshing counts as left by a dead writer; ``$CNNZOO_GCS_LOCK_STALE_S`` overrides it.
+GCS_LOCK_STALE_S = 120.0
+
+
+def _read_marker(client: Any, uri: str) -> tuple[dict[str, Any] | None, Any]:
+    """The commit marker under ``uri`` as ``(content or None, blob or None)``."""
+    import json
+
+    from google.api_core.exceptions import NotFound
+
+    bucket, prefix = parse_gs_uri(uri)
+    blob = client.bucket(bucket).blob(_folder_prefix(prefix) + MARKER)
+    try:
+        data = blob.download_as_bytes(retry=_retry())
+    except NotFound:
+        return None, None
+    except _api_errors() as e:
+        where = f"{uri.rstrip('/')}/{MARKER}"
+        raise _gcs_error(where, e, "read the commit marker", client) from None
+    try:
+        marker = json.loads(data)
+    except ValueError:
+        marker = None
+    if not isinstance(marker, dict):
+        marker = {"kind": None, "state": "unreadable"}
+    return marker, blob
+
+
+def require_complete(uri: str, kind: str | None, client: Any = None) -> dict[str, Any]:
+    """Check that ``uri`` holds a complete cnnzoo output (of ``kind``, if given).
+
+    Readers of a multi-object output on Cloud Storage call this before trusting it:
+    :class:`GcsOutput` marks an output complete only after its last object is written.
+
+    Returns:
+        The commit marker.
+
+    Raises:
+        CnnzooError: no marker (not a cnnzoo output, or written by an older version), a
+            marker of another kind, or a write that is still going on or was interrupted.
+    """
+    client = client or gcs_client(uri)
+    marker, _ = _read_marker(client, uri)
+    what = f"cnnzoo {kind} output" if kind else "cnnzoo output"
+    if marker is None:
+        raise CnnzooError(
+            f"{uri}: not a complete {what} (no {MARKER} commit marker); write it again"
+        )
+    if kind is not None and marker.get("kind") != kind:
+        raise CnnzooError(f"{uri}: a cnnzoo {marker.get('kind')} output, not a {what}")
+    if marker.get("state") != "complete":
+        raise CnnzooError(
+            f"{uri}: incomplete {what} (state '{marker.get('state')}': a write into it is "
+            "running or was interrupted); rerun the step that writes it"
+        )
+    return marker
+
+
+class GcsOutput:
+    """Write a multi-object output under ``gs://bucket/prefix`` behind a commit marker.
+
+    ``<prefix>/.cnnzoo.json`` is at once the ownership marker, the one-writer lock and
+    the commit marker:
+
+    1. On entry the prefix must be empty, an earlier cnnzoo output of ``kind``, or
+       ``overwrite`` must be given. The marker is then (re)written with state
+       ``writing`` under a generation precondition (``if_generation_match``: 0 if there
+       was none, else the generation just read), so of two writers starting together
+       only one gets it; a ``writing`` marker refreshed within
+       :data:`GCS_LOCK_STALE_S` (or written by a live process on this host) belongs to
+       a live writer and refuses the second. A background thread refreshes it.
+    2. The old top-level ``*.json`` files (an earlier ``manifest.json``...) are deleted
+       before anything is uploaded, then :meth:`upload` writes the new objects.
+    3. On success, objects of the earlier output that the new one lacks are deleted and
+       the marker is rewritten ``complete``, last. On an error it is left ``failed``; a
+       killed writer leaves ``writing``. Readers call :func:`require_complete`.
+    """
+
+    def __init__(self, uri: str, kind: str, overwrite: bool = False, client: Any = None) -> None:
+        """Prepare; nothing is read or written before ``with``."""
+        parse_gs_uri(uri)
+        self.uri = uri.rstrip("/")
+        self.kind = kind
+        self.overwrite = overwrite
+        self.client = client
+        self.written: set[str] = set()
+        self._old: list[Any] = []
+        self._blob: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lost: str | None = None
+        self._guard = threading.Lock()
+
+    def _write_marker(self, state: str, generation: int) -> None:
+        import json
+
+        from cnnzoo.fsutil import marker_record
+
+        data = json.dumps(marker_record(self.kind, state), indent=1) + "\n"
+        # A precondition makes the write safe to retry and atomic against other writers.
+        self._blob.upload_from_string(
+            data,
+            content_type="application/json",
+            if_generation_match=generation,
+            retry=_retry(),
+        )
+
+    def _stale(self, marker: dict[str, Any], blob: Any) -> bool:
+        import datetime
+        import socket
+
+        writer = marker.get("writer") or {}
+        if writer.get("host") == socket.gethostname() and isinstance(writer.get("pid"), int):
+            try:
+                os.kill(writer["pid"], 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+            return False
+        updated = getattr(blob, "updated", None)
+        if updated is None:
+            return True
+        age = (datetime.datetime.now(datetime.timezone.utc) - updated).total_seconds()
+        return age > _env_number("CNNZOO_GCS_LOCK_STALE_S", GCS_LOCK_STALE_S)
+
+    def __enter__(self) -> GcsOutput:
+        from google.api_core.exceptions import PreconditionFailed
+
+        self.client = self.client or gcs_client(self.uri)
+        marker, blob = _read_marker(self.client, self.uri)
+        top = _folder_prefix(parse_gs_uri(self.uri)[1])
+        self._old = [b for b in list_objects(self.uri, self.client) if b.name != top + MARKER]
+        if (
+            marker is not None
+            and marker.get("state") == "writing"
+            and not self._stale(marker, blob)
+        ):
+            w = marker.get("writer") or {}
+            raise CnnzooError(
+                f"{self.uri}: another cnnzoo process is writing it (pid {w.get('pid')} on "
+                f"{w.get('host')}, since {marker.get('written')}); wait for it to finish"
+            )
+        if (self._old or marker is not None) and not self.overwrite:
+            found = marker.get("kind") if marker else None
+            if found != self.kind:
+                other = f" (it holds a cnnzoo {found} output)" if found else ""
+                raise CnnzooError(
+                    f"{self.uri}: exists and is not a cnnzoo {self.kind} output{other}; "
+                    "choose another prefix or pass --overwrite"
+                )
+        bucket, _ = parse_gs_uri(self.uri)
+        self._blob = self.client.bucket(bucket).blob(top + MARKER)
+        generation = int(blob.generation) if blob is not None and blob.generation else 0
+        try:
+            self._write_marker("writing", generation)
+        except PreconditionFailed:
+            raise CnnzooError(
+                f"{self.uri}: another cnnzoo process started writing it at the same moment; "
+                "wait for it to finish"
+            ) from None
+        except _api_errors() as e:
+            raise _gcs_error(self.uri, e, "upload objects", self.client) from None
+        # Readers of older versions look for the manifest: it goes before anything new.
+        for b in self._old:
+            if "/" not in b.name[len(top) :] and b.name.endswith(".json"):
+                self._delete(b)
+        self._thread = threading.Thread(target=self._heartbeat, name="cnnzoo-gcs-lock", daemon=True)
+        self._thread.start()
+        return self
+
+    def _heartbeat(self) -> None:
+        from google.api_core.exceptions import PreconditionFailed
+
+        interval = _env_number("CNNZOO_GCS_LOCK_STALE_S", GCS_LOCK_STALE_S) / 4
+        while not self._stop.wait(interval):
+            with self._guard:
+                try:
+                    self._write_marker("writing", int(self._blob.generation))
+                except PreconditionFailed:
+                    self._lost = "another process took the commit marker over"
+                    return
+                except _api_errors() as e:  # retried at the next beat
+                    print(f"warning: {self.uri}: cannot refresh the lock ({e})", file=sys.stderr)
+
+    def _delete(self, blob: Any) -> None:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            blob.delete(retry=_retry())
+        except NotFound:
+            pass  # already gone: what was wanted
+        except _api_errors() as e:
+            raise _gcs_error(
+                f"gs://{blob.bucket.name}/{blob.name}", e, "delete an object"
+            ) from None
+
+    def upload(self, local_dir: str | os.PathLike) -> list[str]:
+        """Upload ``local_dir`` into the output (see :func:`upload_tree`)."""
+        names = upload_tree(local_dir, self.uri, self.client)
+        self.written.update(names)
+        return names
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        from google.api_core.exceptions import PreconditionFailed
+
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if exc_type is not None:
+            try:
+                self._write_marker("failed", int(self._blob.generation))
+            except (PreconditionFailed, *_api_errors()) as e:
+                print(f"warning: {self.uri}: cannot mark the output failed ({e})", file=sys.stderr)
+            return
+        if self._lost:
+            raise CnnzooError(f"{self.uri}: lost the write lock ({self._lost}); write it again")
+        for b in self._old:
+            if b.name not in self.written:
+                self._delete(b)
+        try:
+            self._write_marker("complete", int(self._blob.generation))
+        except PreconditionFailed:
+            raise CnnzooError(
+                f"{self.uri}: another process took the commit marker over while this one "
+                "was writing; write it again"
+            ) from None
+        except _api_errors() as e:
+            raise _gcs_error(self.uri, e, "upload objects", self.client) from None
 
 
 def output_location(output_uri: str, *parts: str) -> str:
@@ -734,7 +1015,7 @@ def export_folder(src: str | os.PathLike, output_uri: str, *parts: str, client: 
 
     Returns:
         The location written; as :func:`copy_tree` (a local one replaced atomically, a
-        ``gs://`` one with top-level ``*.json`` uploaded last).
+        ``gs://`` one behind a commit marker).
 
     Raises:
         CnnzooError: ``output_uri`` is empty, ``src`` is missing, or a transfer fails.

@@ -41,8 +41,17 @@ import yaml
 from cnnzoo.config import Profile
 from cnnzoo.data import load_split, read_split_info
 from cnnzoo.errors import CnnzooError
-from cnnzoo.fsutil import atomic_write_json, atomic_write_text
+from cnnzoo.fsutil import (
+    atomic_write_json,
+    atomic_write_text,
+    check_replaceable,
+    output_kind,
+    output_lock,
+    write_marker,
+)
 
+#: The kind of output train writes (its ownership marker, see cnnzoo.fsutil).
+KIND = "train"
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
 CONFIG_FILE = "config.yaml"
@@ -63,8 +72,15 @@ def train_model(
     profile: Profile,
     logs_dir: str | os.PathLike | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
+    *,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train ``model_name`` on ``split_dir`` and write the results into ``out_dir``.
+
+    One process at a time trains into ``out_dir`` (:func:`cnnzoo.fsutil.output_lock`;
+    a second gets a ``CnnzooError`` naming the first). A loss or validation loss that
+    is not finite (the training diverged) stops training: the run is ``failed``, its
+    error says so, and no ``model.keras`` is written.
 
     The training state is checkpointed after every epoch. If ``checkpoint_dir`` holds a
     checkpoint of this same run (same model, resolved profile and ``split.json``; the
@@ -82,7 +98,9 @@ def train_model(
         split_dir: output folder of ``cnnzoo split``; its ``img_size`` must equal
             ``profile.img_size``.
         out_dir: folder for ``model.keras`` (best validation loss), ``history.json`` and
-            ``config.yaml``; may exist (KFP creates it empty).
+            ``config.yaml``; may be missing, empty (KFP creates it so) or an earlier
+            train output (marked ``.cnnzoo.json``), else it is refused unless
+            ``overwrite``.
         profile: the resolved training profile.
         logs_dir: TensorBoard logs root, a local path or a URI such as ``gs://bucket/tb``;
             the run logs to ``<logs_dir>/<model_name>``
@@ -92,11 +110,14 @@ def train_model(
         checkpoint_dir: where to keep the training state between epochs, a local path or
             a ``gs://`` URI that survives the task (on KFP, a retried pod may get a fresh
             ``out_dir``). Defaults to ``<out_dir>/checkpoint``. Removed after success.
+        overwrite: train into an ``out_dir`` that is not an earlier train output; only
+            the files named above (and ``logs/<model>``, ``checkpoint/``) are replaced.
 
     Returns:
         The history written to ``history.json`` (docs/architecture.md): ``status`` is
         ``"ok"``, or ``"failed"`` with ``error`` (``"<ExceptionType>: <first line>"``)
-        when training itself raised (the checkpoint is then kept, so a rerun resumes).
+        when training itself raised or diverged (the checkpoint is then kept, so a
+        rerun resumes).
         ``best_val_loss`` and ``best_epoch`` are those of the saved model;
         ``best_val_accuracy`` is the highest of any epoch; ``trainable_params`` counts
         what the last stage trained; ``images_per_s`` is training images processed per
@@ -105,8 +126,34 @@ def train_model(
     Raises:
         CnnzooError: bad input (unknown model, unreadable split, image size mismatch,
             image size below the model's minimum, an unreachable ``gs://`` checkpoint
-            or logs location...).
+            or logs location, an ``out_dir`` that is not a train output, another
+            process training into ``out_dir``...).
     """
+    with output_lock(out_dir):
+        check_replaceable(out_dir, KIND, overwrite)
+        _remove_own_temporaries(Path(out_dir))
+        return _train_model_locked(
+            model_name, split_dir, out_dir, profile, logs_dir, checkpoint_dir
+        )
+
+
+def _remove_own_temporaries(out: Path) -> None:
+    """Delete temporary files a killed earlier run left in ``out`` (only cnnzoo's names)."""
+    import re
+
+    if not out.is_dir():
+        return
+    own = re.compile(r"\.(model\.[a-z0-9_]{8}\.keras|[^/]+\.[a-z0-9_]{8}\.tmp)")
+    for folder in (out, out / CHECKPOINT_DIR):
+        if folder.is_dir():
+            for p in folder.iterdir():
+                if p.is_file() and own.fullmatch(p.name):
+                    p.unlink(missing_ok=True)
+
+
+def _train_model_locked(
+    model_name, split_dir, out_dir, profile, logs_dir, checkpoint_dir
+) -> dict[str, Any]:
     from cnnzoo import __version__
     from cnnzoo.models import get_spec
 
@@ -127,6 +174,8 @@ def train_model(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if output_kind(out) != KIND:
+        write_marker(out, KIND)
     # An earlier run's results must not pass for this run's if this one is killed.
     for stale in (MODEL_FILE, HISTORY_FILE):
         with contextlib.suppress(FileNotFoundError):
@@ -170,7 +219,9 @@ def train_model(
         except CnnzooError:
             raise
         except Exception as e:  # a crash in training is reported, not fatal to the pipeline
-            traceback.print_exc(file=sys.stderr)
+            _raise_if_bad_data(e, split_dir)
+            if not isinstance(e, NonFiniteLoss):  # a divergence is no bug: its line suffices
+                traceback.print_exc(file=sys.stderr)
             history = {
                 "model": model_name,
                 "status": "failed",
@@ -185,6 +236,25 @@ def train_model(
     if history["status"] == "ok":
         checkpoint.remove()
     return history
+
+
+def _raise_if_bad_data(e: Exception, split_dir) -> None:
+    """Turn a corrupt-shard error from ``tf.data`` into the input error it is."""
+    import tensorflow as tf
+
+    # DataLossError: a truncated or corrupt record; the cardinality assertion: fewer or
+    # more records than split.json counts (a shard cut at a record boundary).
+    if isinstance(e, tf.errors.DataLossError) or (
+        isinstance(e, tf.errors.OpError) and "expected to contain" in str(e)
+    ):
+        raise CnnzooError(
+            f"{split_dir}: a TFRecord shard is corrupt or truncated "
+            f"({type(e).__name__}: {_one_line(str(e))}); run the split again"
+        ) from None
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite: the run failed, whatever its accuracy."""
 
 
 class _Run:
@@ -440,6 +510,12 @@ def _epoch_recorder(run: _Run, stage: int):
                 "time_s": round(time.perf_counter() - self._t0, 3),
             }
             run.records.append(record)
+            for key in ("loss", "val_loss"):
+                if key in logs and record[key] is None:
+                    raise NonFiniteLoss(
+                        f"{key} is {logs[key]} after epoch {epoch + 1}: training "
+                        "diverged (try a lower learning rate); no model saved"
+                    )
             val_loss = record["val_loss"]
             if val_loss is not None and val_loss < run.best_val_loss:
                 run.best_val_loss = val_loss

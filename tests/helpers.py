@@ -77,9 +77,12 @@ def sha256(path: Path) -> str:
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
-    """``{relative path: sha256}`` of every file under ``root``."""
+    """``{relative path: sha256}`` of every file under ``root`` but cnnzoo's ownership
+    marker (``.cnnzoo.json`` at the top, which a copied source does not have)."""
     return {
-        p.relative_to(root).as_posix(): sha256(p) for p in sorted(root.rglob("*")) if p.is_file()
+        p.relative_to(root).as_posix(): sha256(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.relative_to(root).as_posix() != ".cnnzoo.json"
     }
 
 

@@ -92,8 +92,11 @@ def test_ingest_to_gcs_dest(gcs_emulator, tmp_path):
     objects = gcs_emulator.objects(bucket, "ingested/")
     assert json.loads(objects["ingested/manifest.json"]) == m
     assert sorted(objects) == sorted(
-        ["ingested/manifest.json"] + [f"ingested/{f['path']}" for f in m["files"]]
+        ["ingested/manifest.json", "ingested/.cnnzoo.json"]
+        + [f"ingested/{f['path']}" for f in m["files"]]
     )
+    marker = json.loads(objects["ingested/.cnnzoo.json"])  # the commit marker, written last
+    assert (marker["kind"], marker["state"]) == ("ingest", "complete")
     for f in m["files"]:
         assert objects[f"ingested/{f['path']}"] == (src / f["source_path"]).read_bytes()
 
@@ -202,11 +205,17 @@ def test_tree_round_trips(gcs_emulator, tmp_path):
     assert storage.download_tree(uri, tmp_path / "back") == tmp_path / "back"
     assert tree_hashes(tmp_path / "back") == tree_hashes(tree)
 
-    # copy_tree: gs -> gs, gs -> local (replacing what is there), local -> local.
+    # copy_tree: gs -> gs, gs -> local (a folder of the user's only with overwrite; an
+    # earlier copy is replaced), local -> local.
     storage.copy_tree(uri, f"gs://{bucket}/runs/r2")
     (tmp_path / "copy").mkdir()
     (tmp_path / "copy" / "stale.txt").write_text("old")
-    storage.copy_tree(f"gs://{bucket}/runs/r2", tmp_path / "copy")
+    with pytest.raises(CnnzooError, match="copy: exists and is not a cnnzoo export output"):
+        storage.copy_tree(f"gs://{bucket}/runs/r2", tmp_path / "copy")
+    assert (tmp_path / "copy" / "stale.txt").read_text() == "old"
+    storage.copy_tree(f"gs://{bucket}/runs/r2", tmp_path / "copy", overwrite=True)
+    assert tree_hashes(tmp_path / "copy") == tree_hashes(tree)
+    storage.copy_tree(f"gs://{bucket}/runs/r2", tmp_path / "copy")  # its own copy: replaced
     assert tree_hashes(tmp_path / "copy") == tree_hashes(tree)
     storage.copy_tree(tree, tmp_path / "copy2")
     assert tree_hashes(tmp_path / "copy2") == tree_hashes(tree)

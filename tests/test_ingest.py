@@ -116,7 +116,8 @@ def test_bad_files_skipped_and_odd_modes_converted(tmp_path):
     assert Image.open(out / "images/train/bee/rgb16.png").getpixel((0, 0)) == (128, 128, 128)
     r, g, b = Image.open(out / "images/train/bee/cmyk.png").getpixel((0, 0))
     assert r > 200 and g < 60 and b < 60  # CMYK (0, 100%, 100%, 0) is red
-    assert len(list(out.rglob("*.*"))) == len(m["files"]) + 1  # images + manifest only
+    # images, manifest and the ownership marker only
+    assert len(list(out.rglob("*.*"))) == len(m["files"]) + 2
 
 
 @pytest.mark.parametrize("max_pixels", [1000, 3000])  # 4096 px: Pillow errors / only warns

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from helpers import TINY_FULL, notebook_profile
 
+from cnnzoo.fsutil import write_marker
 from cnnzoo.train import CHECKPOINT_DIR, CHECKPOINT_POINTER, train_model
 
 # ReduceLROnPlateau sees no improvement after epoch 1 (min_delta is huge) and waits 2
@@ -170,6 +171,7 @@ def test_checkpoint_of_another_configuration_is_ignored(tiny_split, tmp_path, mo
 def test_unreadable_checkpoint_starts_over(tiny_split, tmp_path, capsys):
     ckpt = tmp_path / "out" / CHECKPOINT_DIR
     ckpt.mkdir(parents=True)
+    write_marker(tmp_path / "out", "train")  # an earlier, killed run's output
     (ckpt / CHECKPOINT_POINTER).write_text("{not json")
     hist = train_model(
         "simple", tiny_split, tmp_path / "out", notebook_profile([*SCHEDULE[:1], "max_epochs=2"])

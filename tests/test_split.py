@@ -120,7 +120,7 @@ def test_shards(ingested, tmp_path, monkeypatch):
     ]
     assert len(_read_records(tmp_path / "s", info, "train")) == 51
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == sorted(
-        [s for v in info["splits"].values() for s in v["shards"]] + ["split.json"]
+        [s for v in info["splits"].values() for s in v["shards"]] + ["split.json", ".cnnzoo.json"]
     )
 
 

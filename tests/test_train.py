@@ -13,6 +13,7 @@ from helpers import notebook_profile
 from cnnzoo.config import profile_from_dict
 from cnnzoo.data import load_split, read_split_info
 from cnnzoo.errors import CnnzooError
+from cnnzoo.fsutil import write_marker
 from cnnzoo.train import train_model
 
 
@@ -48,6 +49,7 @@ def test_train_writes_model_history_config_and_logs(tiny_split, tmp_path, name):
     info = read_split_info(tiny_split)
 
     assert sorted(p.name for p in out.iterdir()) == [
+        ".cnnzoo.json",  # the ownership marker
         "config.yaml",
         "history.json",
         "logs",
@@ -174,6 +176,7 @@ def test_training_crash_is_recorded_as_failed(tiny_split, tmp_path, monkeypatch)
     monkeypatch.setattr(keras.Model, "fit", boom)
     out = tmp_path / "out"
     out.mkdir()
+    write_marker(out, "train")  # an earlier run's output
     (out / "model.keras").write_bytes(b"stale model from an earlier run")
     hist = train_model("simple", tiny_split, out, _profile())
     assert hist["status"] == "failed"
