@@ -753,8 +753,11 @@ def _read_marker(client: Any, uri: str) -> tuple[dict[str, Any] | None, Any]:
     from google.api_core.exceptions import NotFound
 
     bucket, prefix = parse_gs_uri(uri)
-    blob = client.bucket(bucket).blob(_folder_prefix(prefix) + MARKER)
     try:
+        # Its metadata too: the generation (for the precondition) and the update time.
+        blob = client.bucket(bucket).get_blob(_folder_prefix(prefix) + MARKER, retry=_retry())
+        if blob is None:
+            return None, None
         data = blob.download_as_bytes(retry=_retry())
     except NotFound:
         return None, None
