@@ -239,15 +239,25 @@ def _evaluate(ns: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with cnnzoo's error line: the usage, then ``error: ...``; exit status 2."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, "error: " + " ".join(f"{self.prog}: {message}".split()) + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cnnzoo",
         description="Train and compare CNN configurations; run the Kubeflow pipeline.",
     )
     from cnnzoo import __version__
 
     parser.add_argument("--version", action="version", version=f"cnnzoo {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
     _load_extra_commands()
     for name, (help_, add_args, fn) in _COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
@@ -278,6 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     except CnnzooError as e:
         # One line, whatever the message carries (paths with newlines, wrapped library text).
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
+        return 1
+    except OSError as e:
+        # The file system refused (no such folder, a file where a folder must be, no
+        # space, permission): the path and the reason are the whole story.
+        where = f"{e.filename}: " if e.filename else ""
+        print("error: " + " ".join(f"{where}{e.strerror or e}".split()), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -154,6 +154,8 @@ def profiles_dir() -> Path:
     """Where named profiles live: ``$CNNZOO_CONFIG_DIR/profiles`` or the repo's ``configs/``."""
     env = os.environ.get("CNNZOO_CONFIG_DIR")
     if env:
+        if not Path(env).is_dir():
+            raise CnnzooError(f"CNNZOO_CONFIG_DIR: no such folder: {env}")
         return Path(env) / "profiles"
     return Path(__file__).resolve().parent.parent / "configs" / "profiles"
 

@@ -115,6 +115,8 @@ def ingest(
     def refuse_replacing(root: Path) -> None:
         if out == root or out in root.parents:
             raise CnnzooError(f"{dest}: the output folder would replace the source {source}")
+        if root in out.parents:
+            raise CnnzooError(f"{dest}: the output folder is inside the source {source}")
 
     if "://" not in source and source != "demo" and Path(source).expanduser().exists():
         refuse_replacing(Path(source).expanduser().resolve())

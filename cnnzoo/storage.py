@@ -18,6 +18,7 @@ output location (``--output``); :class:`LogSync` mirrors a TensorBoard log folde
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import stat
@@ -152,9 +153,12 @@ def max_extract_bytes() -> int:
     if env is None:
         return MAX_EXTRACT_BYTES
     try:
-        return int(env)
+        value = int(env)
     except ValueError:
         raise CnnzooError(f"CNNZOO_MAX_EXTRACT_BYTES: not an integer: {env!r}") from None
+    if value < 0:
+        raise CnnzooError(f"CNNZOO_MAX_EXTRACT_BYTES: must be >= 0, got {env!r}")
+    return value
 
 
 def _check_totals(archive: Path, sizes: Iterable[int]) -> None:
@@ -307,13 +311,16 @@ def _env_number(name: str, default: float) -> float:
         value = float(text)
     except ValueError:
         raise CnnzooError(f"{name}: not a number: {text!r}") from None
-    if value <= 0:
+    if not math.isfinite(value) or value <= 0:
         raise CnnzooError(f"{name}: must be positive, got {text!r}")
     return value
 
 
 def _workers() -> int:
-    return int(_env_number("CNNZOO_GCS_WORKERS", GCS_WORKERS))
+    value = _env_number("CNNZOO_GCS_WORKERS", GCS_WORKERS)
+    if value != int(value):
+        raise CnnzooError(f"CNNZOO_GCS_WORKERS: must be a whole number, got {value:g}")
+    return int(value)
 
 
 def _retry() -> Any:
@@ -874,6 +881,7 @@ class GcsOutput:
     def __enter__(self) -> GcsOutput:
         from google.api_core.exceptions import PreconditionFailed
 
+        _env_number("CNNZOO_GCS_LOCK_STALE_S", GCS_LOCK_STALE_S)  # a bad value fails first
         self.client = self.client or gcs_client(self.uri)
         marker, blob = _read_marker(self.client, self.uri)
         top = _folder_prefix(parse_gs_uri(self.uri)[1])
