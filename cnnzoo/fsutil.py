@@ -320,7 +320,7 @@ def output_lock(dest: str | os.PathLike, cleanup: bool = True) -> Iterator[None]
     f.truncate()
     f.write(
         f"pid {os.getpid()} on {socket.gethostname()}, since "
-        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime())}: {' '.join(sys.argv[:3])}\n"
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime())}\n"
     )
     f.flush()
     with _held_guard:

@@ -82,7 +82,8 @@ def test_bench_quick_prints_every_section_and_the_final_figure():
     feed = re.search(r"^ratio cnnzoo / notebook: ([\d.]+)x$", out, re.M)
     prep = re.search(r"^ratio PIL loop time / cnnzoo time: ([\d.]+)x$", out, re.M)
     train = re.search(r"^simple\s+\d+\s+([\d,.]+)\s+([\d,.]+)\s+([\d.]+)x", out, re.M)
-    assert feed and prep and train, out
+    check = re.search(r"^sha256 check in split: [-+][\d.]+ s .*: ([\d.]+)x\)$", out, re.M)
+    assert feed and prep and train and check, out
     assert float(prep.group(1)) > 0 and _number(train.group(3)) > 0
     final = out.strip().splitlines()[-1]
     m = re.fullmatch(r"input feed speedup vs notebook \(100px\): (\d+\.\d\d)x", final)
