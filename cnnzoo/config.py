@@ -83,6 +83,9 @@ class Profile:
         from cnnzoo.models import get_spec, list_models
 
         _check(self.img_size >= 32, f"img_size must be >= 32, got {self.img_size}")
+        # Larger is no CNN input: one raw image would fill a 100 MB shard (and memory).
+        _check(self.img_size <= 4096, f"img_size must be <= 4096, got {self.img_size}")
+        _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")  # numpy's rule
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         _check(
             self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"

@@ -219,10 +219,17 @@ def _extract_zip(archive: Path, out: Path) -> None:
             target = (out / rel).resolve()
             if not target.is_relative_to(root):
                 raise CnnzooError(f"{archive}: member '{info.filename}' escapes the target folder")
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                # A member may be both a file and a folder ('a' and 'a/b.jpg').
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise CnnzooError(
+                    f"{archive}: cannot extract member '{info.filename}' ({e.strerror}: another "
+                    "member has the same path as a file and as a folder)"
+                ) from None
             try:
                 # ZipExtFile never yields more than the declared file_size and checks the CRC.
                 with zf.open(info) as src, open(target, "wb") as dst:

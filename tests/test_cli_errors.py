@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,9 @@ def world(tmp_path_factory, tiny_split):
     (base / "good.tar.gz").write_bytes(_archive_bytes(w["raw"]))
     (base / "cut.tar.gz").write_bytes(_archive_bytes(w["raw"])[:300])
     (base / "bad.yaml").write_text("img_size: [1, 2\n")
+    with zipfile.ZipFile(base / "clash.zip", "w") as zf:  # 'a' both a file and a folder
+        zf.writestr("data/train/ant/a", b"x")
+        zf.writestr("data/train/ant/a/b.jpg", b"y")
     model = base / "model"
     train_model("simple", tiny_split, model, notebook_profile(["max_epochs=1"]))
     w["model"] = model
@@ -86,6 +90,8 @@ CASES = [
     (["profile", "--set", "img_size"], "img_size"),
     (["profile", "--set", "img_size=-4"], "img_size must be >= "),
     (["profile", "--set", "val_fraction=7"], "val_fraction"),
+    (["profile", "--set", "seed=-1"], "seed must be >= 0, got -1"),
+    (["profile", "--set", "img_size=100000"], "img_size must be <= 4096"),
     (["profile", "--config", "{base}/missing.yaml"], "missing.yaml: file not found"),
     (["profile", "--config", "{base}/bad.yaml"], "bad.yaml: not valid YAML"),
     # demo-data
@@ -101,6 +107,7 @@ CASES = [
     (["ingest", "{base}/garbage.zip", "{base}/o4"], "garbage.zip: not a readable zip archive"),
     (["ingest", "{base}/empty.tar.gz", "{base}/o5"], "empty.tar.gz: "),
     (["ingest", "{base}/cut.tar.gz", "{base}/o6"], "cut.tar.gz: "),
+    (["ingest", "{base}/clash.zip", "{base}/o10"], "clash.zip"),
     (["ingest", "{raw}", "{base}/afile"], "afile: exists and is not a folder"),
     (["ingest", "{raw}", "{raw}/train"], "the output folder is inside the source"),
     (["ingest", "{raw}/train/ant", "{raw}"], "would replace the source"),
