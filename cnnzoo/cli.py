@@ -60,6 +60,13 @@ def add_overwrite_arg(p: argparse.ArgumentParser, what: str = "DEST") -> None:
     )
 
 
+def local_path(path: str, what: str) -> str:
+    """``path``, refused with a CnnzooError if it is a URI where only a local path works."""
+    if "://" in str(path):
+        raise CnnzooError(f"{path}: {what} must be a local path (a URI is not supported here)")
+    return path
+
+
 def _load_profile(ns: argparse.Namespace):
     from cnnzoo.config import load_profile
 
@@ -106,7 +113,7 @@ def _demo_data(ns: argparse.Namespace) -> int:
     from cnnzoo.demo_data import make_demo_dataset
 
     path = make_demo_dataset(
-        ns.dest,
+        local_path(ns.dest, "DEST"),
         per_class_train=ns.per_class_train,
         per_class_test=ns.per_class_test,
         seed=ns.seed,
@@ -197,8 +204,8 @@ def _train(ns: argparse.Namespace) -> int:
 
     hist = train_model(
         ns.model,
-        ns.split,
-        ns.out,
+        local_path(ns.split, "SPLIT"),
+        local_path(ns.out, "OUT"),
         _load_profile(ns),
         logs_dir=ns.logs,
         checkpoint_dir=ns.checkpoint,
@@ -227,7 +234,11 @@ def _evaluate(ns: argparse.Namespace) -> int:
     from cnnzoo.evaluate import evaluate_model
 
     res = evaluate_model(
-        ns.model_dir, ns.split, ns.out, batch_size=ns.batch_size, overwrite=ns.overwrite
+        local_path(ns.model_dir, "MODEL_DIR"),
+        local_path(ns.split, "SPLIT"),
+        local_path(ns.out, "OUT_JSON"),
+        batch_size=ns.batch_size,
+        overwrite=ns.overwrite,
     )
     if res.get("status") != "ok":
         print(f"error: {res['model']} has no trained model: {res.get('error')}", file=sys.stderr)

@@ -256,7 +256,10 @@ def split_dataset(
             check_replaceable(dest, KIND, overwrite)
             require_complete(str(ingested), "ingest")
             local = download_tree(str(ingested), Path(work) / "ingested")
-            return split_dataset(local, dest, overwrite=overwrite, **kwargs)
+            try:
+                return split_dataset(local, dest, overwrite=overwrite, **kwargs)
+            except CnnzooError as e:  # name the URI, not the scratch copy
+                raise CnnzooError(str(e).replace(str(local), str(ingested).rstrip("/"))) from None
     ingested, dest = Path(ingested), Path(dest)
     if not isinstance(img_size, int) or img_size < 1:
         raise CnnzooError(f"img_size must be a positive integer, got {img_size!r}")

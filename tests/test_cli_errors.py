@@ -100,6 +100,7 @@ CASES = [
     (["demo-data", "{base}/afile"], "afile: exists and is not a folder"),
     (["demo-data", "{base}/afile/sub"], "afile"),
     (["demo-data", "{raw}"], "exists and is not a cnnzoo demo-data output"),
+    (["demo-data", "gs://bkt/demo"], "DEST must be a local path"),
     # ingest
     (["ingest", "{base}/missing", "{base}/o1"], "missing: no such file or folder"),
     (["ingest", "{base}/afile", "{base}/o2"], "not a folder or a supported archive"),
@@ -125,6 +126,7 @@ CASES = [
     (["train", "simple", "{split}", "{base}/afile"], "afile: exists and is not a folder"),
     (["train", "simple", "{split}", "{raw}"], "exists and is not a cnnzoo train output"),
     (["train", "simple", "{split}", "{base}/t3", "--set", "max_epochs=-1"], "max_epochs"),
+    (["train", "simple", "{split}", "gs://bkt/out"], "OUT must be a local path"),
     (
         ["train", "simple", "{cut_split}", "{base}/t4", "--profile", "full"]
         + ["--set", "img_size=72", "--set", "weights=null", "--set", "max_epochs=1"],
@@ -137,6 +139,7 @@ CASES = [
     (["evaluate", "{model}", "{cut_split}", "{base}/e4.json"], "cannot read the test shards"),
     (["evaluate", "{model}", "{split}", "{base}/empty"], "empty: is a folder"),
     (["evaluate", "{model}", "{base}/missing", "{base}/e5.json"], "split.json: file not found"),
+    (["evaluate", "{model}", "gs://bkt/split", "{base}/e6.json"], "SPLIT must be a local path"),
     # report and tensorboard
     (["report", "{base}/missing"], "missing"),
     (["report", "{base}/empty"], "empty"),
