@@ -128,7 +128,9 @@ def test_run_exports_report_models_and_logs_to_a_local_output(tmp_path, tiny_raw
     run_dir = (runs / "latest").resolve()
     assert json.loads((run_dir / "run.json").read_text())["arguments"]["output_uri"] == str(output)
 
-    assert sorted(p.name for p in (output / "report").iterdir()) == REPORT_FILES
+    assert sorted(p.name for p in (output / "report").iterdir()) == sorted(
+        [".cnnzoo.json", *REPORT_FILES]  # the report files and the export's ownership marker
+    )
     report_dir = Path(out.strip().splitlines()[-1][len("report: ") :]).parent
     assert (output / "report" / "comparison.json").read_bytes() == (
         report_dir / "comparison.json"
@@ -156,9 +158,10 @@ def test_run_exports_to_cloud_storage(tmp_path, tiny_raw_dataset, capsys, gcs_em
     out = capsys.readouterr().out
     assert rc == 0, out
     objects = gcs_emulator.objects(bucket)
-    assert sorted(k for k in objects if k.startswith("study/report/")) == [
-        f"study/report/{name}" for name in REPORT_FILES
-    ]
+    assert sorted(k for k in objects if k.startswith("study/report/")) == sorted(
+        f"study/report/{name}" for name in [".cnnzoo.json", *REPORT_FILES]
+    )
+    assert json.loads(objects["study/report/.cnnzoo.json"])["state"] == "complete"
     comparison = json.loads(objects["study/report/comparison.json"])
     assert [r["model"] for r in comparison["rows"]] == ["simple"]
     assert json.loads(objects["study/models/simple/history.json"])["status"] == "ok"
