@@ -81,7 +81,8 @@ def ingest(
             or ``demo``.
         dest: output folder (replaced atomically): ``images/<split>/<class>/<file>`` and
             ``manifest.json`` (format in ``docs/architecture.md``); or ``gs://bucket/prefix``
-            (built locally, then uploaded with ``manifest.json`` last).
+            (built locally, then uploaded behind a commit marker, see
+            :class:`cnnzoo.storage.GcsOutput`).
         max_bad_fraction: the largest fraction of a split's files that may be undecodable.
         overwrite: replace ``dest`` even if it is not an earlier ingest output (by
             default an existing, non-empty ``dest`` must be one).

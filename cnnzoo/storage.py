@@ -13,7 +13,9 @@ The second half is Cloud Storage: :func:`download_tree`, :func:`upload_tree`,
 :func:`copy_tree` and :func:`download_file` move data between ``gs://`` and local
 folders in parallel with retries; :func:`export_folder` copies a run's result to its
 output location (``--output``); :class:`LogSync` mirrors a TensorBoard log folder to
-``gs://`` while training runs.
+``gs://`` while training runs. A multi-object output on ``gs://`` is written through
+:class:`GcsOutput`, whose ``.cnnzoo.json`` is at once ownership marker, one-writer lock
+and commit marker; readers check it with :func:`require_complete`.
 """
 
 from __future__ import annotations
