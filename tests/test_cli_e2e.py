@@ -54,6 +54,7 @@ def test_cli_end_to_end(tmp_path):
         proc = _cnnzoo("train", name, split, out, *SETTINGS, "--logs", tmp_path / "tb")
         assert proc.stdout.splitlines()[-1].startswith(f"trained {name}: 1 epoch")
         assert sorted(p.name for p in out.iterdir()) == [
+            ".cnnzoo.json",  # the ownership marker
             "config.yaml",
             "history.json",
             "model.keras",
