@@ -76,6 +76,8 @@ class Profile:
     jit_compile: bool = False
     shuffle_buffer: int = 2048
     eval_batch_size: int = 512
+    bn_momentum: float | None = None
+    random_weights_steps: int | None = None
     models: dict[str, Schedule] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -107,6 +109,14 @@ class Profile:
             f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
         )
         _check(self.shuffle_buffer >= 1, f"shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
+        _check(
+            self.bn_momentum is None or 0 <= self.bn_momentum < 1,
+            f"bn_momentum must be in [0, 1) or null, got {self.bn_momentum}",
+        )
+        _check(
+            self.random_weights_steps is None or self.random_weights_steps >= 1,
+            f"random_weights_steps must be >= 1 or null, got {self.random_weights_steps}",
+        )
         valid = list_models()
         for name, sched in self.models.items():
             _check(
@@ -125,6 +135,20 @@ class Profile:
                 )
         missing = [m for m in valid if m not in self.models]
         _check(not missing, f"models: no schedule for {', '.join(missing)}")
+
+    def steps_cap(self, model_name: str) -> int | None:
+        """Optimizer steps per epoch for ``model_name``, or None for whole epochs.
+
+        ``random_weights_steps`` applies to pretrained configurations run without
+        pretrained weights (``weights: null``) only: they cannot learn in a short run,
+        so a few steps prove that their path (transfer, partial, two-stage fine-tune)
+        executes. With weights they train whole epochs like every other model.
+        """
+        from cnnzoo.models import get_spec
+
+        if self.weights is None and get_spec(model_name).pretrained:
+            return self.random_weights_steps
+        return None
 
     def stages_for(self, model_name: str) -> list[Stage]:
         """The stages to train ``model_name`` with, ``max_epochs`` applied to each."""

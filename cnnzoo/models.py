@@ -215,6 +215,28 @@ def get_base(model):
         raise CnnzooError(f"model {model.name!r} has no {BASE_LAYER!r} layer") from None
 
 
+def set_batchnorm_momentum(model, momentum: float | None) -> None:
+    """Set the moving-statistics momentum of a built model's own BatchNorm layers.
+
+    Keras' default (0.99) needs a few hundred steps before the moving mean and variance
+    that inference uses describe the data; a short CPU run has a few dozen steps per
+    epoch. The momentum is not a weight, so architecture and parameter counts are
+    unchanged. BatchNorm layers inside a pretrained base are left alone: they always
+    run in inference mode with their loaded statistics.
+
+    Args:
+        model: a model from :func:`build_model`.
+        momentum: the new momentum in [0, 1), or None to keep Keras' default.
+    """
+    if momentum is None:
+        return
+    from keras import layers
+
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = float(momentum)
+
+
 def count_trainable_params(model) -> int:
     """Number of scalar parameters in ``model.trainable_weights``."""
     import math

@@ -282,7 +282,12 @@ class _Run:
     ) -> dict[str, Any]:
         import keras
 
-        from cnnzoo.models import build_model, count_trainable_params, prepare_stage
+        from cnnzoo.models import (
+            build_model,
+            count_trainable_params,
+            prepare_stage,
+            set_batchnorm_momentum,
+        )
 
         profile = self.profile
         previous_policy = keras.mixed_precision.global_policy()
@@ -301,6 +306,7 @@ class _Run:
                 img_size=profile.img_size,
                 weights=profile.weights if self.spec.pretrained else None,
             )
+            set_batchnorm_momentum(model, profile.bn_momentum)
             model = _float32_output(model)
             first_stage, continuing = 1, None
             if resume is not None:
@@ -314,6 +320,10 @@ class _Run:
                 seed=profile.seed,
             )
             val_ds = load_split(self.split_dir, "val", profile.batch_size)
+            steps_cap = profile.steps_cap(self.model_name)
+            if steps_cap is not None:  # a pipeline check of a random-weight backbone
+                train_ds = train_ds.take(steps_cap)
+                self.train_count = min(self.train_count, steps_cap * profile.batch_size)
             verbose = 1 if sys.stdout.isatty() else 2
             two_stage = len(self.stages) > 1
             for k, stage in enumerate(self.stages, start=1):
@@ -358,6 +368,7 @@ class _Run:
                 # the checkpoint comes last, to save what every other callback did.
                 callbacks = [
                     _epoch_recorder(self, k),
+                    _progress_printer(self, k, sum(s.epochs for s in self.stages)),
                     keras.callbacks.TensorBoard(
                         log_dir=f"{self.logs}/stage{k}" if two_stage else self.logs,
                         write_graph=True,
@@ -523,6 +534,45 @@ def _epoch_recorder(run: _Run, stage: int):
                 run.best_weights = [(w, w.numpy()) for w in self.model.weights]
 
     return EpochRecorder()
+
+
+def _progress_printer(run: _Run, stage: int, total_epochs: int):
+    """A callback printing one ``[cnnzoo]`` line per epoch to stderr (after the recorder).
+
+    ``cnnzoo run`` relays ``[cnnzoo]`` lines to its console, so a local run shows each
+    model's progress; ``total_epochs`` is the cap over all stages (early stopping may end
+    a run before it).
+    """
+    import keras
+
+    class ProgressPrinter(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            print(
+                epoch_line(run.model_name, run.records[-1], total_epochs, len(run.stages) > 1),
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return ProgressPrinter()
+
+
+def epoch_line(model_name: str, record: dict[str, Any], total_epochs: int, staged: bool) -> str:
+    """The console line for one epoch record (see :func:`_epoch_recorder`).
+
+    Example: ``[cnnzoo] train mid: epoch 3/12 loss 1.2345 acc 0.4500 val_loss 1.3000
+    val_acc 0.4000 (2.1 s)``; two-stage runs add ``stage K`` after the epoch.
+    """
+
+    def num(key: str) -> str:
+        value = record.get(key)
+        return "n/a" if value is None else f"{value:.4f}"
+
+    stage = f" stage {record['stage']}" if staged else ""
+    return (
+        f"[cnnzoo] train {model_name}: epoch {record['epoch']}/{total_epochs}{stage} "
+        f"loss {num('loss')} acc {num('accuracy')} val_loss {num('val_loss')} "
+        f"val_acc {num('val_accuracy')} ({record['time_s']:.1f} s)"
+    )
 
 
 def _resumable(cls, keys: tuple[str, ...], state: dict[str, Any] | None, **kwargs):

@@ -114,6 +114,10 @@ def test_resolved_profile_round_trips():
         ("models.simple.finetune.epochs=3", "models.simple.finetune"),
         ("models.simple.learning_rate=-1", "models.simple.learning_rate must be > 0"),
         ("noequals", "expected key=value"),
+        ("bn_momentum=1", "bn_momentum must be in [0, 1) or null, got 1.0"),
+        ("bn_momentum=fast", "bn_momentum must be float"),
+        ("random_weights_steps=0", "random_weights_steps must be >= 1 or null, got 0"),
+        ("random_weights_steps=2.5", "random_weights_steps must be int"),
     ],
 )
 def test_bad_values_are_rejected_by_name(override, message):
@@ -143,3 +147,22 @@ def test_parse_override_types():
     assert parse_override("a.b=1e-3") == {"a": {"b": "1e-3"}}  # floats coerced on build
     assert parse_override("x=true") == {"x": True}
     assert parse_override("w=null") == {"w": None}
+
+
+def test_random_weights_steps_caps_only_backbones_without_weights(tmp_path):
+    demo = load_profile("demo")
+    assert demo.random_weights_steps is not None
+    for m in list_models():
+        expected = demo.random_weights_steps if get_spec(m).pretrained else None
+        assert demo.steps_cap(m) == expected, m
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    # A user who supplies weights gets whole epochs for the backbones too.
+    with_weights = load_profile("demo", [f"weights={weights}"])
+    assert all(with_weights.steps_cap(m) is None for m in list_models())
+    assert load_profile("full").steps_cap("xception_transfer") is None
+
+
+def test_full_keeps_keras_batchnorm_momentum_and_demo_sets_its_own():
+    assert load_profile("full").bn_momentum is None
+    assert 0 < load_profile("demo").bn_momentum < 0.99
