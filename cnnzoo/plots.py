@@ -66,7 +66,8 @@ def bar_chart_test_accuracy(rows: Sequence[dict[str, Any]]) -> bytes:
     """Horizontal bar chart of test accuracy per configuration, best at the top.
 
     Args:
-        rows: comparison rows (``model``, ``strategy``, ``test_accuracy``), best first.
+        rows: comparison rows (``model``, ``strategy``, ``test_accuracy``, optionally
+            ``reference_accuracy``, drawn as a tick), best first.
 
     Returns:
         PNG bytes.
@@ -79,8 +80,21 @@ def bar_chart_test_accuracy(rows: Sequence[dict[str, Any]]) -> bytes:
     bars = ax.barh(names, values, color=colors)
     for bar, v in zip(bars, values, strict=True):
         ax.text(bar.get_width() + 0.5, bar.get_y() + bar.get_height() / 2, f"{v:.2f}%", va="center")
+    refs = [r.get("reference_accuracy") for r in rows][::-1]
+    marked = [(i, 100 * v) for i, v in enumerate(refs) if _finite(v)]
+    if marked:  # the original study's figure, as a tick across each bar
+        ax.scatter(
+            [v for _, v in marked],
+            [i for i, _ in marked],
+            marker="|",
+            s=250,
+            linewidths=2,
+            color="black",
+            zorder=3,
+            label="notebook",
+        )
     ax.set_xlim(0, 112)
-    ax.set_xlabel("test accuracy (%)")
+    ax.set_xlabel("test accuracy (%); black tick: the notebook's test accuracy")
     ax.set_title("Test accuracy per configuration")
     ax.tick_params(axis="y", labelsize=9)
     ax.grid(axis="x", alpha=0.3)

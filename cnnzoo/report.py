@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnzoo.errors import CnnzooError
+from cnnzoo.reference import notebook_test_accuracy
 
 # (key, header, kind): kind selects the formatter; the table, CSV, JSON and Markdown
 # all use this one list so they cannot disagree.
@@ -37,18 +38,25 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("best_val_accuracy", "best val acc", "pct"),
     ("train_accuracy", "train acc", "pct"),
     ("test_accuracy", "test acc", "pct"),
+    ("reference_accuracy", "notebook test acc", "pct"),
     ("gap", "gap (train − test)", "pp"),
     ("train_time_s", "training time", "duration"),
     ("images_per_s", "images/s", "rate"),
     ("weights_used", "weights used", "text"),
 ]
 NUMERIC_KEYS = [k for k, _, kind in COLUMNS if kind != "text"]
+# Not in an evaluation: the report adds them (cnnzoo.reference).
+DERIVED_KEYS = ["reference_accuracy"]
 EXTRA_KEYS = ["base", "weights", "test_loss", "train_loss", "val_accuracy"]
 CSV_FIELDS = (
     ["rank", "model", "status", "strategy", "base"]
     + [k for k, _, _ in COLUMNS if k not in ("model", "strategy")]
-    + ["weights", "test_loss", "train_loss", "val_accuracy", "error"]
+    + ["weights", "pipeline_check", "test_loss", "train_loss", "val_accuracy", "error"]
 )
+#: Columns of the pipeline-check table (random-weight backbones): no ranking, no reference.
+CHECK_COLUMNS: list[tuple[str, str, str]] = [
+    c for c in COLUMNS if c[0] not in ("reference_accuracy", "best_val_accuracy", "gap")
+]
 
 REPORT_FILES = {
     "html": "report.html",
@@ -111,7 +119,11 @@ def _check_ok(ev: dict[str, Any], where: str) -> None:
     for key in ("test_accuracy", "train_accuracy", "gap", "total_params", "trainable_params"):
         if key not in ev:
             raise CnnzooError(f"{where}: missing key {key!r}")
-    for key in NUMERIC_KEYS + ["test_loss", "train_loss", "val_accuracy"]:
+    for key in [k for k in NUMERIC_KEYS if k not in DERIVED_KEYS] + [
+        "test_loss",
+        "train_loss",
+        "val_accuracy",
+    ]:
         if key in ev and ev[key] is not None and not _is_number(ev[key]):
             raise CnnzooError(f"{where}: {key} must be a number, got {ev[key]!r}")
     classes = ev.get("classes")
@@ -147,10 +159,13 @@ def split_evaluations(
         evaluations: evaluation dicts in the contract's format (``status`` ok or failed).
 
     Returns:
-        ``(rows, failed)``: rows sorted by test accuracy (best first), each with the
-        table's columns plus ``rank``, ``base``, ``weights``, the losses and the
-        ``evaluation`` it came from; failures as ``{"model", "strategy", "base",
-        "error"}`` in input order.
+        ``(rows, failed)``: rows with the table's columns plus ``rank``, ``base``,
+        ``weights``, ``pipeline_check``, the losses and the ``evaluation`` it came from;
+        failures as ``{"model", "strategy", "base", "error"}`` in input order. The
+        study's rows come first, sorted by test accuracy (best first) and ranked 1, 2,
+        ...; then the pipeline checks (``pipeline_check`` true, ``rank`` None): pretrained
+        configurations that ran with random weights, which only prove that their path
+        runs, in registry order.
 
     Raises:
         CnnzooError: an evaluation is not an object, lacks a key, has a non-numeric
@@ -186,24 +201,33 @@ def split_evaluations(
         if status != "ok":
             raise CnnzooError(f"{where}: status must be 'ok' or 'failed', got {status!r}")
         _check_ok(ev, where)
+        random_pretrained = bool(base) and ev.get("weights") in (None, "", "random")
         row = {k: ev.get(k) for k in NUMERIC_KEYS}
         row.update(
+            reference_accuracy=notebook_test_accuracy(model),
+            pipeline_check=random_pretrained,
             model=model,
             strategy=strategy,
             base=base,
             weights=ev.get("weights"),
             weights_used=weights_label(strategy, base, ev.get("weights")),
-            random_pretrained=bool(base) and ev.get("weights") in (None, "", "random"),
+            random_pretrained=random_pretrained,
             test_loss=ev.get("test_loss"),
             train_loss=ev.get("train_loss"),
             val_accuracy=ev.get("val_accuracy"),
             evaluation=ev,
         )
         rows.append(row)
-    rows.sort(key=lambda r: -r["test_accuracy"] if _finite(r["test_accuracy"]) else math.inf)
-    for rank, row in enumerate(rows, 1):
+    ranked = [r for r in rows if not r["pipeline_check"]]
+    ranked.sort(key=lambda r: -r["test_accuracy"] if _finite(r["test_accuracy"]) else math.inf)
+    for rank, row in enumerate(ranked, 1):
         row["rank"] = rank
-    return rows, failed
+    checks = sorted(
+        (r for r in rows if r["pipeline_check"]), key=lambda r: _registry_order(r["model"])
+    )
+    for row in checks:
+        row["rank"] = None
+    return ranked + checks, failed
 
 
 # --- formatting ------------------------------------------------------------------------
@@ -259,6 +283,7 @@ def comparison_records(
         rec.update(
             weights=r["weights"],
             random_pretrained=r["random_pretrained"],
+            pipeline_check=r["pipeline_check"],
             test_loss=_json_number(r["test_loss"]),
             train_loss=_json_number(r["train_loss"]),
             val_accuracy=_json_number(r["val_accuracy"]),
@@ -307,35 +332,173 @@ def markdown_table(evaluations: Sequence[dict[str, Any]]) -> str:
     return _markdown(rows, failed)
 
 
-def _markdown(rows: Sequence[dict[str, Any]], failed: Sequence[dict[str, Any]]) -> str:
+def _md_table(rows: Sequence[dict[str, Any]], columns, ranked: bool) -> list[str]:
+    first = ["#"] if ranked else []
+    lines = ["| " + " | ".join(first + [h for _, h, _ in columns]) + " |"]
+    kinds = (["int"] if ranked else []) + [c[2] for c in columns]
+    lines.append("|" + "|".join("---" if kind == "text" else "---:" for kind in kinds) + "|")
+    for r in rows:
+        cells = [str(r["rank"])] if ranked else []
+        cells += [_md_cell(format_value(kind, r[key])) for key, _, kind in columns]
+        if r["rank"] == 1:
+            cells = [f"**{c}**" if c else c for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _markdown(
+    rows: Sequence[dict[str, Any]],
+    failed: Sequence[dict[str, Any]],
+    differences: Sequence[tuple[str, Any, Any]] | None = None,
+    profile_name: str | None = None,
+) -> str:
+    ranked = [r for r in rows if not r["pipeline_check"]]
+    checks = [r for r in rows if r["pipeline_check"]]
     lines = []
-    if rows:
-        headers = ["#"] + [h for _, h, _ in COLUMNS]
-        lines.append("| " + " | ".join(headers) + " |")
-        lines.append(
-            "|"
-            + "|".join(
-                "---" if kind == "text" else "---:" for kind in ["int"] + [c[2] for c in COLUMNS]
-            )
-            + "|"
-        )
-        for r in rows:
-            cells = [str(r["rank"])] + [
-                _md_cell(format_value(kind, r[key])) for key, _, kind in COLUMNS
-            ]
-            if r["rank"] == 1:
-                cells = [f"**{c}**" if c else c for c in cells]
-            lines.append("| " + " | ".join(cells) + " |")
+    if ranked:
+        lines += _md_table(ranked, COLUMNS, ranked=True)
         lines.append("")
-        lines.append(f"Sorted by test accuracy; best: **{_md_cell(rows[0]['model'])}**.")
-    else:
+        lines.append(
+            f"Sorted by test accuracy; best: **{_md_cell(ranked[0]['model'])}**. "
+            "Notebook test acc: the original study's figure (its data, 100 px, ImageNet "
+            "weights)."
+        )
+    elif not checks:
         lines.append("No configuration finished successfully.")
+    else:
+        lines.append("No configuration to rank: every one that finished is a pipeline check.")
+    if checks:
+        lines.append("")
+        lines.append(f"**{CHECK_TITLE} ({len(checks)}, not ranked):** {CHECK_TEXT}")
+        lines.append("")
+        lines += _md_table(checks, CHECK_COLUMNS, ranked=False)
+    if differences:
+        lines.append("")
+        lines.append(f"**What profile `{_md_cell(str(profile_name))}` changes against `full`:**")
+        lines.append("")
+        lines.append("| setting | `full` | this run |")
+        lines.append("|---|---|---|")
+        for key, ref, value in differences:
+            lines.append(
+                f"| `{_md_cell(key)}` | {_md_cell(_setting(ref))} | {_md_cell(_setting(value))} |"
+            )
     if failed:
         lines.append("")
         lines.append(f"**Failed ({len(failed)}):**")
         lines.append("")
         for f in failed:
             lines.append(f"- `{_md_cell(f['model'])}`: {_md_cell(f['error'])}")
+    return "\n".join(lines) + "\n"
+
+
+CHECK_TITLE = "Pipeline check: random weights"
+CHECK_TEXT = (
+    "these pretrained configurations ran without pretrained weights (profile `weights: "
+    "null`), for a few optimizer steps, to prove that their training path runs; their "
+    "accuracy is that of an untrained model and measures nothing. Give the profile a "
+    "weights file or folder (`weights:`) to rank them."
+)
+
+
+def _setting(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def profile_differences(
+    profile: dict[str, Any], reference: dict[str, Any]
+) -> list[tuple[str, Any, Any]]:
+    """Every setting in which ``profile`` differs from ``reference`` (e.g. ``full``).
+
+    Args:
+        profile: a resolved profile as plain data (``Profile.to_dict()``).
+        reference: the profile to compare against, in the same form.
+
+    Returns:
+        ``(dotted key, reference value, profile value)`` for every setting ``profile``
+        has, in its field order (``name`` is left out; a setting ``reference`` lacks
+        compares against None).
+    """
+
+    def flat(data: Any, prefix: str) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            return {prefix: data}
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+
+    a, b = flat(reference, ""), flat(profile, "")
+    return [(k, a.get(k), v) for k, v in b.items() if k != "name" and a.get(k) != v]
+
+
+def _differences_from_full(context: dict[str, Any]) -> list[tuple[str, Any, Any]] | None:
+    """The run's profile against ``full``; None when either is unavailable."""
+    from cnnzoo.config import load_profile
+
+    profile = context.get("profile")
+    if not isinstance(profile, dict):
+        return None
+    try:
+        full = load_profile("full").to_dict()
+    except CnnzooError:
+        return None
+    return profile_differences(profile, full)
+
+
+def summary_table(comparison: dict[str, Any]) -> str:
+    """The end-of-run console summary, from a report's ``comparison.json`` data.
+
+    Args:
+        comparison: the parsed ``comparison.json`` (``rows``, ``pipeline_checks``,
+            ``failed``).
+
+    Returns:
+        Plain text ending in a newline: the ranking (test accuracy, the notebook's
+        figure, train accuracy, gap, training time), then the pipeline checks and the
+        failures, one line each.
+    """
+    header = ("#", "configuration", "test acc", "notebook", "train acc", "gap", "time")
+    table = [header]
+    for r in comparison.get("rows") or []:
+        table.append(
+            (
+                str(r.get("rank")),
+                str(r.get("model")),
+                format_value("pct", r.get("test_accuracy")),
+                format_value("pct", r.get("reference_accuracy")),
+                format_value("pct", r.get("train_accuracy")),
+                format_value("pp", r.get("gap")),
+                format_value("duration", r.get("train_time_s")),
+            )
+        )
+    lines = ["Ranking by test accuracy (notebook: the original study's test accuracy):"]
+    if len(table) == 1:
+        lines.append("  (no configuration to rank)")
+    else:
+        widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+        for row in table:
+            cells = [
+                cell.ljust(w) if i == 1 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            ]
+            lines.append("  " + "  ".join(cells).rstrip())
+    checks = comparison.get("pipeline_checks") or []
+    if checks:
+        lines.append(f"{CHECK_TITLE} (not ranked, {len(checks)}):")
+        lines.append(
+            "  "
+            + ", ".join(
+                f"{r.get('model')} {format_value('pct', r.get('test_accuracy'))}" for r in checks
+            )
+        )
+    for f in comparison.get("failed") or []:
+        lines.append(f"failed: {f.get('model')}: {f.get('error')}")
     return "\n".join(lines) + "\n"
 
 
@@ -470,12 +633,21 @@ def _run_section(context: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _results_table(rows: Sequence[dict[str, Any]]) -> str:
-    head = "<th>#</th>" + "".join(f'<th data-key="{k}">{_e(h)}</th>' for k, h, _ in COLUMNS)
+def _results_table(
+    rows: Sequence[dict[str, Any]], columns=COLUMNS, table_id: str = "results"
+) -> str:
+    ranked = columns is COLUMNS
+    head = ("<th>#</th>" if ranked else "") + "".join(
+        f'<th data-key="{k}">{_e(h)}</th>' for k, h, _ in columns
+    )
     body = []
     for r in rows:
-        cells = [f'<td class="num" data-key="rank" data-value="{r["rank"]}">{r["rank"]}</td>']
-        for key, _, kind in COLUMNS:
+        cells = (
+            [f'<td class="num" data-key="rank" data-value="{r["rank"]}">{r["rank"]}</td>']
+            if ranked
+            else []
+        )
+        for key, _, kind in columns:
             text = _e(format_value(kind, r[key]))
             if key == "model":
                 text = f'<a href="#{_anchor(r["model"])}">{text}</a>'
@@ -488,8 +660,47 @@ def _results_table(rows: Sequence[dict[str, Any]]) -> str:
         tr_cls = ' class="best"' if r["rank"] == 1 else ""
         body.append(f'<tr{tr_cls} data-model="{_e(r["model"])}">{"".join(cells)}</tr>')
     return (
-        f'<table id="results"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+        f'<table id="{table_id}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
     )
+
+
+def _checks_section(checks: Sequence[dict[str, Any]]) -> str:
+    if not checks:
+        return ""
+    return (
+        f'<section id="pipeline-checks-section"><h2>{_e(CHECK_TITLE)} ({len(checks)})</h2>'
+        f"<p>Not ranked: {_e(CHECK_TEXT)}</p>"
+        + _results_table(checks, CHECK_COLUMNS, "pipeline-checks")
+        + "</section>"
+    )
+
+
+def _differences_section(
+    differences: Sequence[tuple[str, Any, Any]] | None, profile_name: Any
+) -> str:
+    if differences is None:
+        return ""
+    parts = [f'<section id="profile-differences"><h2>Profile {_e(profile_name)} vs full</h2>']
+    if not differences:
+        parts.append("<p>This run used the notebook's settings (<code>full</code>) unchanged.</p>")
+    else:
+        parts.append(
+            f"<p>What this run's profile (<code>{_e(profile_name)}</code>) changes against "
+            "<code>full</code>, the notebook's study; the notebook test accuracies in the "
+            "table above were measured with <code>full</code> on the notebook's data.</p>"
+        )
+        body = "".join(
+            f"<tr><td><code>{_e(k)}</code></td><td>{_e(_setting(a))}</td>"
+            f"<td>{_e(_setting(b))}</td></tr>"
+            for k, a, b in differences
+        )
+        parts.append(
+            '<table id="differences"><tr><th>setting</th><th><code>full</code></th>'
+            f"<th>this run</th></tr>{body}</table>"
+        )
+    parts.append("</section>")
+    return "".join(parts)
 
 
 def _per_class_table(model: str, ev: dict[str, Any]) -> str:
@@ -529,7 +740,12 @@ def _model_section(row: dict[str, Any]) -> str:
         f"{_e(format_value('text', _fmt_loss(row['test_loss'])))}, "
         f"{_e(format_value('int', row['epochs_run']))} epochs"
     )
-    parts = [f'<div class="model" id="{anchor}"><h3>{row["rank"]}. {_e(model)}</h3>']
+    title = (
+        f"{_e(model)} ({_e(CHECK_TITLE.lower())})"
+        if row["pipeline_check"]
+        else f"{row['rank']}. {_e(model)}"
+    )
+    parts = [f'<div class="model" id="{anchor}"><h3>{title}</h3>']
     parts.append(f"<p>{summary}</p>")
     history = ev.get("history") or []
     if history:
@@ -611,51 +827,71 @@ def render_html(
         f"<h1>{_e(title)}</h1>",
         f'<p class="muted">Generated {now} by cnnzoo {_e(__version__)}.</p>',
     ]
-    if rows:
-        best = rows[0]
+    ranked = [r for r in rows if not r["pipeline_check"]]
+    checks = [r for r in rows if r["pipeline_check"]]
+    if ranked:
+        best = ranked[0]
         out.append(
             f'<p class="summary" id="summary">Best configuration: <strong>{_e(best["model"])}'
             f"</strong> with test accuracy {_e(format_value('pct', best['test_accuracy']))} "
             f"(train {_e(format_value('pct', best['train_accuracy']))}, gap "
-            f"{_e(format_value('pp', best['gap']))}). {len(rows)} configuration(s) compared"
+            f"{_e(format_value('pp', best['gap']))}). {len(ranked)} configuration(s) compared"
+            + (
+                f', <a href="#pipeline-checks-section">{len(checks)} pipeline check(s)</a>'
+                if checks
+                else ""
+            )
             + (f', <a href="#failed">{len(failed)} failed</a>' if failed else "")
             + ".</p>"
         )
+    elif checks:
+        out.append(
+            '<p class="summary warn" id="summary">No configuration to rank: '
+            f'<a href="#pipeline-checks-section">{len(checks)} pipeline check(s)</a> only.</p>'
+        )
     else:
         out.append('<p class="summary warn" id="summary">No configuration finished.</p>')
-    if any(r["random_pretrained"] for r in rows):
+    if checks:
         out.append(
-            '<p class="warn">Some pretrained configurations ran with random weights (not '
-            "ImageNet): their results do not measure transfer learning.</p>"
+            f'<p class="warn">{len(checks)} pretrained configuration(s) ran with random weights '
+            "(not ImageNet) as a pipeline check: they are listed apart and not ranked.</p>"
         )
     out.append(_run_section(context))
     out.append('<section id="results-section"><h2>Results</h2>')
-    if rows:
+    if ranked:
         out.append(
             "<p>One row per configuration, sorted by test accuracy; the best is highlighted. "
             "Gap = train accuracy − test accuracy (overfitting). Images/s is training "
-            "throughput.</p>"
+            "throughput. Notebook test acc is the original study's figure (its data, "
+            "100 px, ImageNet weights, the <code>full</code> schedules).</p>"
         )
-        out.append(_results_table(rows))
+        out.append(_results_table(ranked))
     else:
         out.append("<p>No results.</p>")
     out.append("</section>")
-    if rows:
+    out.append(_checks_section(checks))
+    out.append(
+        _differences_section(
+            _differences_from_full(context), (context.get("profile") or {}).get("name")
+        )
+    )
+    if ranked:
         out.append('<section id="comparison"><h2>Comparison</h2>')
         out.append(
-            _img(plots.bar_chart_test_accuracy(rows), "test accuracy per configuration", "bars")
+            _img(plots.bar_chart_test_accuracy(ranked), "test accuracy per configuration", "bars")
         )
         out.append(
             _img(
-                plots.accuracy_vs_params(rows),
+                plots.accuracy_vs_params(ranked),
                 "train and test accuracy vs trainable parameters",
                 "acc-vs-params",
             )
         )
         out.append(
-            _img(plots.gap_vs_params(rows), "overfitting gap vs trainable parameters", "gap")
+            _img(plots.gap_vs_params(ranked), "overfitting gap vs trainable parameters", "gap")
         )
         out.append("</section>")
+    if rows:
         out.append('<section id="models"><h2>Per configuration</h2>')
         out.extend(_model_section(r) for r in rows)
         out.append("</section>")
@@ -696,16 +932,24 @@ def build_report(
         raise CnnzooError(f"report: context must be a dict, got {type(context).__name__}")
     rows, failed = split_evaluations(evaluations)
     records = comparison_records(rows, failed)
+    ranked = [r for r in records if r["status"] == "ok" and not r["pipeline_check"]]
+    differences = _differences_from_full(context or {})
+    profile_name = ((context or {}).get("profile") or {}).get("name")
     comparison = {
-        "best": rows[0]["model"] if rows else None,
+        "best": ranked[0]["model"] if ranked else None,
         "sorted_by": "test_accuracy",
         "columns": [{"key": k, "header": h, "kind": kind} for k, h, kind in COLUMNS],
-        "rows": [r for r in records if r["status"] == "ok"],
+        "rows": ranked,
+        "pipeline_checks": [r for r in records if r["status"] == "ok" and r["pipeline_check"]],
         "failed": [r for r in records if r["status"] == "failed"],
+        "profile": profile_name,
+        "profile_vs_full": [
+            {"key": k, "full": a, "this_run": b} for k, a, b in (differences or [])
+        ],
     }
     texts = {
         "html": render_html(rows, failed, context),
-        "markdown": _markdown(rows, failed),
+        "markdown": _markdown(rows, failed, differences, profile_name),
         "csv": _csv_text(records),
         "json": json.dumps(comparison, indent=2, allow_nan=False) + "\n",
     }

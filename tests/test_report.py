@@ -27,7 +27,8 @@ from cnnzoo.cli import main
 from cnnzoo.errors import CnnzooError
 from cnnzoo.models import list_models
 from cnnzoo.plots import epoch_markers
-from cnnzoo.report import build_report, markdown_table
+from cnnzoo.reference import NOTEBOOK_TEST_ACCURACY
+from cnnzoo.report import build_report, markdown_table, profile_differences, summary_table
 
 
 class _Page(HTMLParser):
@@ -36,6 +37,7 @@ class _Page(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[dict] = []  # results rows: {"model", "class", "cells": {key: (v, text)}}
+        self.checks: list[str] = []  # the pipeline-check table's models
         self.failed: list[str] = []
         self.images: list[dict] = []
         self.tags: set[str] = set()
@@ -49,6 +51,8 @@ class _Page(HTMLParser):
             self._table = a.get("id")
         elif tag == "tr" and self._table == "results" and "data-model" in a:
             self.rows.append({"model": a["data-model"], "class": a.get("class"), "cells": {}})
+        elif tag == "tr" and self._table == "pipeline-checks" and "data-model" in a:
+            self.checks.append(a["data-model"])
         elif tag == "tr" and self._table == "failed-table" and "data-model" in a:
             self.failed.append(a["data-model"])
         elif tag == "td" and self._table == "results" and "data-key" in a:
@@ -84,14 +88,18 @@ def _by_model(evals):
     return {e["model"]: e for e in evals}
 
 
-def test_fourteen_rows_sorted_best_highlighted_and_failure_listed(full):
+def test_rows_sorted_best_highlighted_random_weights_apart_and_failure_listed(full):
     evals, paths, html_text = full
     page = _parse(html_text)
-    ok = [e for e in evals if e["status"] == "ok"]
+    ok = [e for e in evals if e["status"] == "ok" and e["model"] != RANDOM_WEIGHTS_MODEL]
     assert [r["model"] for r in page.rows] == [
         e["model"] for e in sorted(ok, key=lambda e: -e["test_accuracy"])
     ]
-    assert sorted(r["model"] for r in page.rows) == sorted(list_models())
+    assert len(page.rows) == 13
+    # The backbone that ran with random weights is a pipeline check, not a result.
+    assert page.checks == [RANDOM_WEIGHTS_MODEL]
+    assert sorted([r["model"] for r in page.rows] + page.checks) == sorted(list_models())
+    assert "Pipeline check: random weights (1)" in html_text
     assert [r["class"] for r in page.rows].count("best") == 1
     assert page.rows[0]["class"] == "best"
     assert paths["best"] == page.rows[0]["model"]
@@ -139,10 +147,11 @@ def test_numbers_in_html_equal_the_evaluations(full):
             value, text = cells[key]
             assert float(value) == ev[key], (row["model"], key)
             assert text == _expected_text(key, ev[key]), (row["model"], key)
+        value, text = cells["reference_accuracy"]
+        assert float(value) == NOTEBOOK_TEST_ACCURACY[row["model"]]
+        assert text == _expected_text("test_accuracy", NOTEBOOK_TEST_ACCURACY[row["model"]])
         weights_text = cells["weights_used"][1]
-        if row["model"] == RANDOM_WEIGHTS_MODEL:
-            assert weights_text == "random (not pretrained)"
-        elif ev["base"]:
+        if ev["base"]:
             assert weights_text == "ImageNet"
         else:
             assert "scratch" in weights_text
@@ -192,17 +201,21 @@ def test_csv_and_json_agree_with_the_evaluations(full):
         csv_rows = list(csv.DictReader(f))
     data = json.loads(Path(paths["json"]).read_text(encoding="utf-8"))
     assert len(csv_rows) == 15
-    assert [r["model"] for r in csv_rows[:14]] == [r["model"] for r in data["rows"]]
+    assert [r["model"] for r in csv_rows[:13]] == [r["model"] for r in data["rows"]]
+    assert csv_rows[13]["model"] == RANDOM_WEIGHTS_MODEL
+    assert csv_rows[13]["pipeline_check"] == "True" and csv_rows[13]["rank"] == ""
+    assert [r["model"] for r in data["pipeline_checks"]] == [RANDOM_WEIGHTS_MODEL]
     assert [r["model"] for r in data["rows"]] == [r["model"] for r in _parse(html_text).rows]
     assert data["best"] == data["rows"][0]["model"]
     keys = ["test_accuracy", "train_accuracy", "gap", "best_val_accuracy", "train_time_s"]
     keys += ["images_per_s", "total_params", "trainable_params", "epochs_run", "test_loss"]
-    for c, j in zip(csv_rows, data["rows"], strict=False):
+    for c, j in zip(csv_rows, data["rows"] + data["pipeline_checks"], strict=False):
         ev = by_model[c["model"]]
         assert c["status"] == j["status"] == "ok"
         for key in keys:
             assert float(c[key]) == ev[key] == j[key], (c["model"], key)
-        assert j["random_pretrained"] == (c["model"] == RANDOM_WEIGHTS_MODEL)
+        assert j["random_pretrained"] == j["pipeline_check"] == (c["model"] == RANDOM_WEIGHTS_MODEL)
+        assert float(c["reference_accuracy"]) == NOTEBOOK_TEST_ACCURACY[c["model"]]
     assert csv_rows[14]["model"] == FAILED_MODEL and csv_rows[14]["status"] == "failed"
     assert csv_rows[14]["error"] == FAILED_ERROR
     assert data["failed"] == [
@@ -223,7 +236,11 @@ def test_markdown_table(full):
     assert Path(paths["markdown"]).read_text(encoding="utf-8") == md
     lines = md.splitlines()
     table = [ln for ln in lines if ln.startswith("| ") and not ln.startswith("| #")]
-    assert len(table) == 14
+    # 13 ranked rows, then the pipeline-check table's header and its one row.
+    assert len(table) == 15
+    assert table[13].startswith("| configuration |")
+    assert table[14].startswith(f"| {RANDOM_WEIGHTS_MODEL} |")
+    assert "**Pipeline check: random weights (1, not ranked):**" in md
     best = max((e for e in evals if e["status"] == "ok"), key=lambda e: e["test_accuracy"])
     assert table[0].startswith(f"| **1** | **{best['model']}** |")
     assert f"{best['test_accuracy'] * 100:.2f}%" in table[0]
@@ -317,8 +334,9 @@ def test_cli_report_rebuilds_from_a_run_folder(tmp_path, capsys):
     html_path = run / "report" / "report.html"
     assert f"report: {html_path}" in out.splitlines()
     page = _parse(html_path.read_text(encoding="utf-8"))
-    by_acc = sorted(evals[:3], key=lambda e: -e["test_accuracy"])
+    by_acc = sorted(evals[:2], key=lambda e: -e["test_accuracy"])
     assert [r["model"] for r in page.rows] == [e["model"] for e in by_acc]
+    assert page.checks == ["mobilenetv2_partial"]  # random weights: not ranked
     assert sorted(page.failed) == sorted([FAILED_MODEL, "mid"])
     text = html_path.read_text(encoding="utf-8")
     assert "<th>data source</th><td>demo</td>" in text and "20260101-000000" in text
@@ -337,3 +355,95 @@ def test_cli_report_errors(tmp_path, capsys):
     assert main(["report", str(tmp_path / "empty")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "no evaluation JSON found" in err
+
+
+def test_pretrained_weights_make_a_backbone_ranked(tmp_path):
+    ev = dict(_one("mobilenetv2_partial", 3), weights="/data/weights")
+    paths = build_report([_one(), ev], tmp_path)
+    data = json.loads(Path(paths["json"]).read_text(encoding="utf-8"))
+    assert sorted(r["model"] for r in data["rows"]) == ["mobilenetv2_partial", "simple"]
+    assert data["pipeline_checks"] == []
+    page = _parse(Path(paths["html"]).read_text(encoding="utf-8"))
+    assert page.checks == [] and len(page.rows) == 2
+
+
+def test_profile_differences_against_full():
+    full = {
+        "name": "full",
+        "img_size": 100,
+        "weights": "imagenet",
+        "models": {"simple": {"epochs": 20, "finetune": None}},
+    }
+    demo = {
+        "name": "demo",
+        "img_size": 72,
+        "weights": None,
+        "models": {"simple": {"epochs": 15, "finetune": None}},
+    }
+    assert profile_differences(demo, full) == [
+        ("img_size", 100, 72),
+        ("weights", "imagenet", None),
+        ("models.simple.epochs", 20, 15),
+    ]
+    assert profile_differences(full, full) == []
+
+
+def test_report_shows_what_the_profile_changes_against_full(tmp_path):
+    from cnnzoo.config import load_profile
+
+    profile = load_profile("full", ["img_size=72", "models.mid.epochs=3"]).to_dict()
+    paths = build_report([_one()], tmp_path, context={"profile": dict(profile, name="mine")})
+    md = Path(paths["markdown"]).read_text(encoding="utf-8")
+    assert "**What profile `mine` changes against `full`:**" in md
+    assert "| `img_size` | 100 | 72 |" in md
+    assert "| `models.mid.epochs` | 30 | 3 |" in md
+    html_text = Path(paths["html"]).read_text(encoding="utf-8")
+    assert "<tr><td><code>models.mid.epochs</code></td><td>30</td><td>3</td></tr>" in html_text
+    data = json.loads(Path(paths["json"]).read_text(encoding="utf-8"))
+    assert data["profile_vs_full"] == [
+        {"key": "img_size", "full": 100, "this_run": 72},
+        {"key": "models.mid.epochs", "full": 30, "this_run": 3},
+    ]
+
+
+def test_summary_table_text():
+    comparison = {
+        "rows": [
+            {
+                "rank": 1,
+                "model": "mid",
+                "test_accuracy": 0.84,
+                "reference_accuracy": 0.8764,
+                "train_accuracy": 0.997,
+                "gap": 0.157,
+                "train_time_s": 53.04,
+            },
+            {
+                "rank": 2,
+                "model": "resnet_aug",
+                "test_accuracy": 0.7,
+                "reference_accuracy": 0.9365,
+                "train_accuracy": 0.75,
+                "gap": 0.05,
+                "train_time_s": 75.6,
+            },
+        ],
+        "pipeline_checks": [
+            {"model": "xception_transfer", "test_accuracy": 0.2},
+            {"model": "mobilenetv2_partial", "test_accuracy": 0.21},
+        ],
+        "failed": [{"model": "inception", "error": "NaN loss"}],
+    }
+    assert summary_table(comparison) == (
+        "Ranking by test accuracy (notebook: the original study's test accuracy):\n"
+        "  #  configuration  test acc  notebook  train acc        gap    time\n"
+        "  1  mid              84.00%    87.64%     99.70%  +15.70 pp  53.0 s\n"
+        "  2  resnet_aug       70.00%    93.65%     75.00%   +5.00 pp  1m 16s\n"
+        "Pipeline check: random weights (not ranked, 2):\n"
+        "  xception_transfer 20.00%, mobilenetv2_partial 21.00%\n"
+        "failed: inception: NaN loss\n"
+    )
+    assert summary_table({"rows": [], "failed": []}) == (
+        "Ranking by test accuracy (notebook: the original study's test accuracy):\n"
+        "  (no configuration to rank)\n"
+    )
