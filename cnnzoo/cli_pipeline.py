@@ -66,7 +66,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 @command("run", "run the whole pipeline locally (kfp.local, one subprocess per step)", _run_args)
 def _run(ns: argparse.Namespace) -> int:
+    from cnnzoo.fsutil import read_json
     from cnnzoo.pipeline_runner import run_local
+    from cnnzoo.report import summary_table
 
     result = run_local(
         data_uri=ns.data,
@@ -77,6 +79,7 @@ def _run(ns: argparse.Namespace) -> int:
         runs_dir=ns.out,
         output_uri=ns.output,
     )
+    print(summary_table(read_json(result.report_html.parent / "comparison.json")), end="")
     print(f"finished in {result.seconds / 60:.1f} min; run folder {result.run_dir}")
     if result.arguments["output_uri"]:
         print(f"exported to: {result.arguments['output_uri']}")

@@ -229,7 +229,9 @@ class LocalRun:
 class _Progress(io.TextIOBase):
     """Stands in for stdout during a local run: everything goes to the log file, and a
     concise line per step event (the ``[cnnzoo]`` lines the components print, task
-    failures, retries, the final status) goes to the console."""
+    failures, retries, the final status) goes to the console. A step's last line
+    (``... done``, ``... FAILED``) gets the time since its ``...: started`` line, e.g.
+    ``train mid done: ... [52.3 s]``."""
 
     _SHOW = (
         re.compile(r"\[cnnzoo\] (?P<msg>.*)"),
@@ -243,6 +245,7 @@ class _Progress(io.TextIOBase):
         self._buf = ""
         self._lock = threading.Lock()
         self.tail: list[str] = []
+        self._started: dict[tuple[str, str], float] = {}
 
     def writable(self) -> bool:
         return True
@@ -263,13 +266,34 @@ class _Progress(io.TextIOBase):
             m = pattern.search(line)
             if m:
                 stamp = datetime.datetime.now().strftime("%H:%M:%S")
-                self._console.write(f"{stamp}  {m.group('msg').strip()}\n")
+                msg = self._with_elapsed(m.group("msg").strip())
+                self._console.write(f"{stamp}  {msg}\n")
                 self._console.flush()
                 break
 
     def flush(self) -> None:
         with self._lock:
             self._log.flush()
+
+    def _with_elapsed(self, msg: str) -> str:
+        """``msg``, with the step's elapsed time appended if it is the step's last line."""
+        from cnnzoo.models import list_models
+
+        words = msg.split()
+        if len(words) < 2:
+            return msg
+        # A step is its first word and, for per-model steps, the model's name:
+        # "train mid: started" ... "train mid done: ...", "ingest demo: started" ...
+        # "ingest done: ...".
+        model = words[1].rstrip(":")
+        key = (words[0].rstrip(":"), model if model in list_models() else "")
+        if msg.endswith(": started"):
+            self._started[key] = time.monotonic()
+            return msg
+        rest = words[2:] if key[1] else words[1:]
+        if rest and rest[0].rstrip(":") in ("done", "FAILED") and key in self._started:
+            return f"{msg} [{time.monotonic() - self._started.pop(key):.1f} s]"
+        return msg
 
 
 def _new_run_dir(runs_dir: Path) -> Path:

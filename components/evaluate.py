@@ -15,6 +15,7 @@ def evaluate(
     """Evaluate ``model`` on the test split; ``evaluation`` is the evaluation JSON."""
     from cnnzoo.evaluate import evaluate_model
 
+    print(f"[cnnzoo] evaluate {model.metadata.get('model', '')}: started", flush=True)
     result = evaluate_model(model.path, splits.path, evaluation.path)
     name = result["model"]
     evaluation.metadata.update({"model": name, "status": result["status"]})

@@ -34,6 +34,7 @@ def report(
     from cnnzoo.storage import export_folder, run_logs_root
     from cnnzoo.tblogs import ui_metadata_tensorboard
 
+    print("[cnnzoo] report: started", flush=True)
     results = [read_json(a.path) for a in evaluations]
     context = {
         "run_name": run_name,
