@@ -5,8 +5,8 @@ pipeline's fan-out, the tests and the report all enumerate :func:`list_models`.
 :func:`build_model` turns a name into an uncompiled ``keras.Model`` and
 :func:`prepare_stage` sets which weights train in each stage of a run.
 
-Architectures and parameter counts follow ``shared/spec/seed-models.md``: at 100 px
-and 5 classes every model has exactly the seed notebook's total parameter count.
+Architectures and parameter counts are the original study's (``docs/the-study.md``):
+at 100 px and 5 classes every model has exactly the notebook's total parameter count.
 
 BatchNorm inside a pretrained base always runs in inference mode (its statistics and
 its scale/offset stay as loaded). Keras 3 does not honour ``base(x, training=False)``

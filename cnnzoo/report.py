@@ -393,10 +393,10 @@ def _markdown(
 
 CHECK_TITLE = "Pipeline check: random weights"
 CHECK_TEXT = (
-    "these pretrained configurations ran without pretrained weights (profile `weights: "
-    "null`), for a few optimizer steps, to prove that their training path runs; their "
-    "accuracy is that of an untrained model and measures nothing. Give the profile a "
-    "weights file or folder (`weights:`) to rank them."
+    "these pretrained configurations ran without pretrained weights (the profile's "
+    "weights is null), for a few optimizer steps, to prove that their training path runs; "
+    "their accuracy is that of an untrained model and measures nothing. Give the profile "
+    "a weights file or folder (weights: PATH) to rank them."
 )
 
 
@@ -519,6 +519,7 @@ img.plot{max-width:100%;height:auto;display:block;margin:.5em 0;border:1px solid
 .pair{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
 pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.85em;white-space:pre-wrap}
 code{background:#f3f3f3;padding:0 .2em}
+.wide{overflow-x:auto;max-width:100%}
 """
 
 
@@ -660,8 +661,8 @@ def _results_table(
         tr_cls = ' class="best"' if r["rank"] == 1 else ""
         body.append(f'<tr{tr_cls} data-model="{_e(r["model"])}">{"".join(cells)}</tr>')
     return (
-        f'<table id="{table_id}"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table>"
+        f'<div class="wide"><table id="{table_id}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
     )
 
 

@@ -100,13 +100,20 @@ def test_all_fourteen_configurations_end_to_end(tmp_path, tiny_raw_dataset, caps
     assert all(e["status"] == "ok" for e in evaluations.values())
 
     comparison = json.loads((report_html.parent / "comparison.json").read_text())
-    assert sorted(r["model"] for r in comparison["rows"]) == sorted(list_models())
+    # Random-weight backbones are pipeline checks, apart from the ranked custom CNNs.
+    ranked = [r["model"] for r in comparison["rows"]]
+    checks = [r["model"] for r in comparison["pipeline_checks"]]
+    assert sorted(ranked) == sorted(m for m in list_models() if get_spec(m).base is None)
+    assert sorted(ranked + checks) == sorted(list_models())
     assert comparison["failed"] == []
     html = report_html.read_text()
     assert all(name in html for name in list_models())
     # progress: one line per step start and finish, not the runner's raw log
     for name in list_models():
         assert f"train {name}: started" in out and f"evaluate {name} done" in out
+        assert f"train {name}: epoch 1/" in out
+    assert "Ranking by test accuracy" in out
+    assert "Pipeline check: random weights (not ranked, 9):" in out
     assert "executor_input" not in out
     assert "executor_input" in (run_dir / "run.log").read_text()
 
