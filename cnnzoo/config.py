@@ -29,6 +29,8 @@ import yaml
 from cnnzoo.errors import CnnzooError
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+#: What picks the saved model among a run's epochs (the notebook: validation loss).
+CHECKPOINT_MONITORS = ("val_loss", "val_accuracy")
 
 
 @dataclass
@@ -78,6 +80,7 @@ class Profile:
     eval_batch_size: int = 512
     bn_momentum: float | None = None
     random_weights_steps: int | None = None
+    checkpoint_monitor: str = "val_loss"
     models: dict[str, Schedule] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -112,6 +115,11 @@ class Profile:
         _check(
             self.bn_momentum is None or 0 <= self.bn_momentum < 1,
             f"bn_momentum must be in [0, 1) or null, got {self.bn_momentum}",
+        )
+        _check(
+            self.checkpoint_monitor in CHECKPOINT_MONITORS,
+            f"checkpoint_monitor must be one of {', '.join(CHECKPOINT_MONITORS)}, "
+            f"got {self.checkpoint_monitor!r}",
         )
         _check(
             self.random_weights_steps is None or self.random_weights_steps >= 1,

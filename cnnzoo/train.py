@@ -2,8 +2,9 @@
 
 :func:`train_model` builds the model, runs its one or two stages (Adam, sparse
 categorical cross-entropy, early stopping, reduce-LR-on-plateau, best weights by
-validation loss) and writes ``model.keras``, ``history.json`` and ``config.yaml``
-into the output folder, plus TensorBoard logs (to a local folder, or mirrored live to
+validation loss, or by validation accuracy if the profile's ``checkpoint_monitor`` says
+so) and writes ``model.keras``, ``history.json`` and ``config.yaml`` into the output
+folder, plus TensorBoard logs (to a local folder, or mirrored live to
 a ``gs://`` logs root). A configuration whose training crashes still gets a
 ``history.json`` (``"status": "failed"``) so a pipeline that trains many
 configurations can report the failure instead of stopping.
@@ -97,7 +98,8 @@ def train_model(
         model_name: a registered configuration (see :func:`cnnzoo.models.list_models`).
         split_dir: output folder of ``cnnzoo split``; its ``img_size`` must equal
             ``profile.img_size``.
-        out_dir: folder for ``model.keras`` (best validation loss), ``history.json`` and
+        out_dir: folder for ``model.keras`` (the best epoch by the profile's
+            ``checkpoint_monitor``, validation loss by default), ``history.json`` and
             ``config.yaml``; may be missing, empty (KFP creates it so) or an earlier
             train output (marked ``.cnnzoo.json``), else it is refused unless
             ``overwrite``.
@@ -527,13 +529,37 @@ def _epoch_recorder(run: _Run, stage: int):
                         f"{key} is {logs[key]} after epoch {epoch + 1}: training "
                         "diverged (try a lower learning rate); no model saved"
                     )
-            val_loss = record["val_loss"]
-            if val_loss is not None and val_loss < run.best_val_loss:
-                run.best_val_loss = val_loss
+            if _is_better(record, run):
+                run.best_val_loss = record["val_loss"]
                 run.best_epoch = epoch + 1
                 run.best_weights = [(w, w.numpy()) for w in self.model.weights]
 
     return EpochRecorder()
+
+
+def _checkpoint_score(record: dict[str, Any], monitor: str) -> tuple | None:
+    """How good an epoch is by the profile's ``checkpoint_monitor`` (lower is better).
+
+    ``val_accuracy`` breaks ties (frequent on a small validation set) by ``val_loss``.
+    None when the monitored value is missing (not finite).
+    """
+    if monitor == "val_accuracy":
+        if record["val_accuracy"] is None:
+            return None
+        loss = record["val_loss"]
+        return (-record["val_accuracy"], math.inf if loss is None else loss)
+    return None if record["val_loss"] is None else (record["val_loss"],)
+
+
+def _is_better(record: dict[str, Any], run: _Run) -> bool:
+    """Whether ``record`` (just appended to ``run.records``) beats the best epoch so far."""
+    monitor = run.profile.checkpoint_monitor
+    score = _checkpoint_score(record, monitor)
+    if score is None:
+        return False
+    if run.best_epoch is None:
+        return True
+    return score < _checkpoint_score(run.records[run.best_epoch - 1], monitor)
 
 
 def _progress_printer(run: _Run, stage: int, total_epochs: int):

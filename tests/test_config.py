@@ -118,6 +118,7 @@ def test_resolved_profile_round_trips():
         ("bn_momentum=fast", "bn_momentum must be float"),
         ("random_weights_steps=0", "random_weights_steps must be >= 1 or null, got 0"),
         ("random_weights_steps=2.5", "random_weights_steps must be int"),
+        ("checkpoint_monitor=loss", "checkpoint_monitor must be one of val_loss, val_accuracy"),
     ],
 )
 def test_bad_values_are_rejected_by_name(override, message):

@@ -35,6 +35,26 @@ def test_epoch_line_text():
     )
 
 
+@pytest.mark.parametrize(
+    "monitor, best",
+    [("val_loss", 2), ("val_accuracy", 4)],  # epoch 3 ties epoch 4 on accuracy, loses on loss
+)
+def test_checkpoint_monitor_picks_the_best_epoch(monitor, best):
+    from types import SimpleNamespace
+
+    from cnnzoo.train import _is_better
+
+    epochs = [(1.6, 0.2), (1.2, 0.3), (1.9, 0.45), (1.5, 0.45), (None, None)]
+    run = SimpleNamespace(
+        profile=SimpleNamespace(checkpoint_monitor=monitor), records=[], best_epoch=None
+    )
+    for i, (loss, acc) in enumerate(epochs, start=1):
+        run.records.append({"epoch": i, "val_loss": loss, "val_accuracy": acc})
+        if _is_better(run.records[-1], run):
+            run.best_epoch = i
+    assert run.best_epoch == best
+
+
 def test_batchnorm_momentum_changes_no_parameter_count():
     import keras
 
