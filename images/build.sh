@@ -11,6 +11,17 @@
 #   SOURCE_URL        repository URL, for the OCI labels
 #   IMAGE_PLATFORM    default linux/amd64 (GKE's GPU machine types are x86-64)
 #   CONTAINER_ENGINE  docker or podman; default: the first of them whose `info` answers
+#   FLAVORS           which flavours to build or push (default: "cpu gpu"; FLAVOR=gpu: one)
+#   BASE_IMAGE        the base both stages start from (default: the Dockerfile's pinned
+#                     python:*-slim); images/local-base.sh builds a stand-in without a registry
+#   BUILD_NETWORK     the network RUN steps use (default: host, so pip reaches the index
+#                     the way this machine does)
+#
+# Package-index settings never enter a layer. With podman, this machine's pip configuration
+# (/etc/pip.conf, /etc/xdg/pip, ~/.config/pip, $PIP_CONFIG_FILE) and the files and local
+# index folders it names are mounted read-only into every RUN step (`-v`); podman's default
+# OCI format drops the Dockerfile's SHELL, so podman builds with --format docker. docker's
+# build has no such mounts: pip inside it uses the public index.
 # Every command is printed before it runs.
 set -euo pipefail
 
@@ -30,6 +41,8 @@ VERSION=${VERSION:-$IMAGE_TAG}
 REVISION=${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 SOURCE_URL=${SOURCE_URL:-https://github.com/example/cnnzoo}
 IMAGE_PLATFORM=${IMAGE_PLATFORM:-linux/amd64}
+FLAVORS=${FLAVORS:-${FLAVOR:-cpu gpu}}
+BUILD_NETWORK=${BUILD_NETWORK:-host}
 
 engine=${CONTAINER_ENGINE:-}
 if [[ -z "$engine" ]]; then
@@ -54,14 +67,56 @@ run() {
   "$@"
 }
 
-for flavor in cpu gpu; do
+# podman: `-v PATH:PATH:ro` for the pip configuration and every local path it names.
+pip_mounts() {
+  python3 - <<'PY'
+import configparser, os, pathlib
+home = pathlib.Path.home()
+files = [pathlib.Path(p) for p in ("/etc/pip.conf", "/etc/xdg/pip/pip.conf",
+         home / ".config/pip/pip.conf", home / ".pip/pip.conf",
+         os.environ.get("PIP_CONFIG_FILE") or "/nonexistent")]
+mounts = set()
+for f in files:
+    if not f.is_file():
+        continue
+    mounts.add(str(f.parent if f.parent.name == "pip" else f))
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(f)
+    for section in cfg.sections():
+        for key in ("cert", "client-cert", "find-links", "index-url", "extra-index-url",
+                    "constraint", "requirement"):
+            for value in cfg.get(section, key, fallback="").split():
+                path = value.removeprefix("file://")
+                if key.endswith("index-url") and path.rstrip("/").endswith("/simple"):
+                    path = os.path.dirname(path.rstrip("/"))  # its files lie beside it
+                if path.startswith("/") and os.path.exists(path):
+                    mounts.add(path)
+for m in sorted(mounts):
+    if not any(m.startswith(other + "/") for other in mounts):
+        print(f"{m}:{m}:ro")
+PY
+}
+extra=(--network "$BUILD_NETWORK")
+if [[ "$engine" == podman ]]; then
+  extra+=(--format docker)
+  while IFS= read -r mount; do
+    [[ -n "$mount" ]] && extra+=(-v "$mount")
+  done < <(pip_mounts)
+fi
+[[ -n "${BASE_IMAGE:-}" ]] && extra+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
+
+for flavor in $FLAVORS; do
+  case "$flavor" in
+    cpu | gpu) ;;
+    *) echo "error: FLAVORS: unknown flavour '$flavor' (cpu, gpu)" >&2; exit 2 ;;
+  esac
   name=cnnzoo
   [[ "$flavor" == gpu ]] && name=cnnzoo-gpu
   ref="$IMAGE_REGISTRY/$name:$IMAGE_TAG"
   if [[ "$action" == build ]]; then
     run "$engine" build --file "$root/images/Dockerfile" --platform "$IMAGE_PLATFORM" \
       --build-arg "FLAVOR=$flavor" --build-arg "VERSION=$VERSION" \
-      --build-arg "REVISION=$REVISION" --build-arg "SOURCE_URL=$SOURCE_URL" \
+      --build-arg "REVISION=$REVISION" --build-arg "SOURCE_URL=$SOURCE_URL" "${extra[@]}" \
       --tag "$ref" "$root"
   else
     run "$engine" push "$ref"

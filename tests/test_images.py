@@ -180,15 +180,22 @@ def test_hadolint_would_catch_an_unpinned_base(tmp_path):
 
 
 def test_every_base_image_is_pinned_to_a_version():
+    """A ``FROM ${ARG}`` is checked through the ARG's default (set before the first FROM)."""
     instrs = dockerfile_instructions()
     aliases: set[str] = set()
+    defaults: dict[str, str] = {}
+    seen_from = False
     for keyword, args in instrs:
+        if keyword == "ARG" and not seen_from and "=" in args:
+            name, _, value = args.partition("=")
+            defaults[name.strip()] = value.strip().strip('"')
         if keyword != "FROM":
             continue
+        seen_from = True
         words = args.split()
-        image = words[0]
+        image = re.sub(r"\$\{(\w+)\}", lambda m: defaults.get(m.group(1), m.group(0)), words[0])
         if image not in aliases:
-            assert "$" not in image, f"FROM {image}: use a literal, pinned base image"
+            assert "$" not in image, f"FROM {words[0]}: give the ARG a literal, pinned default"
             name, _, tag = image.partition(":")
             assert tag and tag != "latest", f"FROM {image}: pin a version tag, never latest"
             assert re.search(r"\d+\.\d+\.\d+", tag), f"FROM {image}: pin the full version"
@@ -383,3 +390,40 @@ def test_default_images_are_the_ones_the_pipeline_references(tmp_path):
     assert done.returncode == 0, done.stderr
     tags = re.findall(r"--tag (\S+)", log.read_text())
     assert tags == [pipeline_runner.DEFAULT_IMAGE, pipeline_runner.DEFAULT_GPU_IMAGE]
+
+
+def test_podman_builds_docker_format_with_pip_settings_mounted_not_baked(tmp_path):
+    """podman: --format docker (keeps SHELL), the pip config and what it names mounted
+    read-only; one flavour with FLAVORS; BASE_IMAGE reaches the build as an argument."""
+    log = fake_engine(tmp_path, "podman", info_ok=True)
+    index = tmp_path / "index" / "simple"
+    index.mkdir(parents=True)
+    cert = tmp_path / "ca.pem"
+    cert.write_text("x")
+    conf = tmp_path / "pip.conf"
+    conf.write_text(f"[global]\ncert = {cert}\nextra-index-url = file://{index}\n")
+    done = run_build(
+        tmp_path,
+        "build",
+        IMAGE_REGISTRY="r",
+        IMAGE_TAG="1.0.0",
+        FLAVORS="cpu",
+        BASE_IMAGE="localhost/cnnzoo-base:bookworm",
+        PIP_CONFIG_FILE=str(conf),
+        HOME=str(tmp_path / "home"),
+    )
+    assert done.returncode == 0, done.stderr
+    (call,) = log.read_text().splitlines()
+    assert "--format docker" in call and "--network host" in call
+    assert "--build-arg BASE_IMAGE=localhost/cnnzoo-base:bookworm" in call
+    for path in (conf, cert, index.parent):
+        assert f"-v {path}:{path}:ro" in call, f"{path} is not mounted read-only"
+    assert "--tag r/cnnzoo:1.0.0" in call and "cnnzoo-gpu" not in call
+
+
+def test_docker_builds_get_no_mounts(tmp_path):
+    log = fake_engine(tmp_path, "docker", info_ok=True)
+    done = run_build(tmp_path, "build", IMAGE_REGISTRY="r", IMAGE_TAG="1.0.0", FLAVOR="gpu")
+    assert done.returncode == 0, done.stderr
+    (call,) = log.read_text().splitlines()
+    assert " -v " not in call and "--format" not in call and "FLAVOR=gpu" in call
