@@ -62,9 +62,32 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     _study_args(p, "'demo' (default), a local folder or archive, or gs://bucket/prefix")
     p.add_argument("--out", default="runs", metavar="DIR", help="runs folder (default: runs)")
     _output_arg(p, "a local folder or gs://bucket/prefix")
+    from cnnzoo.pipeline_runner import DEFAULT_IMAGE
+
+    p.add_argument(
+        "--runner",
+        choices=("subprocess", "docker"),
+        default="subprocess",
+        help="subprocess (default): steps run in this environment; docker: every step runs"
+        " in its image (kfp.local.DockerRunner; engine from DOCKER_HOST or the default socket)",
+    )
+    p.add_argument(
+        "--image",
+        default=DEFAULT_IMAGE,
+        help=f"--runner docker: step image (default {DEFAULT_IMAGE})",
+    )
+    p.add_argument(
+        "--gpu-image",
+        default=None,
+        help="--runner docker: image of steps on accelerator pools (default: --image)",
+    )
 
 
-@command("run", "run the whole pipeline locally (kfp.local, one subprocess per step)", _run_args)
+@command(
+    "run",
+    "run the whole pipeline locally (kfp.local: one subprocess or container per step)",
+    _run_args,
+)
 def _run(ns: argparse.Namespace) -> int:
     from cnnzoo.fsutil import read_json
     from cnnzoo.pipeline_runner import run_local
@@ -78,6 +101,9 @@ def _run(ns: argparse.Namespace) -> int:
         seed=ns.seed,
         runs_dir=ns.out,
         output_uri=ns.output,
+        runner=ns.runner,
+        image=ns.image,
+        gpu_image=ns.gpu_image,
     )
     print(summary_table(read_json(result.report_html.parent / "comparison.json")), end="")
     print(f"finished in {result.seconds / 60:.1f} min; run folder {result.run_dir}")

@@ -352,7 +352,11 @@ def _patch_kfp_local_oneof() -> None:
 
 
 def run_pipeline_locally(
-    pipeline, arguments: dict[str, Any], run_dir: Path, console: TextIO | None = None
+    pipeline,
+    arguments: dict[str, Any],
+    run_dir: Path,
+    console: TextIO | None = None,
+    runner=None,
 ) -> Path:
     """Run a pipeline (function or loaded YAML component) under ``kfp.local``.
 
@@ -361,6 +365,7 @@ def run_pipeline_locally(
         arguments: the pipeline's arguments.
         run_dir: the run's folder (gets ``kfp/`` outputs and ``run.log``).
         console: where progress lines go (default: stdout).
+        runner: a ``kfp.local`` runner (default: ``SubprocessRunner`` without venvs).
 
     Returns:
         The path of the report folder (the pipeline's ``comparison`` output).
@@ -375,7 +380,7 @@ def run_pipeline_locally(
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     local.init(
-        runner=local.SubprocessRunner(use_venv=False),
+        runner=runner or local.SubprocessRunner(use_venv=False),
         pipeline_root=str(run_dir / "kfp"),
         raise_on_error=True,
     )
@@ -423,6 +428,9 @@ def run_local(
     placement=None,
     console: TextIO | None = None,
     output_uri: str = "",
+    runner: str = "subprocess",
+    image: str = DEFAULT_IMAGE,
+    gpu_image: str | None = None,
 ) -> LocalRun:
     """Run the whole pipeline locally into ``<runs_dir>/<timestamp>/``.
 
@@ -442,6 +450,10 @@ def run_local(
         console: where progress goes (default: stdout).
         output_uri: also export the report, models, checkpoints and TensorBoard logs
             there (a local folder or ``gs://bucket/prefix``); "" for none.
+        runner: ``subprocess`` (steps run in this environment) or ``docker`` (every step
+            in its image under ``kfp.local.DockerRunner``; see :mod:`cnnzoo.docker_runner`).
+        image, gpu_image: the step images of a ``docker`` run (``gpu_image`` defaults to
+            ``image``: accelerator pools run on the CPU image locally).
 
     Returns:
         The finished run.
@@ -449,25 +461,37 @@ def run_local(
     Raises:
         CnnzooError: bad arguments (before anything runs) or a failed task.
     """
+    from cnnzoo import docker_runner
     from cnnzoo.placement import Placement, load_placement
 
     console = console or sys.stdout
     runs_dir = Path(runs_dir).resolve()
+    if runner not in docker_runner.RUNNERS:
+        raise CnnzooError(
+            f"--runner {runner!r}: expected one of {', '.join(docker_runner.RUNNERS)}"
+        )
     if not isinstance(placement, Placement):
         placement = load_placement(placement)
     arguments = pipeline_arguments(
         data_uri, models, profile, overrides, seed, local=True, output_uri=output_uri
     )
+    gpu_image = gpu_image or (image if runner == "docker" else DEFAULT_GPU_IMAGE)
+    if runner == "docker":
+        docker_runner.check_run(arguments, [image, gpu_image])
     run_dir = _new_run_dir(runs_dir)
     # With an output location the logs go there, beside the exported report and models.
     arguments["tensorboard_root"] = "" if arguments["output_uri"] else str(run_dir / "tensorboard")
-    pipeline = build(placement=placement.for_local_run())
+    kfp_runner = None
+    if runner == "docker":
+        kfp_runner = docker_runner.prepare_run(arguments, run_dir)
+    pipeline = build(image, gpu_image, placement=placement.for_local_run())
     record = {
         "run_dir": str(run_dir),
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
         "arguments": arguments,
         "status": "running",
         "cnnzoo_version": __version__,
+        "runner": runner,
     }
     atomic_write_json(run_dir / "run.json", record)
     _point_latest(runs_dir, run_dir)
@@ -478,7 +502,7 @@ def run_local(
     console.flush()
     start = time.monotonic()
     try:
-        report_dir = run_pipeline_locally(pipeline, arguments, run_dir, console)
+        report_dir = run_pipeline_locally(pipeline, arguments, run_dir, console, kfp_runner)
     except CnnzooError:
         record.update(
             status="failed", finished=datetime.datetime.now().isoformat(timespec="seconds")
