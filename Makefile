@@ -7,6 +7,7 @@ PYTEST_ARGS ?=
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE_REGISTRY ?= ghcr.io/example/cnnzoo
 IMAGE_TAG ?= $(VERSION)
+LOCAL_BASE ?= localhost/cnnzoo-base:bookworm
 LINT_VENV ?= .venv-lint
 CHECKOV_VERSION := 3.3.30
 
@@ -32,9 +33,27 @@ system-deps: ## provision what the tests need beyond the venv (headless Chromium
 	@# A missing need is named in one line and the test needing it then fails (never skips).
 	-@bash tools/system-deps.sh browser
 
+# The container tier runs wherever its engines exist or can be provisioned (root + apt);
+# elsewhere system-deps says in one line that it did not run and why, and the rest runs.
 .PHONY: test
-test: install system-deps ## run the test suite (all tiers, including the local pipeline run)
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: install system-deps ## run the test suite (all tiers, the container tier and the local pipeline run)
+	@if bash tools/system-deps.sh containers; then \
+	  echo "$(BIN)/pytest -m 'not gpu_image' $(PYTEST_ARGS)"; \
+	  $(BIN)/pytest -m "not gpu_image" $(PYTEST_ARGS); \
+	else \
+	  echo "$(BIN)/pytest -m 'not containers and not gpu_image' $(PYTEST_ARGS)"; \
+	  $(BIN)/pytest -m "not containers and not gpu_image" $(PYTEST_ARGS); \
+	fi
+
+.PHONY: test-images
+test-images: install ## the container tier only: build the CPU image, run the steps and a pipeline in it
+	bash tools/system-deps.sh containers
+	$(BIN)/pytest -m "containers and not gpu_image" tests/test_images_run.py $(PYTEST_ARGS)
+
+.PHONY: test-images-gpu
+test-images-gpu: install ## build the GPU image (several GB of CUDA wheels) and check TensorFlow in it
+	bash tools/system-deps.sh containers
+	$(BIN)/pytest -m gpu_image tests/test_images_run.py $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: install $(LINT_VENV)/bin/checkov ## ruff, hadolint, manifest validation, checkov
@@ -52,8 +71,12 @@ $(LINT_VENV)/bin/checkov:
 	$(LINT_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 
 .PHONY: images
-images: ## build the CPU and GPU images with docker or podman (IMAGE_REGISTRY, IMAGE_TAG)
+images: ## build the CPU and GPU images with docker or podman (IMAGE_REGISTRY, IMAGE_TAG, FLAVORS, BASE_IMAGE)
 	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) VERSION=$(VERSION) bash images/build.sh build
+
+.PHONY: local-base
+local-base: ## build the Debian stand-in base (no registry reachable): then make images BASE_IMAGE=$(LOCAL_BASE)
+	bash images/local-base.sh $(LOCAL_BASE)
 
 .PHONY: push
 push: ## push both images to IMAGE_REGISTRY
