@@ -75,7 +75,7 @@ images: ## build the CPU and GPU images with docker or podman (IMAGE_REGISTRY, I
 	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) VERSION=$(VERSION) bash images/build.sh build
 
 .PHONY: local-base
-local-base: ## build the Debian stand-in base (no registry reachable): then make images BASE_IMAGE=$(LOCAL_BASE)
+local-base: ## build the Debian stand-in base where no registry is reachable (then: make images BASE_IMAGE=LOCAL_BASE)
 	bash images/local-base.sh $(LOCAL_BASE)
 
 .PHONY: push
