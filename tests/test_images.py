@@ -427,3 +427,31 @@ def test_docker_builds_get_no_mounts(tmp_path):
     assert done.returncode == 0, done.stderr
     (call,) = log.read_text().splitlines()
     assert " -v " not in call and "--format" not in call and "FLAVOR=gpu" in call
+
+
+def test_system_deps_says_in_one_line_why_the_container_tier_cannot_run(tmp_path):
+    """No engines and no apt-get: exit 1 and one line naming what is missing (make test
+    then runs everything else, see the Makefile)."""
+    for tool in ("bash", "id"):
+        (tmp_path / tool).symlink_to(shutil.which(tool))
+    done = subprocess.run(
+        ["bash", str(ROOT / "tools" / "system-deps.sh"), "containers"],
+        capture_output=True,
+        text=True,
+        env={"PATH": str(tmp_path)},
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the container tier did not run" in lines[0], done.stderr
+    for package in ("podman", "docker.io", "debootstrap"):
+        assert package in lines[0]
+
+
+def test_make_test_runs_the_container_tier_exactly_once_or_says_why_not():
+    done = subprocess.run(["make", "-n", "test"], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    recipe = done.stdout
+    assert "system-deps.sh containers" in recipe
+    assert '-m "not gpu_image"' in recipe, "with an engine, the whole suite (tier included)"
+    assert '-m "not containers and not gpu_image"' in recipe, "without one, the rest"
+    assert recipe.count('pytest -m "') == 2 and "test_images_run.py" not in recipe
