@@ -43,6 +43,8 @@ IMAGE_INPUTS = (
     "pyproject.toml",
     "README.md",
     "cnnzoo",
+    "components",
+    "pipelines",
     "configs",
 )
 
