@@ -209,7 +209,12 @@ def test_steps_run_in_the_image_hardened(engine, image, phases, tmp_path):
     assert split["img_size"] == 72 and split["splits"]["test"]["count"] == 15
     assert trained.strip().splitlines()[-1].startswith("trained simple: 1 epoch")
     model = out / "models" / "simple"
-    assert sorted(p.name for p in model.iterdir()) == ["config.yaml", "history.json", "model.keras"]
+    assert sorted(p.name for p in model.iterdir()) == [
+        ".cnnzoo.json",  # the ownership marker
+        "config.yaml",
+        "history.json",
+        "model.keras",
+    ]
     hist = json.loads((model / "history.json").read_text())
     assert hist["status"] == "ok" and hist["epochs_run"] == 1
     assert evaluated.strip().splitlines()[-1].startswith("simple: test_accuracy")
