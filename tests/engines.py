@@ -170,6 +170,10 @@ class Dockerd:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        # dockerd leaves its default network namespace bind-mounted in the exec root.
+        netns = self.state / "exec" / "netns" / "default"
+        if os.path.ismount(netns):
+            subprocess.run(["umount", str(netns)], check=False)
 
     def image_exists(self, ref: str) -> bool:
         return self.docker("image", "inspect", ref, check=False).returncode == 0
