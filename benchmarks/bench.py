@@ -428,19 +428,15 @@ def bench_pipeline(data: Path, work: Path, quick: bool) -> tuple[float, float] |
     """
     overrides = ["max_epochs=1"] + (["img_size=72"] if quick else [])
     try:
-        from cnnzoo.pipeline_runner import run_local
+        from cnnzoo.pipeline_runner import Study, run_local
     except Exception as e:  # the pipeline extras may be missing on a trimmed install
         return f"unavailable ({type(e).__name__}: {e})"
     t0 = time.perf_counter()
     try:
-        run_local(
-            data_uri=str(data),
-            models=list(PIPELINE_MODELS),
-            profile="demo",
-            overrides=overrides,
-            runs_dir=work / "runs",
-            console=sys.stderr,
+        study = Study(
+            data_uri=str(data), models=tuple(PIPELINE_MODELS), profile="demo", overrides=overrides
         )
+        run_local(study, runs_dir=work / "runs", console=sys.stderr)
     except Exception as e:
         return f"failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
     pipeline_s = time.perf_counter() - t0

@@ -9,6 +9,7 @@ import argparse
 
 from cnnzoo.cli import add_profile_args, command
 from cnnzoo.errors import CnnzooError
+from cnnzoo.study import Study
 
 
 def _models(text: str | None) -> list[str] | None:
@@ -28,8 +29,31 @@ def _study_args(p: argparse.ArgumentParser, data_help: str) -> None:
         metavar="A,B,...",
         help="comma-separated model configurations (default: all; see 'cnnzoo models')",
     )
-    add_profile_args(p, config_files=False)
+    add_profile_args(p)
     p.add_argument("--seed", type=int, default=None, help="the run's seed (default: profile's)")
+
+
+def _tensorboard_arg(p: argparse.ArgumentParser, where: str) -> None:
+    p.add_argument(
+        "--tensorboard-root",
+        default="",
+        metavar="URI",
+        help=f"write every model's TensorBoard logs under this {where}",
+    )
+
+
+def _study(ns: argparse.Namespace) -> Study:
+    """The study the command line asks for (the same object for run and submit)."""
+    return Study(
+        data_uri=ns.data,
+        models=_models(ns.models),
+        profile=ns.profile,
+        overrides=tuple(ns.overrides),
+        override_files=tuple(ns.override_files),
+        seed=ns.seed,
+        tensorboard_root=ns.tensorboard_root,
+        output_uri=ns.output,
+    )
 
 
 def _output_arg(p: argparse.ArgumentParser, where: str) -> None:
@@ -42,7 +66,7 @@ def _output_arg(p: argparse.ArgumentParser, where: str) -> None:
 
 
 def _image_args(p: argparse.ArgumentParser) -> None:
-    from cnnzoo.pipeline_runner import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
+    from cnnzoo.pipelines import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
 
     p.add_argument("--image", default=DEFAULT_IMAGE, help=f"step image (default {DEFAULT_IMAGE})")
     p.add_argument(
@@ -54,7 +78,7 @@ def _image_args(p: argparse.ArgumentParser) -> None:
         "--placement",
         default=None,
         metavar="YAML",
-        help="cluster placement file (default: configs/cluster.yaml)",
+        help="cluster placement file (default: the installed cluster.yaml)",
     )
 
 
@@ -62,7 +86,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     _study_args(p, "'demo' (default), a local folder or archive, or gs://bucket/prefix")
     p.add_argument("--out", default="runs", metavar="DIR", help="runs folder (default: runs)")
     _output_arg(p, "a local folder or gs://bucket/prefix")
-    from cnnzoo.pipeline_runner import DEFAULT_IMAGE
+    _tensorboard_arg(p, "folder or gs:// prefix (default: the run folder's tensorboard/)")
+    from cnnzoo.pipelines import DEFAULT_IMAGE
 
     p.add_argument(
         "--runner",
@@ -83,27 +108,14 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-@command(
-    "run",
-    "run the whole pipeline locally (kfp.local: one subprocess or container per step)",
-    _run_args,
-)
+@command("run", "run the whole pipeline locally (kfp.local, one subprocess per step)", _run_args)
 def _run(ns: argparse.Namespace) -> int:
     from cnnzoo.fsutil import read_json
     from cnnzoo.pipeline_runner import run_local
     from cnnzoo.report import summary_table
 
     result = run_local(
-        data_uri=ns.data,
-        models=_models(ns.models),
-        profile=ns.profile,
-        overrides=ns.overrides,
-        seed=ns.seed,
-        runs_dir=ns.out,
-        output_uri=ns.output,
-        runner=ns.runner,
-        image=ns.image,
-        gpu_image=ns.gpu_image,
+        _study(ns), runs_dir=ns.out, runner=ns.runner, image=ns.image, gpu_image=ns.gpu_image
     )
     print(summary_table(read_json(result.report_html.parent / "comparison.json")), end="")
     print(f"finished in {result.seconds / 60:.1f} min; run folder {result.run_dir}")
@@ -139,14 +151,14 @@ def _submit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", default="cnnzoo", help="experiment name (default: cnnzoo)")
     p.add_argument("--run-name", default=None, help="run display name")
     _study_args(p, "'demo' (default) or gs://bucket/prefix (folder or archive)")
-    p.add_argument(
-        "--tensorboard-root",
-        default="",
-        metavar="URI",
-        help="write every model's TensorBoard logs under this gs:// prefix",
-    )
+    _tensorboard_arg(p, "gs:// prefix")
     _output_arg(p, "gs://bucket/prefix (also makes retried train tasks resume)")
     p.add_argument("--pipeline-root", default=None, help="artifact root (default: backend's)")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every task afresh: turn KFP's caching off for this run",
+    )
     _image_args(p)
 
 
@@ -155,21 +167,16 @@ def _submit(ns: argparse.Namespace) -> int:
     from cnnzoo.pipeline_runner import submit
 
     run = submit(
+        _study(ns),
         host=ns.host,
         namespace=ns.namespace,
         experiment=ns.experiment,
         run_name=ns.run_name,
-        data_uri=ns.data,
-        models=_models(ns.models),
-        profile=ns.profile,
-        overrides=ns.overrides,
-        seed=ns.seed,
-        tensorboard_root=ns.tensorboard_root,
         image=ns.image,
         gpu_image=ns.gpu_image,
         placement=ns.placement,
         pipeline_root=ns.pipeline_root,
-        output_uri=ns.output,
+        enable_caching=False if ns.no_cache else None,
     )
     print(f"run id: {run.run_id}")
     print(f"run url: {run.url}")

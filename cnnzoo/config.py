@@ -185,14 +185,22 @@ def _check(ok: bool, message: str) -> None:
         raise CnnzooError(message)
 
 
-def profiles_dir() -> Path:
-    """Where named profiles live: ``$CNNZOO_CONFIG_DIR/profiles`` or the repo's ``configs/``."""
+def config_dir() -> Path:
+    """``$CNNZOO_CONFIG_DIR``, else the installed package data ``cnnzoo.configs`` (the
+    repository's ``configs/`` folder, mapped into the package by ``pyproject.toml``)."""
     env = os.environ.get("CNNZOO_CONFIG_DIR")
     if env:
         if not Path(env).is_dir():
             raise CnnzooError(f"CNNZOO_CONFIG_DIR: no such folder: {env}")
-        return Path(env) / "profiles"
-    return Path(__file__).resolve().parent.parent / "configs" / "profiles"
+        return Path(env)
+    import cnnzoo.configs
+
+    return Path(cnnzoo.configs.__file__).resolve().parent
+
+
+def profiles_dir() -> Path:
+    """Where named profiles live: ``<config_dir()>/profiles``."""
+    return config_dir() / "profiles"
 
 
 def list_profiles() -> list[str]:

@@ -1,23 +1,33 @@
 """The two entry points over the one pipeline definition: a local run and a cluster run.
 
 * :func:`compile_pipeline` writes the pipeline YAML (images and placement baked in).
-* :func:`run_local` runs the pipeline with ``kfp.local`` and the ``SubprocessRunner`` (no
-  venv per task) into ``runs/<timestamp>/``, prints one line per step as it starts and
-  finishes, keeps the full log in ``run.log`` and points ``runs/latest`` at the run.
-* :func:`submit` compiles and submits through ``kfp.Client``.
+* :func:`run_local` runs a :class:`~cnnzoo.study.Study` with ``kfp.local`` into
+  ``runs/<timestamp>/``, prints one line per step as it starts and finishes, keeps the
+  full log in ``run.log``, points ``runs/latest`` at the run, and leaves ``run.json``
+  with a final status however the run ends (``succeeded``, ``failed``, ``interrupted``).
+* :func:`submit` compiles and submits a study through ``kfp.Client``.
 
-The pipeline itself lives in ``pipelines/cnn_comparison.py`` beside this package.
+Both import the pipeline from ``cnnzoo.pipelines.cnn_comparison``; nothing imports
+this module back.
+
+A local run compiles the pipeline to ``<run>/pipeline.yaml`` and runs that package with
+the public ``kfp.local`` API in a child process of its own (``python -m
+cnnzoo.pipeline_runner SESSION.json``, in a new session). kfp.local changes process
+globals while it runs — it swaps ``builtins.print`` and the root logger's handlers per
+task, from several threads at once for a ``ParallelFor`` — so it gets a process whose
+globals nobody else uses; and an interrupted run can stop the whole session (the child
+and the task processes it started) as one process group.
 """
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import datetime
-import io
-import logging
+import json
 import os
 import re
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -30,42 +40,31 @@ from typing import Any, TextIO
 from cnnzoo import __version__
 from cnnzoo.errors import CnnzooError
 from cnnzoo.fsutil import atomic_write_json
+from cnnzoo.pipelines import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
+from cnnzoo.study import Study
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-IMAGE_REGISTRY = "ghcr.io/example/cnnzoo"
-DEFAULT_IMAGE = f"{IMAGE_REGISTRY}/cnnzoo:{__version__}"
-DEFAULT_GPU_IMAGE = f"{IMAGE_REGISTRY}/cnnzoo-gpu:{__version__}"
 DEFAULT_RUNS_DIR = "runs"
+#: The kfp.local runners a local run can use (``run_local(runner=...)``).
+LOCAL_RUNNERS = ("subprocess", "docker")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _pipeline_module():
-    """Import ``pipelines.cnn_comparison`` from the checkout this package lives in."""
-    if (REPO_ROOT / "pipelines").is_dir() and str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    try:
-        import pipelines.cnn_comparison as module
-    except ModuleNotFoundError as e:
-        if e.name in ("pipelines", "pipelines.cnn_comparison", "components"):
-            raise CnnzooError(
-                f"the pipeline definition (pipelines/, components/) is not beside {REPO_ROOT};"
-                " compile and run from a checkout of the repository"
-            ) from None
-        raise
-    return module
+class RunInterrupted(KeyboardInterrupt):
+    """A local run was stopped by SIGINT (Ctrl-C) or SIGTERM."""
 
 
 def build(image: str = DEFAULT_IMAGE, gpu_image: str = DEFAULT_GPU_IMAGE, placement=None):
     """The pipeline function for these images and placement (a path, a Placement or None).
 
     Returns:
-        The ``@dsl.pipeline`` function of ``pipelines.cnn_comparison.build_pipeline``.
+        The ``@dsl.pipeline`` function of ``cnnzoo.pipelines.cnn_comparison.build_pipeline``.
     """
+    from cnnzoo.pipelines.cnn_comparison import build_pipeline
     from cnnzoo.placement import Placement, load_placement
 
     if not isinstance(placement, Placement):
         placement = load_placement(placement)
-    return _pipeline_module().build_pipeline(image=image, gpu_image=gpu_image, placement=placement)
+    return build_pipeline(image=image, gpu_image=gpu_image, placement=placement)
 
 
 def compile_pipeline(
@@ -80,7 +79,7 @@ def compile_pipeline(
         out: the YAML file to write (atomically).
         image: the CPU image of the steps.
         gpu_image: the image of steps placed on an accelerator pool.
-        placement: path to a cluster.yaml, a Placement, or None for ``configs/cluster.yaml``.
+        placement: path to a cluster.yaml, a Placement, or None for the default one.
 
     Returns:
         The path written.
@@ -91,8 +90,8 @@ def compile_pipeline(
     from kfp import compiler
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     pipeline = build(image, gpu_image, placement)
+    out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".yaml", dir=out.parent)
     os.close(fd)
     try:
@@ -102,115 +101,6 @@ def compile_pipeline(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     return out
-
-
-def pipeline_arguments(
-    data_uri: str = "demo",
-    models: list[str] | None = None,
-    profile: str = "demo",
-    overrides: list[str] | tuple[str, ...] = (),
-    seed: int | None = None,
-    tensorboard_root: str = "",
-    local: bool = True,
-    output_uri: str = "",
-) -> dict[str, Any]:
-    """Validate a run's parameters before anything starts; return the pipeline arguments.
-
-    Checks the model names against the registry, that the profile and overrides load,
-    that the image size suits every chosen model, and (``local=False``) that the data
-    URI is one a cluster can read and the output location one it can write.
-
-    Args:
-        data_uri: ``demo``, a local folder or archive (local runs), or ``gs://...``.
-        models: registered configuration names; None means all of them.
-        profile: profile name (or, for local runs, a YAML path).
-        overrides: ``key=value`` profile overrides.
-        seed: the run's seed (applied as override ``seed=<n>``); None keeps the profile's.
-        tensorboard_root: where TensorBoard logs go ("" keeps them in the train artifacts).
-        local: whether the run is local (paths are made absolute) or on a cluster.
-        output_uri: where the run exports its report, models, checkpoints and (without
-            ``tensorboard_root``) TensorBoard logs: "" (nowhere), a local folder (local
-            runs) or ``gs://bucket/prefix``.
-
-    Returns:
-        The pipeline's arguments.
-
-    Raises:
-        CnnzooError: the message names the bad value.
-    """
-    from cnnzoo.config import load_profile
-    from cnnzoo.models import get_spec, list_models
-
-    valid = list_models()
-    models = list(valid) if models is None else list(models)
-    if not models:
-        raise CnnzooError("--models: no model configuration given")
-    for name in models:
-        if name not in valid:
-            raise CnnzooError(
-                f"--models: unknown model configuration {name!r} (valid: {', '.join(valid)})"
-            )
-    dupes = sorted({m for m in models if models.count(m) > 1})
-    if dupes:
-        raise CnnzooError(f"--models: listed more than once: {', '.join(dupes)}")
-    overrides = list(overrides)
-    if profile.endswith((".yaml", ".yml")):
-        if not local:
-            raise CnnzooError(
-                f"--profile {profile!r}: a cluster run needs a profile name from the image;"
-                " pass changes with --set"
-            )
-        profile = str(Path(profile).resolve())
-    prof = load_profile(profile, overrides + ([f"seed={seed}"] if seed is not None else []))
-    for name in models:
-        need = get_spec(name).min_img_size
-        if prof.img_size < need:
-            raise CnnzooError(f"img_size {prof.img_size} is too small for {name} (needs >= {need})")
-    if local:
-        if data_uri != "demo" and "://" not in data_uri:
-            path = Path(data_uri)
-            if not path.exists():
-                raise CnnzooError(f"--data {data_uri}: no such file or folder")
-            data_uri = str(path.resolve())
-    elif data_uri != "demo" and not data_uri.startswith("gs://"):
-        raise CnnzooError(
-            f"--data {data_uri!r}: a cluster run reads 'demo' or a gs://bucket/prefix URI"
-        )
-    return {
-        "data_uri": data_uri,
-        "models": models,
-        "profile": profile,
-        "overrides": overrides,
-        "seed": prof.seed,
-        "tensorboard_root": tensorboard_root,
-        "output_uri": _output_uri(output_uri, local),
-    }
-
-
-def _output_uri(output_uri: str, local: bool) -> str:
-    """``--output`` checked: gs:// with a bucket, or (local runs) a folder made absolute."""
-    from cnnzoo.storage import is_gcs, parse_gs_uri
-
-    if not output_uri:
-        return ""
-    if is_gcs(output_uri):
-        try:
-            bucket, _ = parse_gs_uri(output_uri)
-        except CnnzooError as e:
-            raise CnnzooError(f"--output {e}") from None
-        if not re.match(r"^[a-z0-9][-a-z0-9_.]{1,220}[a-z0-9]$", bucket):
-            raise CnnzooError(f"--output {output_uri!r}: {bucket!r} is not a bucket name")
-        return output_uri.rstrip("/")
-    if not local:
-        raise CnnzooError(
-            f"--output {output_uri!r}: a cluster run writes to a gs://bucket/prefix URI"
-        )
-    if "://" in output_uri:
-        raise CnnzooError(f"--output {output_uri!r}: expected a local folder or gs://bucket/prefix")
-    path = Path(output_uri).resolve()
-    if path.exists() and not path.is_dir():
-        raise CnnzooError(f"--output {output_uri}: exists and is not a folder")
-    return str(path)
 
 
 # --- local runs -------------------------------------------------------------------------
@@ -226,74 +116,38 @@ class LocalRun:
     seconds: float
 
 
-class _Progress(io.TextIOBase):
-    """Stands in for stdout during a local run: everything goes to the log file, and a
-    concise line per step event (the ``[cnnzoo]`` lines the components print, task
-    failures, retries, the final status) goes to the console. A step's last line
-    (``... done``, ``... FAILED``) gets the time since its ``...: started`` line, e.g.
-    ``train mid done: ... [52.3 s]``."""
+class _Progress:
+    """Writes the session's output to the log file and a concise line per step event (the
+    ``[cnnzoo]`` lines the components print, task failures, the final status) to the
+    console; remembers the failed tasks and the last lines for the error message."""
 
     _SHOW = (
         re.compile(r"\[cnnzoo\] (?P<msg>.*)"),
-        re.compile(r"(?P<msg>Task '[^']+' finished with status FAILURE)"),
+        re.compile(r"(?P<msg>Task '(?P<failed>[^']+)' finished with status FAILURE)"),
         re.compile(r"(?P<msg>Task \S+ failed \(attempt .*)"),
         re.compile(r"(?P<msg>Pipeline '[^']+' finished with status \w+)"),
     )
 
     def __init__(self, log: TextIO, console: TextIO):
         self._log, self._console = log, console
-        self._buf = ""
-        self._lock = threading.Lock()
         self.tail: list[str] = []
-        self._started: dict[tuple[str, str], float] = {}
+        self.failed: list[str] = []
 
-    def writable(self) -> bool:
-        return True
-
-    def write(self, s: str) -> int:
-        with self._lock:
-            self._buf += s
-            *lines, self._buf = self._buf.split("\n")
-            for line in lines:
-                self._line(_ANSI.sub("", line))
-        return len(s)
-
-    def _line(self, line: str) -> None:
+    def line(self, line: str) -> None:
+        line = _ANSI.sub("", line.rstrip("\n"))
         self._log.write(line + "\n")
+        self._log.flush()
         if line.strip():
             self.tail = (self.tail + [line])[-25:]
         for pattern in self._SHOW:
             m = pattern.search(line)
             if m:
+                if m.groupdict().get("failed"):
+                    self.failed.append(m.group("failed"))
                 stamp = datetime.datetime.now().strftime("%H:%M:%S")
-                msg = self._with_elapsed(m.group("msg").strip())
-                self._console.write(f"{stamp}  {msg}\n")
+                self._console.write(f"{stamp}  {m.group('msg').strip()}\n")
                 self._console.flush()
                 break
-
-    def flush(self) -> None:
-        with self._lock:
-            self._log.flush()
-
-    def _with_elapsed(self, msg: str) -> str:
-        """``msg``, with the step's elapsed time appended if it is the step's last line."""
-        from cnnzoo.models import list_models
-
-        words = msg.split()
-        if len(words) < 2:
-            return msg
-        # A step is its first word and, for per-model steps, the model's name:
-        # "train mid: started" ... "train mid done: ...", "ingest demo: started" ...
-        # "ingest done: ...".
-        model = words[1].rstrip(":")
-        key = (words[0].rstrip(":"), model if model in list_models() else "")
-        if msg.endswith(": started"):
-            self._started[key] = time.monotonic()
-            return msg
-        rest = words[2:] if key[1] else words[1:]
-        if rest and rest[0].rstrip(":") in ("done", "FAILED") and key in self._started:
-            return f"{msg} [{time.monotonic() - self._started.pop(key):.1f} s]"
-        return msg
 
 
 def _new_run_dir(runs_dir: Path) -> Path:
@@ -319,206 +173,244 @@ def _point_latest(runs_dir: Path, run_dir: Path) -> None:
     os.replace(tmp, latest)
 
 
-def _patch_kfp_local_oneof() -> None:
-    """Let ``kfp.local`` resolve ``dsl.OneOf`` over artifacts (kfp 2.17 handles only
-    parameters there): a branch DAG's artifact output is whichever branch produced it.
-    Cluster backends resolve OneOf themselves; this only affects local runs."""
-    from kfp.local.orchestrator import orchestrator_utils
-
-    utils = orchestrator_utils.OrchestratorUtils
-    if getattr(utils, "_cnnzoo_oneof", False):
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """Within the block, SIGTERM raises :class:`RunInterrupted` (as Ctrl-C raises
+    KeyboardInterrupt), so the run is stopped and recorded instead of vanishing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
         return
 
-    def get_dag_output_artifacts(cls, dag_outputs_spec, io_store):
-        outputs = {}
-        for key, spec in dag_outputs_spec.artifacts.items():
-            found = []
-            for selector in spec.artifact_selectors:
-                try:
-                    found.append(
-                        io_store.get_task_output(
-                            selector.producer_subtask, selector.output_artifact_key
-                        )
-                    )
-                except (KeyError, ValueError):
-                    continue  # that branch did not run
-            if len(found) != 1:
-                raise ValueError(f"output {key!r}: {len(found)} branches produced it, expected 1")
-            outputs[key] = found[0]
-        return outputs
+    def handler(signum, frame):
+        raise RunInterrupted(signal.Signals(signum).name)
 
-    utils.get_dag_output_artifacts = classmethod(get_dag_output_artifacts)
-    utils._cnnzoo_oneof = True
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_session(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """Stop the local session and every task process it started (its process group)."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, grace_s)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def run_pipeline_locally(
-    pipeline,
+    package: str | os.PathLike,
     arguments: dict[str, Any],
-    run_dir: Path,
+    run_dir: str | os.PathLike,
     console: TextIO | None = None,
-    runner=None,
+    runner: str = "subprocess",
 ) -> Path:
-    """Run a pipeline (function or loaded YAML component) under ``kfp.local``.
+    """Run a compiled pipeline package under ``kfp.local``, in a session process of its own.
 
     Args:
-        pipeline: the ``@dsl.pipeline`` function, or ``load_component_from_file(...)``.
-        arguments: the pipeline's arguments.
+        package: the pipeline YAML (:func:`compile_pipeline`).
+        arguments: the pipeline's arguments (:meth:`Study.arguments`).
         run_dir: the run's folder (gets ``kfp/`` outputs and ``run.log``).
         console: where progress lines go (default: stdout).
-        runner: a ``kfp.local`` runner (default: ``SubprocessRunner`` without venvs).
+        runner: the kfp.local runner, one of :data:`LOCAL_RUNNERS`.
 
     Returns:
         The path of the report folder (the pipeline's ``comparison`` output).
 
     Raises:
         CnnzooError: a task failed (the message names it and the log).
+        RunInterrupted, KeyboardInterrupt: SIGTERM or Ctrl-C; the session was stopped.
     """
+    if runner not in LOCAL_RUNNERS:
+        raise CnnzooError(f"runner {runner!r}: expected one of {', '.join(LOCAL_RUNNERS)}")
+    console = console or sys.stdout
+    run_dir = Path(run_dir)
+    session = {
+        "package": str(Path(package).resolve()),
+        "arguments": arguments,
+        "pipeline_root": str((run_dir / "kfp").resolve()),
+        "runner": runner,
+        "result": str((run_dir / ".session-result.json").resolve()),
+    }
+    session_file = run_dir / ".session.json"
+    atomic_write_json(session_file, session)
+    log_path = run_dir / "run.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with open(log_path, "w", encoding="utf-8") as log, _sigterm_interrupts():
+        progress = _Progress(log, console)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cnnzoo.pipeline_runner", str(session_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            for line in proc.stdout:
+                progress.line(line)
+            rc = proc.wait()
+        except BaseException:
+            _stop_session(proc)
+            raise
+        finally:
+            proc.stdout.close()
+    result_path = Path(session["result"])
+    result = json.loads(result_path.read_text()) if result_path.is_file() else {}
+    if rc == 0 and result.get("status") == "succeeded":
+        return Path(result["report"])
+    tail = "\n".join("  " + line for line in progress.tail[-15:])
+    console.write(f"last log lines:\n{tail}\n")
+    where = f"task {', '.join(repr(t) for t in progress.failed)}" if progress.failed else "a task"
+    raise CnnzooError(f"pipeline failed in {where}; full log: {log_path}")
+
+
+def _local_runner(name: str, session: dict[str, Any] | None = None):
+    """The kfp.local runner object for a :data:`LOCAL_RUNNERS` name."""
     from kfp import local
 
-    console = console or sys.stdout
-    _patch_kfp_local_oneof()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    if name == "docker":
+        from cnnzoo import docker_runner
+
+        session = session or {}
+        return docker_runner.docker_runner(
+            Path(session["pipeline_root"]),
+            network=docker_runner._needs_network(session.get("arguments", {})),
+        )
+    if name == "subprocess":
+        # No venv per task: the tasks run in this environment, which has cnnzoo installed.
+        return local.SubprocessRunner(use_venv=False)
+    raise CnnzooError(f"runner {name!r}: expected one of {', '.join(LOCAL_RUNNERS)}")
+
+
+def _session_main(session_file: str) -> int:
+    """The local session process: run the package with the public kfp.local API.
+
+    Writes ``{"status": "succeeded", "report": <folder>}`` or ``{"status": "failed"}`` to
+    the session's result file; kfp.local's log goes to stdout, which the parent reads.
+    """
+    from kfp import components, local
+
+    session = json.loads(Path(session_file).read_text())
     local.init(
-        runner=runner or local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(run_dir / "kfp"),
-        raise_on_error=True,
+        runner=_local_runner(session["runner"], session),
+        pipeline_root=session["pipeline_root"],
+        raise_on_error=False,
     )
-    log_path = run_dir / "run.log"
-    # kfp.local swaps builtins.print and the root logger's handlers per task; parallel
-    # tasks can restore each other's versions (which write to this run's log), so put
-    # the originals back afterwards.
-    original_print = builtins.print
-    root_logger = logging.getLogger()
-    original_handlers, original_level = root_logger.handlers[:], root_logger.level
-    with open(log_path, "w", encoding="utf-8") as log:
-        progress = _Progress(log, console)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(progress):
-            # Resources and node selectors are for the cluster; kfp.local says so per task.
-            warnings.filterwarnings("ignore", message=".*no effect in the current local runner")
-            # Local runs use this environment in place of the images, deliberately.
-            warnings.filterwarnings("ignore", message=".*custom or non-Python base image")
-            try:
-                task = pipeline(**arguments)
-            except RuntimeError as e:
-                failed = re.search(r"Inner task failed: (.*)\.$", _ANSI.sub("", str(e)))
-                where = failed.group(1) if failed else str(e)
-                progress.flush()
-                tail = "\n".join("  " + line for line in progress.tail[-15:])
-                console.write(f"last log lines:\n{tail}\n")
-                raise CnnzooError(
-                    f"pipeline failed in task {where}; full log: {log_path}"
-                ) from None
-            finally:
-                builtins.print = original_print
-                root_logger.handlers[:] = original_handlers
-                root_logger.setLevel(original_level)
-                progress.flush()
-    report = task.output
-    return Path(report.path)
+    pipeline = components.load_component_from_file(session["package"])
+    with warnings.catch_warnings():
+        # Resources and node selectors are for the cluster; kfp.local says so per task.
+        warnings.filterwarnings("ignore", message=".*no effect in the current local runner")
+        # Local runs use this environment in place of the images, deliberately.
+        warnings.filterwarnings("ignore", message=".*custom or non-Python base image")
+        task = pipeline(**session["arguments"])
+    report = task.outputs.get("Output")
+    result = {"status": "succeeded", "report": report.path} if report else {"status": "failed"}
+    sys.stdout.flush()
+    atomic_write_json(session["result"], result)
+    return 0 if report else 1
 
 
 def run_local(
-    data_uri: str = "demo",
-    models: list[str] | None = None,
-    profile: str = "demo",
-    overrides: list[str] | tuple[str, ...] = (),
-    seed: int | None = None,
+    study: Study,
     runs_dir: str | os.PathLike = DEFAULT_RUNS_DIR,
     placement=None,
     console: TextIO | None = None,
-    output_uri: str = "",
     runner: str = "subprocess",
     image: str = DEFAULT_IMAGE,
     gpu_image: str | None = None,
 ) -> LocalRun:
     """Run the whole pipeline locally into ``<runs_dir>/<timestamp>/``.
 
-    TensorBoard logs go to ``<run>/tensorboard/<model>/`` (with ``output_uri``: to
-    ``<output_uri>/tensorboard/<model>/``); ``<runs_dir>/latest`` points at the run;
-    ``<run>/run.json`` records the arguments, status and report path.
+    TensorBoard logs go to ``<run>/tensorboard/<model>/`` (with an output location or a
+    TensorBoard root: there); ``<runs_dir>/latest`` points at the run;
+    ``<run>/run.json`` records the study, the arguments, the report path and the status,
+    which is final however the run ends: ``succeeded``, ``failed`` (with the error) or
+    ``interrupted`` (Ctrl-C or SIGTERM, with the signal).
 
     Args:
-        data_uri: ``demo``, a local folder or archive, or ``gs://...``.
-        models: configuration names (None: all fourteen).
-        profile: profile name or YAML path.
-        overrides: ``key=value`` profile overrides.
-        seed: the run's seed; None keeps the profile's.
+        study: what to run.
         runs_dir: the folder holding the runs.
         placement: cluster placement (its parallelism caps the local fan-out too; its
             retries and ``gcp_secret`` are not used locally).
         console: where progress goes (default: stdout).
-        output_uri: also export the report, models, checkpoints and TensorBoard logs
-            there (a local folder or ``gs://bucket/prefix``); "" for none.
-        runner: ``subprocess`` (steps run in this environment) or ``docker`` (every step
-            in its image under ``kfp.local.DockerRunner``; see :mod:`cnnzoo.docker_runner`).
-        image, gpu_image: the step images of a ``docker`` run (``gpu_image`` defaults to
-            ``image``: accelerator pools run on the CPU image locally).
+        runner: the kfp.local runner, one of :data:`LOCAL_RUNNERS`.
 
     Returns:
         The finished run.
 
     Raises:
         CnnzooError: bad arguments (before anything runs) or a failed task.
+        RunInterrupted, KeyboardInterrupt: the run was stopped by a signal.
     """
-    from cnnzoo import docker_runner
     from cnnzoo.placement import Placement, load_placement
 
     console = console or sys.stdout
     runs_dir = Path(runs_dir).resolve()
-    if runner not in docker_runner.RUNNERS:
-        raise CnnzooError(
-            f"--runner {runner!r}: expected one of {', '.join(docker_runner.RUNNERS)}"
-        )
+    if runner not in LOCAL_RUNNERS:
+        raise CnnzooError(f"--runner {runner!r}: expected one of {', '.join(LOCAL_RUNNERS)}")
     if not isinstance(placement, Placement):
         placement = load_placement(placement)
-    arguments = pipeline_arguments(
-        data_uri, models, profile, overrides, seed, local=True, output_uri=output_uri
-    )
+    arguments = study.arguments(local=True)
     gpu_image = gpu_image or (image if runner == "docker" else DEFAULT_GPU_IMAGE)
     if runner == "docker":
+        from cnnzoo import docker_runner
+
         docker_runner.check_run(arguments, [image, gpu_image])
     run_dir = _new_run_dir(runs_dir)
-    # With an output location the logs go there, beside the exported report and models.
-    arguments["tensorboard_root"] = "" if arguments["output_uri"] else str(run_dir / "tensorboard")
-    kfp_runner = None
+    if not arguments["tensorboard_root"] and not arguments["output_uri"]:
+        # Without an output location the logs stay in the run folder, one root for all.
+        arguments["tensorboard_root"] = str(run_dir / "tensorboard")
     if runner == "docker":
-        kfp_runner = docker_runner.prepare_run(arguments, run_dir)
-    pipeline = build(image, gpu_image, placement=placement.for_local_run())
-    record = {
+        docker_runner.prepare_run(arguments, run_dir)  # stages inputs, prepares kfp/
+    record: dict[str, Any] = {
         "run_dir": str(run_dir),
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        "study": study.to_dict(),
         "arguments": arguments,
+        "runner": runner,
         "status": "running",
         "cnnzoo_version": __version__,
-        "runner": runner,
+        "pid": os.getpid(),
     }
     atomic_write_json(run_dir / "run.json", record)
     _point_latest(runs_dir, run_dir)
     console.write(
-        f"run {run_dir.name}: {len(arguments['models'])} models, profile {profile}, "
-        f"data {data_uri} -> {run_dir}\n"
+        f"run {run_dir.name}: {len(arguments['models'])} models, profile {study.profile}, "
+        f"data {study.data_uri} -> {run_dir}\n"
     )
     console.flush()
     start = time.monotonic()
     try:
-        report_dir = run_pipeline_locally(pipeline, arguments, run_dir, console, kfp_runner)
-    except CnnzooError:
+        with _sigterm_interrupts():
+            package = compile_pipeline(
+                run_dir / "pipeline.yaml", image, gpu_image, placement.for_local_run()
+            )
+            report_dir = run_pipeline_locally(package, arguments, run_dir, console, runner)
+    except KeyboardInterrupt as e:
+        record.update(status="interrupted", signal=str(e) if str(e) else "SIGINT")
+        raise
+    except BaseException as e:
+        record.update(status="failed", error=" ".join(str(e).split()) or type(e).__name__)
+        raise
+    else:
+        record.update(status="succeeded", report=str(report_dir / "report.html"))
+    finally:
+        seconds = time.monotonic() - start
         record.update(
-            status="failed", finished=datetime.datetime.now().isoformat(timespec="seconds")
+            finished=datetime.datetime.now().isoformat(timespec="seconds"),
+            seconds=round(seconds, 1),
         )
         atomic_write_json(run_dir / "run.json", record)
-        raise
-    report_html = report_dir / "report.html"
-    seconds = time.monotonic() - start
-    record.update(
-        status="succeeded",
-        finished=datetime.datetime.now().isoformat(timespec="seconds"),
-        seconds=round(seconds, 1),
-        report=str(report_html),
-    )
-    atomic_write_json(run_dir / "run.json", record)
-    return LocalRun(run_dir, report_html, arguments, seconds)
+    return LocalRun(run_dir, report_dir / "report.html", arguments, seconds)
 
 
 # --- cluster runs -----------------------------------------------------------------------
@@ -534,36 +426,30 @@ class SubmittedRun:
 
 
 def submit(
+    study: Study,
     host: str,
     namespace: str | None = None,
     experiment: str = "cnnzoo",
     run_name: str | None = None,
-    data_uri: str = "demo",
-    models: list[str] | None = None,
-    profile: str = "demo",
-    overrides: list[str] | tuple[str, ...] = (),
-    seed: int | None = None,
-    tensorboard_root: str = "",
     image: str = DEFAULT_IMAGE,
     gpu_image: str = DEFAULT_GPU_IMAGE,
     placement=None,
     pipeline_root: str | None = None,
-    output_uri: str = "",
+    enable_caching: bool | None = None,
 ) -> SubmittedRun:
-    """Compile the pipeline and create a run of it on a Kubeflow Pipelines backend.
+    """Compile the pipeline and create a run of ``study`` on a Kubeflow Pipelines backend.
 
     Args:
+        study: what to run (its profile is resolved here and sent as data).
         host: the KFP API endpoint, e.g. ``http://localhost:8080`` (a port-forward of
             ``ml-pipeline-ui``) or the cluster's pipelines URL.
         namespace: the Kubeflow profile namespace (multi-user installs).
         experiment: the experiment to file the run under (created if missing).
         run_name: the run's display name (default: ``cnn-comparison <timestamp>``).
-        data_uri, models, profile, overrides, seed, tensorboard_root: the run's
-            parameters (see :func:`pipeline_arguments`).
         image, gpu_image, placement: compile-time settings (see :func:`compile_pipeline`).
         pipeline_root: where the backend stores artifacts (default: the backend's).
-        output_uri: ``gs://bucket/prefix`` to export the report, models and TensorBoard
-            logs to, and to keep training checkpoints in (so a retried pod resumes).
+        enable_caching: False runs every task afresh (kfp's ``enable_caching``); None keeps
+            each task's own setting (see ``cnnzoo.pipelines.cnn_comparison``).
 
     Returns:
         The run's ID and URL.
@@ -579,16 +465,7 @@ def submit(
         raise CnnzooError(f"--host {host!r}: expected an http:// or https:// URL")
     if not isinstance(placement, Placement):
         placement = load_placement(placement)
-    arguments = pipeline_arguments(
-        data_uri,
-        models,
-        profile,
-        overrides,
-        seed,
-        tensorboard_root,
-        local=False,
-        output_uri=output_uri,
-    )
+    arguments = study.arguments(local=False)
     run_name = run_name or f"cnn-comparison {datetime.datetime.now():%Y-%m-%d %H:%M:%S}"
     with tempfile.TemporaryDirectory(prefix="cnnzoo-submit-") as tmp:
         package = compile_pipeline(Path(tmp) / "cnn_comparison.yaml", image, gpu_image, placement)
@@ -605,6 +482,7 @@ def submit(
                 namespace=namespace,
                 pipeline_root=pipeline_root,
                 service_account=placement.service_account,
+                enable_caching=enable_caching,
             )
         except Exception as e:  # the client raises urllib3/ApiException types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -616,12 +494,18 @@ def submit(
 __all__ = [
     "DEFAULT_IMAGE",
     "DEFAULT_GPU_IMAGE",
+    "LOCAL_RUNNERS",
+    "RunInterrupted",
+    "Study",
     "build",
     "compile_pipeline",
-    "pipeline_arguments",
     "run_local",
     "run_pipeline_locally",
     "submit",
     "LocalRun",
     "SubmittedRun",
 ]
+
+
+if __name__ == "__main__":
+    sys.exit(_session_main(sys.argv[1]))

@@ -28,7 +28,9 @@ from cnnzoo.errors import CnnzooError
 GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 #: Where a task mounts the ``gcp_secret`` (read-only); the key file is ``<here>/<key>``.
 GCP_SECRET_MOUNT_PATH = "/var/secrets/google"
-STEPS = ("ingest", "split", "evaluate", "report", "pool_for_model")
+# plan and fingerprint are tiny CPU steps (default: the ingest pool); pool_for_model is
+# the former name of plan, still accepted.
+STEPS = ("ingest", "split", "evaluate", "report", "plan", "fingerprint", "pool_for_model")
 _CPU_RE = re.compile(r"^(\d+(\.\d+)?|\d+m)$")
 _MEMORY_RE = re.compile(r"^\d+(\.\d+)?(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")
 _DURATION_RE = re.compile(r"^(\d+(\.\d+)?)(s|m|h)?$")
@@ -138,6 +140,15 @@ class Placement:
         """The pool that trains ``model`` (its ``model_pools`` entry or the default)."""
         return self.pools[self.model_pools.get(model, self.default_model_pool)]
 
+    def model_placements(self) -> dict[str, dict[str, Any]]:
+        """Every registered model's train placement as plain data (the pipeline's plan step
+        hands one record per model to the loop): ``pool``, ``accelerator``,
+        ``accelerator_count`` (a string, as KFP takes it), ``cpu``, ``memory``,
+        ``cpu_limit``, ``memory_limit``, ``node_selector``, ``tolerations``."""
+        from cnnzoo.models import list_models
+
+        return {model: pool_record(self.pool_for_model(model)) for model in list_models()}
+
     def train_pool_names(self) -> list[str]:
         """Distinct pools that train models: the default last, others in first-use order."""
         names = [
@@ -158,10 +169,10 @@ class Placement:
 
 
 def default_placement_path() -> Path:
-    """``$CNNZOO_CONFIG_DIR/cluster.yaml`` or the repository's ``configs/cluster.yaml``."""
-    from cnnzoo.config import profiles_dir
+    """``$CNNZOO_CONFIG_DIR/cluster.yaml``, else the installed package's ``cluster.yaml``."""
+    from cnnzoo.config import config_dir
 
-    return profiles_dir().parent / "cluster.yaml"
+    return config_dir() / "cluster.yaml"
 
 
 def load_placement(path: str | Path | None = None) -> Placement:
@@ -224,7 +235,10 @@ def placement_from_dict(data: Any) -> Placement:
     for required in ("ingest", "split", "evaluate", "report"):
         _expect(required in steps_raw, f"steps.{required}: missing (pool name)")
     steps = {k: known_pool(v, f"steps.{k}") for k, v in steps_raw.items()}
-    steps.setdefault("pool_for_model", steps["report"])
+    if "pool_for_model" in steps:
+        steps.setdefault("plan", steps.pop("pool_for_model"))
+    steps.setdefault("plan", steps["ingest"])
+    steps.setdefault("fingerprint", steps["ingest"])
 
     _expect("default_model_pool" in data, "default_model_pool: missing (pool name)")
     default_model_pool = known_pool(data["default_model_pool"], "default_model_pool")
@@ -239,6 +253,18 @@ def placement_from_dict(data: Any) -> Placement:
         )
         model_pools[str(model)] = known_pool(pool, f"model_pools.{model}")
 
+    train_pools = {model_pools.get(m, default_model_pool) for m in valid_models}
+    with_gpu = sorted(p for p in train_pools if pools[p].accelerator)
+    without = sorted(p for p in train_pools if not pools[p].accelerator)
+    # One train task serves every model, on one image: its pools must agree on having
+    # an accelerator (the GPU image) or not.
+    _expect(
+        not (with_gpu and without),
+        f"model_pools: train pools {', '.join(without)} (no accelerator) and "
+        f"{', '.join(with_gpu)} (accelerator) cannot be mixed; give every train pool an "
+        "accelerator, or train every model on one pool",
+    )
+
     sa = data.get("service_account")
     _expect(sa is None or (isinstance(sa, str) and sa), "service_account: expected a name or null")
     return Placement(
@@ -251,6 +277,22 @@ def placement_from_dict(data: Any) -> Placement:
         service_account=sa,
         gcp_secret=_gcp_secret(data.get("gcp_secret")),
     )
+
+
+def pool_record(pool: Pool) -> dict[str, Any]:
+    """``pool`` as the plain record a train task is placed from (see
+    :meth:`Placement.model_placements`)."""
+    return {
+        "pool": pool.name,
+        "accelerator": pool.accelerator or "",
+        "accelerator_count": str(pool.accelerator_count),
+        "cpu": pool.cpu,
+        "memory": pool.memory,
+        "cpu_limit": pool.cpu_limit,
+        "memory_limit": pool.memory_limit,
+        "node_selector": dict(pool.node_selector),
+        "tolerations": [dict(t) for t in pool.tolerations],
+    }
 
 
 def _expect(ok: bool, message: str) -> None:

@@ -2,7 +2,7 @@
 
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
-from components import make_component
+from cnnzoo.components import make_component
 
 
 def evaluate(

@@ -2,11 +2,14 @@
 
 from kfp.dsl import Dataset, Output
 
-from components import make_component
+from cnnzoo.components import make_component
 
 
-def ingest(data_uri: str, dataset: Output[Dataset]):
-    """Copy the usable images of ``data_uri`` and write their manifest into ``dataset``."""
+def ingest(data_uri: str, fingerprint: str, dataset: Output[Dataset]):
+    """Copy the usable images of ``data_uri`` and write their manifest into ``dataset``.
+
+    ``fingerprint`` (the fingerprint step's listing hash of ``data_uri``) is not read: it
+    is an input so that KFP's cache key of this step changes when the data does."""
     import cnnzoo.ingest
 
     print(f"[cnnzoo] ingest {data_uri}: started", flush=True)
@@ -15,6 +18,7 @@ def ingest(data_uri: str, dataset: Output[Dataset]):
     dataset.metadata.update(
         {
             "source": data_uri,
+            "fingerprint": fingerprint,
             "classes": manifest["classes"],
             "counts": counts,
             "skipped": len(manifest["skipped"]),

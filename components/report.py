@@ -2,7 +2,7 @@
 
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Output, OutputPath
 
-from components import make_component
+from cnnzoo.components import make_component
 
 
 def report(
@@ -11,8 +11,6 @@ def report(
     splits: Input[Dataset],
     data_uri: str,
     profile: str,
-    overrides: list,
-    seed: int,
     tensorboard_root: str,
     output_uri: str,
     run_name: str,
@@ -25,10 +23,10 @@ def report(
     (report.html, report.md, comparison.csv, comparison.json), also copied to
     ``<output_uri>/report/`` when an output location is given. ``mlpipeline_ui_metadata``
     points the KFP UI's TensorBoard viewer at the run's logs root (when there is one)."""
+    import json
     import os
     import shutil
 
-    from cnnzoo.config import load_profile
     from cnnzoo.fsutil import atomic_write_json, read_json
     from cnnzoo.report import build_report
     from cnnzoo.storage import export_folder, run_logs_root
@@ -36,13 +34,14 @@ def report(
 
     print("[cnnzoo] report: started", flush=True)
     results = [read_json(a.path) for a in evaluations]
+    resolved = json.loads(profile)
     context = {
         "run_name": run_name,
         "data_uri": data_uri,
         "data": read_json(os.path.join(dataset.path, "manifest.json")),
         "split": read_json(os.path.join(splits.path, "split.json")),
-        "profile": load_profile(profile, [*overrides, f"seed={seed}"]).to_dict(),
-        "seed": seed,
+        "profile": resolved,
+        "seed": resolved.get("seed"),
         "tensorboard_root": run_logs_root(tensorboard_root, output_uri),
     }
     paths = build_report(results, comparison.path, context=context)

@@ -2,17 +2,20 @@
 
 from kfp.dsl import Dataset, Input, Output
 
-from components import make_component
+from cnnzoo.components import make_component
 
 
-def split(
-    dataset: Input[Dataset], profile: str, overrides: list, seed: int, splits: Output[Dataset]
-):
-    """Split the ingested ``dataset`` at the profile's image size into ``splits``."""
-    from cnnzoo.config import load_profile
+def split(dataset: Input[Dataset], profile: str, splits: Output[Dataset]):
+    """Split the ingested ``dataset`` at ``profile``'s image size into ``splits``.
+
+    ``profile`` is the resolved profile as JSON (``Profile.to_dict()``), resolved once by
+    whoever submitted the run."""
+    import json
+
+    from cnnzoo.config import profile_from_dict
     from cnnzoo.split import split_dataset
 
-    prof = load_profile(profile, [*overrides, f"seed={seed}"])
+    prof = profile_from_dict(json.loads(profile))
     print(f"[cnnzoo] split at {prof.img_size}px: started", flush=True)
     info = split_dataset(
         dataset.path,

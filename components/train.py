@@ -2,21 +2,21 @@
 
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
-from components import make_component
+from cnnzoo.components import make_component
 
 
 def train(
     model_name: str,
     splits: Input[Dataset],
     profile: str,
-    overrides: list,
-    seed: int,
     tensorboard_root: str,
     output_uri: str,
     model: Output[Model],
     tensorboard: Output[Artifact],
 ):
     """Train ``model_name`` on ``splits``; ``model`` gets model.keras, config.yaml, history.json.
+
+    ``profile`` is the resolved profile as JSON (``Profile.to_dict()``).
 
     TensorBoard logs go to ``<tensorboard_root>/<model_name>/`` when a root is given
     (e.g. ``gs://bucket/tb/<run>``, one place for every model), else to
@@ -31,14 +31,15 @@ def train(
     preemption resume instead of starting over; without ``output_uri`` the checkpoint
     lives in ``model`` and a retry starts from epoch 1.
     """
+    import json
     import os
 
-    from cnnzoo.config import load_profile
+    from cnnzoo.config import profile_from_dict
     from cnnzoo.fsutil import atomic_write_text
     from cnnzoo.storage import export_folder, output_location, run_logs_root
     from cnnzoo.train import train_model
 
-    prof = load_profile(profile, [*overrides, f"seed={seed}"])
+    prof = profile_from_dict(json.loads(profile))
     logs_root = run_logs_root(tensorboard_root, output_uri) or tensorboard.path
     checkpoint = output_location(output_uri, "checkpoints", model_name) if output_uri else None
     print(f"[cnnzoo] train {model_name}: started", flush=True)

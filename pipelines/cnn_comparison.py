@@ -2,22 +2,30 @@
 
 ``build_pipeline(image, gpu_image, placement)`` returns the ``@dsl.pipeline``; the
 images and the cluster placement are fixed at compile time, everything about the data
-and the study (data URI, model list, profile, overrides, seed, TensorBoard root, output
-location) is a run-time parameter. Running locally and submitting to a cluster both use it
-(``cnnzoo.pipeline_runner``).
+and the study (data URI, model list, the resolved profile, TensorBoard root, output
+location) is a run-time parameter. The runners in ``cnnzoo.pipeline_runner`` (local and
+cluster) import this module; it imports only the components and the ``cnnzoo`` library.
 
 DAG::
 
-    ingest -> split -> ParallelFor(models, parallelism) {
-                           pool_for_model -> If(pool == p1) train[p1] ... Else train[default]
-                           -> evaluate(OneOf(train models))
-                       } -> report(Collected(evaluations))
+    fingerprint -> ingest -> split ----------------------------.
+    plan(models) -> ParallelFor(plan records, parallelism) {     v
+                        train-and-evaluate(record): train -> evaluate
+                    } -> report(Collected(evaluations))
 
-Per-model placement: tasks inside one ``ParallelFor`` share a task spec, so each train
-pool gets its own train task (with that pool's accelerator, node selector, tolerations,
-CPU and memory) under a ``dsl.If``/``dsl.Elif``/``dsl.Else`` on the pool the tiny
-``pool_for_model`` step names; ``dsl.OneOf`` hands whichever ran to evaluate. With a
-single train pool there is no branch. Every task gets CPU/memory requests and limits.
+Per-model placement: the ``plan`` step turns the model names into one record per model
+(pool, accelerator and count, CPU/memory requests and limits, node selector,
+tolerations; compiled in from ``cluster.yaml``). Each loop iteration hands its record to
+the ``train-and-evaluate`` sub-pipeline, whose one train task takes its accelerator,
+resources, node selector and tolerations from the sub-pipeline's inputs
+(``set_accelerator_type(channel)``, ``kubernetes.add_node_selector_json``,
+``kubernetes.add_toleration_json``), which a KFP backend >= 2.5 resolves at run time.
+The sub-pipeline exists because kfp 2.17's compiler turns a resource setter's loop-item
+field (``item.cpu``) into a plain string channel that it cannot trace back to the loop
+item (it fails with "component_input_parameter ... not found"); a sub-pipeline input is
+an ordinary pipeline parameter there, which the compiler and ``kfp.local`` both handle.
+With a single train pool the train task's placement is compiled in as constants instead,
+which every KFP 2.x backend honours.
 
 Outputs: with ``output_uri`` (a local folder or ``gs://bucket/prefix``) each train task
 copies its model folder to ``<output_uri>/models/<model>/`` and checkpoints to
@@ -29,17 +37,23 @@ Credentials: with ``gcp_secret`` in the placement every task mounts that Kuberne
 secret at ``/var/secrets/google`` and gets ``GOOGLE_APPLICATION_CREDENTIALS`` pointing
 at its key file; only the secret's name and key name are compiled in.
 
-Caching: on for ingest, split, routing and evaluate (deterministic in their inputs), off
-for train (GPU training is not bit-reproducible, and re-running a study normally means
-retraining) and for report (cheap, and it reflects the run it belongs to).
+Caching: off for fingerprint (it must look at the data on every run), train (GPU
+training is not bit-reproducible, and re-running a study normally means retraining) and
+report (cheap, and it reflects the run it belongs to); on for plan, ingest (its key
+includes the data fingerprint), split and evaluate, which are deterministic in their
+inputs. A run can turn caching off altogether (``cnnzoo submit --no-cache``).
 """
+
+# No `from __future__ import annotations`: kfp reads the pipeline signatures at run time.
+
+from typing import Any
 
 from kfp import dsl, kubernetes
 
+from cnnzoo.components import evaluate, fingerprint, ingest, plan, report, split, train
 from cnnzoo.models import list_models
-from cnnzoo.pipeline_runner import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
+from cnnzoo.pipelines import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
 from cnnzoo.placement import GCP_SECRET_MOUNT_PATH, GcpSecret, Placement, Pool, load_placement
-from components import evaluate, ingest, report, route, split, train
 
 PIPELINE_NAME = "cnn-comparison"
 
@@ -63,6 +77,17 @@ def place(task: dsl.PipelineTask, pool: Pool) -> dsl.PipelineTask:
     return task
 
 
+def place_from_inputs(task: dsl.PipelineTask, inputs: dict[str, Any]) -> dsl.PipelineTask:
+    """Place ``task`` from run-time values (pipeline channels of one plan record)."""
+    task.set_cpu_request(inputs["cpu"]).set_cpu_limit(inputs["cpu_limit"])
+    task.set_memory_request(inputs["memory"]).set_memory_limit(inputs["memory_limit"])
+    task.set_accelerator_type(inputs["accelerator"])
+    task.set_accelerator_limit(inputs["accelerator_count"])
+    kubernetes.add_node_selector_json(task, inputs["node_selector"])
+    kubernetes.add_toleration_json(task, inputs["tolerations"])
+    return task
+
+
 def mount_gcp_secret(task: dsl.PipelineTask, secret: GcpSecret) -> dsl.PipelineTask:
     """Mount ``secret`` (a service-account key) into ``task`` and point ADC at the key file."""
     kubernetes.use_secret_as_volume(task, secret_name=secret.name, mount_path=GCP_SECRET_MOUNT_PATH)
@@ -73,34 +98,99 @@ def build_pipeline(
     image: str = DEFAULT_IMAGE,
     gpu_image: str = DEFAULT_GPU_IMAGE,
     placement: Placement | None = None,
+    default_profile: str | None = None,
 ):
     """Build the pipeline for these images and this cluster placement.
 
     Args:
-        image: the CPU image (ingest, split, routing, report, CPU-pool tasks).
+        image: the CPU image (fingerprint, plan, ingest, split, report, CPU-pool tasks).
         gpu_image: the image of tasks placed on a pool with an accelerator.
-        placement: the cluster placement; None loads ``configs/cluster.yaml``.
+        placement: the cluster placement; None loads the default ``cluster.yaml``.
+        default_profile: the ``profile`` parameter's default (a resolved profile as JSON,
+            :func:`cnnzoo.study.profile_json`); None resolves the ``demo`` profile now.
 
     Returns:
         The ``@dsl.pipeline`` function (compile it, or call it under ``kfp.local``).
     """
     placement = placement or load_placement()
+    if default_profile is None:
+        from cnnzoo.config import load_profile
+        from cnnzoo.study import profile_json
+
+        default_profile = profile_json(load_profile("demo"))
 
     def image_for(pool: Pool) -> str:
         return gpu_image if pool.accelerator else image
 
-    def component(module, pool: Pool):
-        return module.op(image_for(pool))
-
-    def configure(task: dsl.PipelineTask, pool: Pool) -> dsl.PipelineTask:
+    def step(module, pool: Pool, **kwargs) -> dsl.PipelineTask:
+        task = module.op(image_for(pool))(**kwargs)
         place(task, pool)
         if placement.gcp_secret:
             mount_gcp_secret(task, placement.gcp_secret)
         return task
 
-    train_pools = placement.train_pool_names()
+    train_pools = [placement.pools[name] for name in placement.train_pool_names()]
+    # Validated by load_placement: every train pool has an accelerator, or none has.
+    train_image = image_for(train_pools[0])
     default_models = list_models()
-    model_pools = {m: placement.pool_for_model(m).name for m in default_models}
+
+    @dsl.pipeline(
+        name="train-and-evaluate",
+        description="Train one model configuration where its plan record places it; evaluate it.",
+    )
+    def train_and_evaluate(
+        model_name: str,
+        splits: dsl.Input[dsl.Dataset],
+        profile: str,
+        tensorboard_root: str,
+        output_uri: str,
+        pool: str,
+        accelerator: str,
+        accelerator_count: str,
+        cpu: str,
+        memory: str,
+        cpu_limit: str,
+        memory_limit: str,
+        node_selector: dict,
+        tolerations: list,
+    ) -> dsl.Artifact:
+        train_task = train.op(train_image)(
+            model_name=model_name,
+            splits=splits,
+            profile=profile,
+            tensorboard_root=tensorboard_root,
+            output_uri=output_uri,
+        ).set_display_name("train")
+        if len(train_pools) == 1:
+            place(train_task, train_pools[0])
+        else:
+            place_from_inputs(
+                train_task,
+                {
+                    "accelerator": accelerator,
+                    "accelerator_count": accelerator_count,
+                    "cpu": cpu,
+                    "memory": memory,
+                    "cpu_limit": cpu_limit,
+                    "memory_limit": memory_limit,
+                    "node_selector": node_selector,
+                    "tolerations": tolerations,
+                },
+            )
+        if placement.gcp_secret:
+            mount_gcp_secret(train_task, placement.gcp_secret)
+        r = placement.retries
+        train_task.set_caching_options(False).set_retry(
+            r.count, backoff_duration=r.backoff, backoff_factor=r.factor, backoff_max_duration=r.max
+        )
+        eval_task = step(
+            evaluate,
+            placement.pool_for_step("evaluate"),
+            model=train_task.outputs["model"],
+            splits=splits,
+        )
+        eval_task.set_display_name("evaluate").set_caching_options(True)
+        return eval_task.outputs["evaluation"]
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -110,94 +200,68 @@ def build_pipeline(
     def cnn_comparison(
         data_uri: str = "demo",
         models: list = default_models,
-        profile: str = "demo",
-        overrides: list = [],  # noqa: B006 - a KFP parameter default, never mutated
-        seed: int = 42,
+        profile: str = default_profile,
         tensorboard_root: str = "",
         output_uri: str = "",
     ) -> dsl.Artifact:
-        pool = placement.pool_for_step("ingest")
-        ingest_task = component(ingest, pool)(data_uri=data_uri).set_display_name("ingest")
-        configure(ingest_task, pool).set_caching_options(True)
-
-        pool = placement.pool_for_step("split")
-        split_task = component(split, pool)(
+        fingerprint_task = step(
+            fingerprint, placement.pool_for_step("fingerprint"), data_uri=data_uri
+        )
+        fingerprint_task.set_display_name("fingerprint").set_caching_options(False)
+        ingest_task = step(
+            ingest,
+            placement.pool_for_step("ingest"),
+            data_uri=data_uri,
+            fingerprint=fingerprint_task.output,
+        )
+        ingest_task.set_display_name("ingest").set_caching_options(True)
+        split_task = step(
+            split,
+            placement.pool_for_step("split"),
             dataset=ingest_task.outputs["dataset"],
             profile=profile,
-            overrides=overrides,
-            seed=seed,
-        ).set_display_name("split")
-        configure(split_task, pool).set_caching_options(True)
+        )
+        split_task.set_display_name("split").set_caching_options(True)
         splits = split_task.outputs["splits"]
+        plan_task = step(
+            plan,
+            placement.pool_for_step("plan"),
+            models=models,
+            placements=placement.model_placements(),
+        )
+        plan_task.set_display_name("plan").set_caching_options(True)
 
-        with dsl.ParallelFor(models, parallelism=placement.parallelism) as model_name:
+        with dsl.ParallelFor(plan_task.output, parallelism=placement.parallelism) as record:
+            model_task = train_and_evaluate(
+                model_name=record.model,
+                splits=splits,
+                profile=profile,
+                tensorboard_root=tensorboard_root,
+                output_uri=output_uri,
+                pool=record.pool,
+                accelerator=record.accelerator,
+                accelerator_count=record.accelerator_count,
+                cpu=record.cpu,
+                memory=record.memory,
+                cpu_limit=record.cpu_limit,
+                memory_limit=record.memory_limit,
+                node_selector=record.node_selector,
+                tolerations=record.tolerations,
+            ).set_display_name("model")
 
-            def train_on(pool_name: str) -> dsl.PipelineTask:
-                pool = placement.pools[pool_name]
-                task = component(train, pool)(
-                    model_name=model_name,
-                    splits=splits,
-                    profile=profile,
-                    overrides=overrides,
-                    seed=seed,
-                    tensorboard_root=tensorboard_root,
-                    output_uri=output_uri,
-                ).set_display_name(f"train ({pool_name})")
-                configure(task, pool).set_caching_options(False)
-                r = placement.retries
-                task.set_retry(
-                    r.count,
-                    backoff_duration=r.backoff,
-                    backoff_factor=r.factor,
-                    backoff_max_duration=r.max,
-                )
-                return task
-
-            if len(train_pools) == 1:
-                trained = train_on(train_pools[0]).outputs["model"]
-            else:
-                pool = placement.pool_for_step("pool_for_model")
-                route_task = component(route, pool)(
-                    model_name=model_name,
-                    model_pools=model_pools,
-                    default_pool=placement.default_model_pool,
-                ).set_display_name("pool for model")
-                configure(route_task, pool).set_caching_options(True)
-                branches = []
-                for i, pool_name in enumerate(train_pools[:-1]):
-                    group = dsl.If if i == 0 else dsl.Elif
-                    with group(route_task.output == pool_name, name=f"on {pool_name}"):
-                        branches.append(train_on(pool_name).outputs["model"])
-                with dsl.Else(name=f"on {train_pools[-1]}"):
-                    branches.append(train_on(train_pools[-1]).outputs["model"])
-                trained = dsl.OneOf(*branches)
-
-            pool = placement.pool_for_step("evaluate")
-            eval_task = component(evaluate, pool)(model=trained, splits=splits)
-            configure(eval_task.set_display_name("evaluate"), pool).set_caching_options(True)
-
-        pool = placement.pool_for_step("report")
-        report_task = component(report, pool)(
-            evaluations=dsl.Collected(eval_task.outputs["evaluation"]),
+        report_task = step(
+            report,
+            placement.pool_for_step("report"),
+            evaluations=dsl.Collected(model_task.output),
             dataset=ingest_task.outputs["dataset"],
             splits=splits,
             data_uri=data_uri,
             profile=profile,
-            overrides=overrides,
-            seed=seed,
             tensorboard_root=tensorboard_root,
             output_uri=output_uri,
             run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-        ).set_display_name("report")
-        configure(report_task, pool).set_caching_options(False)
+        )
+        report_task.set_display_name("report").set_caching_options(False)
         return report_task.outputs["comparison"]
 
     return cnn_comparison
-
-
-def __getattr__(name: str):
-    # The module-level default pipeline, built on first use so importing this module
-    # does not read configs/cluster.yaml.
-    if name == "cnn_comparison":
-        return build_pipeline()
-    raise AttributeError(name)
