@@ -53,8 +53,14 @@ class RunInterrupted(KeyboardInterrupt):
     """A local run was stopped by SIGINT (Ctrl-C) or SIGTERM."""
 
 
-def build(image: str = DEFAULT_IMAGE, gpu_image: str = DEFAULT_GPU_IMAGE, placement=None):
-    """The pipeline function for these images and placement (a path, a Placement or None).
+def build(
+    image: str = DEFAULT_IMAGE,
+    gpu_image: str = DEFAULT_GPU_IMAGE,
+    placement=None,
+    caching: bool = True,
+):
+    """The pipeline function for these images and placement (a path, a Placement or None);
+    ``caching=False`` compiles every task with caching off.
 
     Returns:
         The ``@dsl.pipeline`` function of ``cnnzoo.pipelines.cnn_comparison.build_pipeline``.
@@ -64,7 +70,7 @@ def build(image: str = DEFAULT_IMAGE, gpu_image: str = DEFAULT_GPU_IMAGE, placem
 
     if not isinstance(placement, Placement):
         placement = load_placement(placement)
-    return build_pipeline(image=image, gpu_image=gpu_image, placement=placement)
+    return build_pipeline(image=image, gpu_image=gpu_image, placement=placement, caching=caching)
 
 
 def compile_pipeline(
@@ -72,6 +78,7 @@ def compile_pipeline(
     image: str = DEFAULT_IMAGE,
     gpu_image: str = DEFAULT_GPU_IMAGE,
     placement=None,
+    caching: bool = True,
 ) -> Path:
     """Compile the pipeline to a YAML file a Kubeflow Pipelines 2.x backend accepts.
 
@@ -80,6 +87,7 @@ def compile_pipeline(
         image: the CPU image of the steps.
         gpu_image: the image of steps placed on an accelerator pool.
         placement: path to a cluster.yaml, a Placement, or None for the default one.
+        caching: False turns caching off for every task (``submit --no-cache``).
 
     Returns:
         The path written.
@@ -90,7 +98,7 @@ def compile_pipeline(
     from kfp import compiler
 
     out = Path(out)
-    pipeline = build(image, gpu_image, placement)
+    pipeline = build(image, gpu_image, placement, caching)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".yaml", dir=out.parent)
     os.close(fd)
@@ -448,8 +456,9 @@ def submit(
         run_name: the run's display name (default: ``cnn-comparison <timestamp>``).
         image, gpu_image, placement: compile-time settings (see :func:`compile_pipeline`).
         pipeline_root: where the backend stores artifacts (default: the backend's).
-        enable_caching: False runs every task afresh (kfp's ``enable_caching``); None keeps
-            each task's own setting (see ``cnnzoo.pipelines.cnn_comparison``).
+        enable_caching: False runs every task afresh (compiled with caching off, and kfp's
+            ``enable_caching``); None keeps each task's own setting (see
+            ``cnnzoo.pipelines.cnn_comparison``).
 
     Returns:
         The run's ID and URL.
@@ -468,7 +477,13 @@ def submit(
     arguments = study.arguments(local=False)
     run_name = run_name or f"cnn-comparison {datetime.datetime.now():%Y-%m-%d %H:%M:%S}"
     with tempfile.TemporaryDirectory(prefix="cnnzoo-submit-") as tmp:
-        package = compile_pipeline(Path(tmp) / "cnn_comparison.yaml", image, gpu_image, placement)
+        package = compile_pipeline(
+            Path(tmp) / "cnn_comparison.yaml",
+            image,
+            gpu_image,
+            placement,
+            caching=enable_caching is not False,
+        )
         try:
             with warnings.catch_warnings():
                 # "This client only works with Kubeflow Pipeline v2.0.0-beta.2 and later"

@@ -99,6 +99,7 @@ def build_pipeline(
     gpu_image: str = DEFAULT_GPU_IMAGE,
     placement: Placement | None = None,
     default_profile: str | None = None,
+    caching: bool = True,
 ):
     """Build the pipeline for these images and this cluster placement.
 
@@ -108,6 +109,9 @@ def build_pipeline(
         placement: the cluster placement; None loads the default ``cluster.yaml``.
         default_profile: the ``profile`` parameter's default (a resolved profile as JSON,
             :func:`cnnzoo.study.profile_json`); None resolves the ``demo`` profile now.
+        caching: False compiles every task with caching off. (kfp's
+            ``Client(...).create_run_from_pipeline_package(enable_caching=False)`` alone
+            reaches only the root DAG's tasks, not those inside the loop.)
 
     Returns:
         The ``@dsl.pipeline`` function (compile it, or call it under ``kfp.local``).
@@ -118,6 +122,9 @@ def build_pipeline(
         from cnnzoo.study import profile_json
 
         default_profile = profile_json(load_profile("demo"))
+
+    def cache(task: dsl.PipelineTask, default: bool) -> dsl.PipelineTask:
+        return task.set_caching_options(default and caching)
 
     def image_for(pool: Pool) -> str:
         return gpu_image if pool.accelerator else image
@@ -180,7 +187,7 @@ def build_pipeline(
         if placement.gcp_secret:
             mount_gcp_secret(train_task, placement.gcp_secret)
         r = placement.retries
-        train_task.set_caching_options(False).set_retry(
+        cache(train_task, False).set_retry(
             r.count, backoff_duration=r.backoff, backoff_factor=r.factor, backoff_max_duration=r.max
         )
         eval_task = step(
@@ -189,7 +196,7 @@ def build_pipeline(
             model=train_task.outputs["model"],
             splits=splits,
         )
-        eval_task.set_display_name("evaluate").set_caching_options(True)
+        cache(eval_task.set_display_name("evaluate"), True)
         return eval_task.outputs["evaluation"]
 
     @dsl.pipeline(
@@ -207,21 +214,21 @@ def build_pipeline(
         fingerprint_task = step(
             fingerprint, placement.pool_for_step("fingerprint"), data_uri=data_uri
         )
-        fingerprint_task.set_display_name("fingerprint").set_caching_options(False)
+        cache(fingerprint_task.set_display_name("fingerprint"), False)
         ingest_task = step(
             ingest,
             placement.pool_for_step("ingest"),
             data_uri=data_uri,
             fingerprint=fingerprint_task.output,
         )
-        ingest_task.set_display_name("ingest").set_caching_options(True)
+        cache(ingest_task.set_display_name("ingest"), True)
         split_task = step(
             split,
             placement.pool_for_step("split"),
             dataset=ingest_task.outputs["dataset"],
             profile=profile,
         )
-        split_task.set_display_name("split").set_caching_options(True)
+        cache(split_task.set_display_name("split"), True)
         splits = split_task.outputs["splits"]
         plan_task = step(
             plan,
@@ -229,7 +236,7 @@ def build_pipeline(
             models=models,
             placements=placement.model_placements(),
         )
-        plan_task.set_display_name("plan").set_caching_options(True)
+        cache(plan_task.set_display_name("plan"), True)
 
         with dsl.ParallelFor(plan_task.output, parallelism=placement.parallelism) as record:
             model_task = train_and_evaluate(
@@ -248,6 +255,7 @@ def build_pipeline(
                 node_selector=record.node_selector,
                 tolerations=record.tolerations,
             ).set_display_name("model")
+            cache(model_task, True)
 
         report_task = step(
             report,
@@ -261,7 +269,7 @@ def build_pipeline(
             output_uri=output_uri,
             run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         )
-        report_task.set_display_name("report").set_caching_options(False)
+        cache(report_task.set_display_name("report"), False)
         return report_task.outputs["comparison"]
 
     return cnn_comparison

@@ -5,6 +5,7 @@ validation."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -73,10 +74,77 @@ def _executor_of(spec, task):
 
 def _train_tasks(spec):
     return {
-        name: task
-        for name, (task, _) in _tasks(spec).items()
-        if task.task_info.name.startswith("train (")
+        name: task for name, (task, _) in _tasks(spec).items() if task.task_info.name == "train"
     }
+
+
+def _placeholder_input(text: str) -> str | None:
+    m = re.fullmatch(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}", text)
+    return m.group(1) if m else None
+
+
+class _TrainPlacement:
+    """Resolves, by walking the compiled spec alone, where one loop iteration's train task
+    runs: plan record -> loop item field -> train-and-evaluate input -> train task input
+    -> the executor's resources and kubernetes config."""
+
+    def __init__(self, spec, k8s, executors):
+        tasks = _tasks(spec)
+        self.plan = tasks["plan"][0]
+        self.model_task = next(t for t, _ in tasks.values() if t.task_info.name == "model")
+        (self.train,) = _train_tasks(spec).values()
+        self.executor = _executor_of(spec, self.train)
+        self.resources = executors[self.executor].container.resources
+        self.k8s = k8s[self.executor]
+
+    def placements(self) -> dict:
+        constant = self.plan.inputs.parameters["placements"].runtime_value.constant
+        return json_format.MessageToDict(constant)
+
+    def _from_record(self, sub_input: str, record: dict):
+        binding = self.model_task.inputs.parameters[sub_input]
+        assert binding.component_input_parameter.endswith("-loop-item"), sub_input
+        field = re.fullmatch(
+            r'parseJson\(string_value\)\["([^"]+)"\]', binding.parameter_expression_selector
+        ).group(1)
+        return record[field]
+
+    def value(self, text: str, record: dict):
+        """A resource field's value for ``record``: a constant, or traced to the record."""
+        name = _placeholder_input(text)
+        if name is None:
+            return text
+        sub_input = self.train.inputs.parameters[name].component_input_parameter
+        return self._from_record(sub_input, record)
+
+    def for_model(self, model: str) -> dict:
+        record = {**self.placements()[model], "model": model}
+        res = self.resources
+        selector = self.k8s.node_selector
+        if selector.HasField("node_selector_json"):
+            labels = self._from_record(
+                selector.node_selector_json.component_input_parameter, record
+            )
+        else:
+            labels = dict(selector.labels)
+        tolerations = []
+        for tol in self.k8s.tolerations:
+            if tol.HasField("toleration_json"):
+                tolerations += self._from_record(
+                    tol.toleration_json.component_input_parameter, record
+                )
+            else:
+                tolerations.append(json_format.MessageToDict(tol))
+        return {
+            "accelerator": self.value(res.accelerator.resource_type, record),
+            "accelerator_count": str(self.value(res.accelerator.resource_count, record)),
+            "cpu": self.value(res.resource_cpu_request, record),
+            "cpu_limit": self.value(res.resource_cpu_limit, record),
+            "memory": self.value(res.resource_memory_request, record),
+            "memory_limit": self.value(res.resource_memory_limit, record),
+            "node_selector": labels,
+            "tolerations": tolerations,
+        }
 
 
 def test_dag_fans_out_over_models_and_fans_in_to_report(compiled):
@@ -86,9 +154,9 @@ def test_dag_fans_out_over_models_and_fans_in_to_report(compiled):
     loops = [t for t in root.values() if t.WhichOneof("iterator")]
     assert len(loops) == 1
     loop = loops[0]
-    assert loop.parameter_iterator.items.input_parameter == "pipelinechannel--models"
+    assert loop.parameter_iterator.items.input_parameter == "pipelinechannel--plan-Output"
     assert loop.iterator_policy.parallelism_limit == placement.parallelism
-    assert set(loop.dependent_tasks) == {"split"}
+    assert set(loop.dependent_tasks) == {"plan", "split"}
 
     report = root["report"]
     evaluations = report.inputs.artifacts["evaluations"].task_output_artifact
@@ -98,10 +166,17 @@ def test_dag_fans_out_over_models_and_fans_in_to_report(compiled):
     assert report_inputs.artifacts["evaluations"].is_artifact_list
     # the loop's output is the evaluate task's evaluation, collected across iterations
     loop_dag = spec.components[loop.component_ref.name].dag
+    (model_name,) = loop_dag.tasks
     selector = loop_dag.outputs.artifacts[evaluations.output_artifact_key].artifact_selectors
-    assert [s.producer_subtask for s in selector] == ["evaluate"]
-    assert selector[0].output_artifact_key == "evaluation"
-    # ingest -> split -> loop -> report
+    assert [s.producer_subtask for s in selector] == [model_name]
+    model_dag = spec.components[loop_dag.tasks[model_name].component_ref.name].dag
+    (inner,) = model_dag.outputs.artifacts.values()
+    assert [(s.producer_subtask, s.output_artifact_key) for s in inner.artifact_selectors] == [
+        ("evaluate", "evaluation")
+    ]
+    assert list(model_dag.tasks["evaluate"].dependent_tasks) == ["train"]
+    # fingerprint -> ingest -> split -> loop -> report
+    assert list(root["ingest"].dependent_tasks) == ["fingerprint"]
     assert list(root["split"].dependent_tasks) == ["ingest"]
     assert "ingest" in root["report"].dependent_tasks
 
@@ -113,12 +188,26 @@ def test_default_parameters(compiled):
         v.string_value for v in params["models"].default_value.list_value.values
     ] == list_models()
     assert len(list_models()) == 14
+    assert set(params) == {"data_uri", "models", "profile", "tensorboard_root", "output_uri"}
     assert params["data_uri"].default_value.string_value == "demo"
-    assert params["profile"].default_value.string_value == "demo"
-    assert params["seed"].default_value.number_value == 42
+    # the profile is data: the demo profile, resolved when compiling
+    demo = yaml.safe_load((REPO / "configs" / "profiles" / "demo.yaml").read_text())
+    profile = json.loads(params["profile"].default_value.string_value)
+    assert profile["name"] == "demo"
+    assert profile["img_size"] == demo.get("img_size", profile["img_size"])
+    assert "models" in profile and "simple" in profile["models"]
     assert params["tensorboard_root"].default_value.string_value == ""
     assert params["output_uri"].default_value.string_value == ""
-    assert list(params["overrides"].default_value.list_value.values) == []
+
+
+def test_the_resolved_profile_reaches_the_tasks_as_data(compiled):
+    spec, _, _ = compiled
+    tasks = _tasks(spec)
+    for name in ("split", "report", "train"):
+        task, _ = tasks[name]
+        source = task.inputs.parameters["profile"].component_input_parameter
+        assert source in ("profile", "pipelinechannel--profile"), name
+        assert "overrides" not in task.inputs.parameters and "seed" not in task.inputs.parameters
 
 
 def test_output_uri_reaches_every_train_task_and_the_report(compiled):
@@ -130,72 +219,130 @@ def test_output_uri_reaches_every_train_task_and_the_report(compiled):
         if "output_uri" in task.inputs.parameters
         and spec.components[task.component_ref.name].WhichOneof("implementation") != "dag"
     }
-    assert takers == {"report", *_train_tasks(spec)} == {"report", "train", "train-2"}
+    assert takers == {"report", *_train_tasks(spec)} == {"report", "train"}
     for name in takers:
         task, _ = tasks[name]
-        # the run's parameter, handed down (inside the loop and branches as a channel)
+        # the run's parameter, handed down (inside the loop as a channel)
         source = task.inputs.parameters["output_uri"].component_input_parameter
         assert source in ("output_uri", "pipelinechannel--output_uri"), name
 
 
-def test_train_tasks_are_placed_per_pool_with_retries(compiled):
-    spec, k8s, executors = compiled
-    placement = load_placement(CLUSTER)
-    trains = _train_tasks(spec)
-    pools = {task.task_info.name[len("train (") : -1]: task for task in trains.values()}
-    assert set(pools) == set(placement.train_pool_names()) == {"gpu-small", "gpu-large"}
-    for pool_name, task in pools.items():
-        pool = placement.pools[pool_name]
-        executor = _executor_of(spec, task)
-        res = executors[executor].container.resources
-        assert res.accelerator.resource_type == "nvidia.com/gpu"
-        assert res.accelerator.resource_count == str(pool.accelerator_count)
-        assert executors[executor].container.image == GPU_IMAGE
-        assert dict(k8s[executor].node_selector.labels) == {
-            "cloud.google.com/gke-accelerator": pool.accelerator_type
-        }
-        tolerations = [json_format.MessageToDict(t) for t in k8s[executor].tolerations]
-        assert tolerations == [
-            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-        ]
-        retry = task.retry_policy
-        assert retry.max_retry_count == 3
-        assert retry.backoff_duration.seconds == 60
-        assert retry.backoff_factor == 2.0
-        assert retry.backoff_max_duration.seconds == 600
-        assert not task.caching_options.enable_cache
-    # the large backbones and the small custom CNNs really go to different GPU types
-    assert placement.pool_for_model("xception_finetune").accelerator_type == "nvidia-l4"
-    assert placement.pool_for_model("simple").accelerator_type == "nvidia-tesla-t4"
+# A placement written here, not read back through the loader that compiles it.
+TWO_POOLS = """
+parallelism: 3
+retries: {count: 2, backoff: 30s, factor: 3, max: 300s}
+pools:
+  big:
+    accelerator: nvidia.com/gpu
+    accelerator_type: nvidia-a100-80gb
+    accelerator_count: 2
+    node_selector: {cnnzoo/pool: big}
+    tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
+    cpu: "12"
+    memory: 80G
+  small:
+    accelerator: nvidia.com/gpu
+    accelerator_type: nvidia-tesla-t4
+    node_selector: {cnnzoo/pool: small}
+    tolerations: [{key: dedicated, operator: Equal, value: t4, effect: NoExecute}]
+    cpu: "4"
+    memory: 16G
+    memory_limit: 20G
+  cpu: {cpu: "2", memory: 8G}
+steps: {ingest: cpu, split: cpu, report: cpu, evaluate: small}
+default_model_pool: big
+model_pools: {simple: small}
+"""
+BIG = {
+    "accelerator": "nvidia.com/gpu",
+    "accelerator_count": "2",
+    "cpu": "12",
+    "cpu_limit": "12",
+    "memory": "80G",
+    "memory_limit": "80G",
+    "node_selector": {"cnnzoo/pool": "big"},
+    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+}
+SMALL = {
+    "accelerator": "nvidia.com/gpu",
+    "accelerator_count": "1",
+    "cpu": "4",
+    "cpu_limit": "4",
+    "memory": "16G",
+    "memory_limit": "20G",
+    "node_selector": {"cnnzoo/pool": "small"},
+    "tolerations": [
+        {"key": "dedicated", "operator": "Equal", "value": "t4", "effect": "NoExecute"}
+    ],
+}
 
 
-def test_branches_route_each_model_to_its_pool(compiled):
-    spec, _, _ = compiled
+@pytest.fixture(scope="module")
+def two_pools(tmp_path_factory):
+    d = tmp_path_factory.mktemp("two_pools")
+    (d / "cluster.yaml").write_text(TWO_POOLS)
+    out = compile_pipeline(
+        d / "p.yaml", image=IMAGE, gpu_image=GPU_IMAGE, placement=d / "cluster.yaml"
+    )
+    return _load(out)
+
+
+def test_one_train_task_per_iteration_placed_from_the_loop_item(two_pools):
+    spec, k8s, executors = two_pools
+    placement = _TrainPlacement(spec, k8s, executors)
+    # two models on two pools, one loop, one train task serving both
+    assert placement.for_model("simple") == SMALL
+    assert placement.for_model("mid") == BIG
+    assert placement.for_model("xception_finetune") == BIG
+    assert executors[placement.executor].container.image == GPU_IMAGE
+    retry = placement.train.retry_policy
+    assert (retry.max_retry_count, retry.backoff_duration.seconds) == (2, 30)
+    assert (retry.backoff_factor, retry.backoff_max_duration.seconds) == (3.0, 300)
+    assert not placement.train.caching_options.enable_cache
+    # the plan is made from the run's `models` parameter, before the loop
+    assert placement.plan.inputs.parameters["models"].component_input_parameter == "models"
+    loop = next(t for t in spec.root.dag.tasks.values() if t.WhichOneof("iterator"))
+    assert loop.parameter_iterator.items.input_parameter == "pipelinechannel--plan-Output"
+    assert loop.iterator_policy.parallelism_limit == 3
+    assert "plan" in loop.dependent_tasks
+
+
+def test_no_branches_no_routing_task(two_pools):
+    spec, _, executors = two_pools
     tasks = _tasks(spec)
-    route, _ = tasks["pool-for-model"]
-    route_args = route.inputs.parameters
-    model_pools = json_format.MessageToDict(route_args["model_pools"].runtime_value.constant)
-    assert model_pools["simple"] == "gpu-small"
-    assert model_pools["xception_partial"] == "gpu-large"
-    assert set(model_pools) == set(list_models())
-    conditions = {
-        name: task.trigger_policy.condition
-        for name, (task, _) in tasks.items()
-        if task.trigger_policy.condition
-    }
-    assert len(conditions) == 2
-    texts = sorted(conditions.values())
-    assert "pool-for-model-Output" in texts[0] and "'gpu-small'" in texts[0]
-    # evaluate takes the model from whichever branch ran
-    evaluate, _ = tasks["evaluate"]
-    source = evaluate.inputs.artifacts["model"].task_output_artifact
-    assert source.producer_task.startswith("condition-branches")
+    assert not any(t.trigger_policy.condition for t, _ in tasks.values())
+    assert not any(n.startswith("condition") for n in tasks)
+    assert "pool-for-model" not in tasks
+    assert [t.task_info.name for t, _ in tasks.values()].count("train") == 1
+    assert [t.task_info.name for t, _ in tasks.values()].count("evaluate") == 1
+    assert len(executors) == 7  # fingerprint, plan, ingest, split, train, evaluate, report
+
+
+def test_single_pool_placement_compiles_constants(tmp_path):
+    cfg = tmp_path / "one.yaml"
+    cfg.write_text(TWO_POOLS.replace("model_pools: {simple: small}", "model_pools: {}"))
+    out = compile_pipeline(tmp_path / "p.yaml", image=IMAGE, gpu_image=GPU_IMAGE, placement=cfg)
+    spec, k8s, executors = _load(out)
+    placement = _TrainPlacement(spec, k8s, executors)
+    res = placement.resources
+    # every KFP 2.x backend honours constants: nothing here needs run-time resolution
+    assert _placeholder_input(res.resource_cpu_request) is None
+    assert not placement.k8s.node_selector.HasField("node_selector_json")
+    for model in ("simple", "xception_finetune"):
+        assert placement.for_model(model) == BIG
+
+
+def test_mixing_accelerator_and_cpu_train_pools_is_rejected(tmp_path):
+    data = yaml.safe_load(TWO_POOLS)
+    data["model_pools"] = {"simple": "cpu"}
+    with pytest.raises(CnnzooError, match="model_pools: train pools cpu"):
+        placement_from_dict(data)
 
 
 def test_every_task_has_requests_and_limits_and_the_right_image(compiled):
     spec, k8s, executors = compiled
     placement = load_placement(CLUSTER)
-    assert len(executors) == 7  # ingest, split, route, train x2, evaluate, report
+    assert len(executors) == 7
     for name, ex in executors.items():
         res = ex.container.resources
         assert res.resource_cpu_request and res.resource_cpu_limit, name
@@ -211,31 +358,18 @@ def test_every_task_has_requests_and_limits_and_the_right_image(compiled):
     assert executors["exec-ingest"].container.resources.resource_memory_request == cpu.memory
 
 
-def test_caching_on_for_deterministic_steps(compiled):
+def test_caching_and_the_data_fingerprint(compiled):
     spec, _, _ = compiled
     tasks = _tasks(spec)
-    for name in ("ingest", "split", "evaluate", "pool-for-model"):
+    for name in ("plan", "ingest", "split", "evaluate"):
         assert tasks[name][0].caching_options.enable_cache, name
-    assert not tasks["report"][0].caching_options.enable_cache
-
-
-def test_single_pool_placement_compiles_without_branches(tmp_path):
-    data = yaml.safe_load(CLUSTER.read_text())
-    data["model_pools"] = {}
-    data["parallelism"] = 2
-    cfg = tmp_path / "one.yaml"
-    cfg.write_text(yaml.safe_dump(data))
-    out = compile_pipeline(tmp_path / "p.yaml", image=IMAGE, gpu_image=GPU_IMAGE, placement=cfg)
-    spec, k8s, executors = _load(out)
-    tasks = _tasks(spec)
-    assert "pool-for-model" not in tasks
-    assert not any(t.trigger_policy.condition for t, _ in tasks.values())
-    (train,) = _train_tasks(spec).values()
-    assert train.task_info.name == "train (gpu-large)"
-    labels = dict(k8s[_executor_of(spec, train)].node_selector.labels)
-    assert labels == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
-    loop = next(t for t in spec.root.dag.tasks.values() if t.WhichOneof("iterator"))
-    assert loop.iterator_policy.parallelism_limit == 2
+    for name in ("fingerprint", "train", "report"):
+        assert not tasks[name][0].caching_options.enable_cache, name
+    # ingest's cache key includes the fingerprint of the data, computed on every run
+    fp = tasks["ingest"][0].inputs.parameters["fingerprint"].task_output_parameter
+    assert (fp.producer_task, fp.output_parameter_key) == ("fingerprint", "Output")
+    source = tasks["fingerprint"][0].inputs.parameters["data_uri"]
+    assert source.component_input_parameter == "data_uri"
 
 
 # A fake key: the PEM armour is assembled at run time so the repository's own secret
@@ -272,7 +406,7 @@ def test_gcp_secret_is_mounted_in_every_task_by_name_only(tmp_path, monkeypatch)
         assert env == {"GOOGLE_APPLICATION_CREDENTIALS": "/var/secrets/google/sa-key.json"}, name
     # placement still applied beside the secret
     train_executor = _executor_of(spec, next(iter(_train_tasks(spec).values())))
-    assert k8s[train_executor].node_selector.labels
+    assert k8s[train_executor].node_selector.HasField("node_selector_json")
 
     text = out.read_text()
     for leak in ("private_key", "BEGIN PRIVATE KEY", "LEAKCANARY", "leak-canary", str(key_file)):

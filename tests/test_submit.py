@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -14,6 +15,7 @@ from cnnzoo.cli import main
 from cnnzoo.models import list_models
 from cnnzoo.pipeline_runner import compile_pipeline
 
+REPO = Path(__file__).resolve().parent.parent
 IMAGE = "registry.test/cnnzoo:t9"
 GPU_IMAGE = "registry.test/cnnzoo-gpu:t9"
 
@@ -155,15 +157,19 @@ def test_submit_sends_the_compiled_pipeline_and_parameters(kfp_server, capsys, t
     body = run["body"]
     assert body["display_name"] == "study-1"
     assert body["experiment_id"] == "exp-1"
-    assert body["runtime_config"]["parameters"] == {
+    params = body["runtime_config"]["parameters"]
+    profile = json.loads(params.pop("profile"))
+    assert params == {
         "data_uri": "gs://bucket/flowers.tar.gz",
         "models": ["simple", "xception_partial"],
-        "profile": "full",
-        "overrides": ["max_epochs=3"],
-        "seed": 7,
         "tensorboard_root": "gs://bucket/tb",
         "output_uri": "gs://bucket/studies/one",
     }
+    # the profile travels resolved: name, --set and --seed applied on this side
+    full = yaml.safe_load((REPO / "configs" / "profiles" / "full.yaml").read_text())
+    assert profile["name"] == "full"
+    assert (profile["max_epochs"], profile["seed"]) == (3, 7)
+    assert profile["img_size"] == full["img_size"] == 100
     # the request carries exactly what `cnnzoo compile` writes for the same settings
     compiled = list(
         yaml.safe_load_all(
@@ -196,8 +202,35 @@ def test_submit_reuses_an_existing_experiment_and_defaults(kfp_server, capsys):
     assert len(runs) == 2
     params = runs[0]["body"]["runtime_config"]["parameters"]
     assert params["models"] == list_models()
-    assert (params["data_uri"], params["profile"], params["overrides"]) == ("demo", "demo", [])
+    assert params["data_uri"] == "demo" and json.loads(params["profile"])["name"] == "demo"
     assert params["output_uri"] == ""
+    # caching as compiled: ingest reuses its outputs while the data fingerprint matches
+    executors = runs[0]["body"]["pipeline_spec"]["pipeline_spec"]["root"]["dag"]["tasks"]
+    assert executors["ingest"]["cachingOptions"] == {"enableCache": True}
+    assert executors["fingerprint"]["cachingOptions"] == {}
+
+
+def _all_tasks(spec: dict) -> dict:
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    for comp in spec["components"].values():
+        tasks.update(comp.get("dag", {}).get("tasks", {}))
+    return tasks
+
+
+def test_submit_no_cache_and_a_users_config_file(kfp_server, capsys, tmp_path):
+    over = tmp_path / "over.yaml"
+    over.write_text("batch_size: 7\nmodels: {simple: {learning_rate: 0.05}}\n")
+    argv = ["submit", "--host", kfp_server.url, "--no-cache", "--config", str(over)]
+    assert main([*argv, "--set", "batch_size=9"]) == 0
+    capsys.readouterr()
+    (run,) = _run_requests(kfp_server)
+    profile = json.loads(run["body"]["runtime_config"]["parameters"]["profile"])
+    assert profile["batch_size"] == 9  # --set applies after --config
+    assert profile["models"]["simple"]["learning_rate"] == 0.05
+    tasks = _all_tasks(run["body"]["pipeline_spec"]["pipeline_spec"])
+    assert {"ingest", "split", "evaluate", "plan"} <= set(tasks)
+    for name, task in tasks.items():
+        assert not task.get("cachingOptions", {}).get("enableCache"), name
 
 
 @pytest.mark.parametrize(
@@ -205,7 +238,7 @@ def test_submit_reuses_an_existing_experiment_and_defaults(kfp_server, capsys):
     [
         (["--data", "./local/folder"], "--data"),
         (["--models", "simple,vgg"], "'vgg'"),
-        (["--profile", "my.yaml"], "--profile"),
+        (["--profile", "missing.yaml"], "missing.yaml"),
         (["--set", "batch_size=zero"], "batch_size"),
         (["--output", "results/study1"], "--output 'results/study1'"),
         (["--output", "s3://bucket/out"], "--output"),
