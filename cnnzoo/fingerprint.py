@@ -67,13 +67,18 @@ def _gcs_listing(uri: str, client) -> list:
 
     bucket, prefix = storage.parse_gs_uri(uri)
     client = client or storage.gcs_client(uri)
-    try:
-        # One flat listing covers a folder and a single archive object alike (objects
-        # that merely share the prefix only make the fingerprint more cautious).
-        entries = [
+
+    def listing(list_prefix: str, exact: bool = False) -> list:
+        return [
             [blob.name, blob.size, blob.generation, blob.md5_hash or blob.crc32c]
-            for blob in client.list_blobs(bucket, prefix=prefix or None)
+            for blob in client.list_blobs(bucket, prefix=list_prefix or None)
+            if not exact or blob.name == list_prefix
         ]
+
+    try:
+        # A folder (everything under prefix/), else the one object (an archive).
+        folder = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        entries = listing(folder) or (listing(prefix, exact=True) if prefix else [])
     except storage._api_errors() as e:
         raise storage._gcs_error(uri, e, "list objects") from None
     if not entries:

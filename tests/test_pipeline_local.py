@@ -1,7 +1,8 @@
 """The whole pipeline under the KFP local runner (SubprocessRunner) on tiny generated data.
 
-The full runs are slow (minutes on 2 CPU cores) and run in CI: one from the compiled
-YAML loaded back as a component, one of the pipeline function with all fourteen model
+The full runs are slow (minutes on 2 CPU cores) and run in CI: one of the compiled
+package with two models on two node pools (placed by the plan step, one train task in
+the loop, kfp.local as kfp ships it), one through ``cnnzoo run`` with all fourteen model
 configurations at the smallest sizes they allow, and two one-model runs exporting to an
 output location (a local folder, and a bucket on the Cloud Storage emulator). The train
 component is also called directly, to show a retry resuming from the output location.
@@ -17,8 +18,8 @@ import pytest
 
 from cnnzoo.cli import main
 from cnnzoo.models import get_spec, list_models
-from cnnzoo.pipeline_runner import compile_pipeline, pipeline_arguments, run_pipeline_locally
-from cnnzoo.placement import load_placement
+from cnnzoo.pipeline_runner import compile_pipeline, run_pipeline_locally
+from cnnzoo.study import Study, profile_json
 
 REPORT_FILES = ["comparison.csv", "comparison.json", "report.html", "report.md"]
 
@@ -43,18 +44,33 @@ def _histories(run_root: Path) -> dict[str, dict]:
     return found
 
 
-@pytest.mark.slow
-def test_compiled_yaml_runs_under_the_local_runner(tmp_path, tiny_raw_dataset):
-    from kfp import components
+# Two GPU pools, written here: `simple` on one, `mid` on the other (kfp.local ignores
+# the resources, but the plan and the one train task of the loop serve both).
+TWO_POOLS = """
+parallelism: 2
+retries: {count: 0}
+pools:
+  big: {accelerator: nvidia.com/gpu, accelerator_type: nvidia-l4, cpu: "8", memory: 32G}
+  small: {accelerator: nvidia.com/gpu, accelerator_type: nvidia-tesla-t4, cpu: "4", memory: 16G}
+  cpu: {cpu: "2", memory: 8G}
+steps: {ingest: cpu, split: cpu, report: cpu, evaluate: small}
+default_model_pool: big
+model_pools: {simple: small}
+"""
 
-    # retries off: a failure here should fail fast, not back off for minutes
-    placement = load_placement().without_retries()
-    package = compile_pipeline(tmp_path / "cnn_comparison.yaml", placement=placement)
-    pipeline = components.load_component_from_file(str(package))
+
+@pytest.mark.slow
+def test_two_models_on_two_pools_under_the_real_local_runner(tmp_path, tiny_raw_dataset):
+    import kfp.local
+
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text(TWO_POOLS)
+    package = compile_pipeline(tmp_path / "cnn_comparison.yaml", placement=cluster)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    args = pipeline_arguments(str(tiny_raw_dataset), ["simple", "mid"], "demo", TINY)
-    report_dir = run_pipeline_locally(pipeline, args, run_dir, console=open(os.devnull, "w"))
+    args = Study(str(tiny_raw_dataset), ("simple", "mid"), "demo", TINY).arguments(local=True)
+    with open(os.devnull, "w") as devnull:
+        report_dir = run_pipeline_locally(package, args, run_dir, console=devnull)
 
     evaluations = _evaluations(run_dir / "kfp")
     assert sorted(evaluations) == ["mid", "simple"]
@@ -62,8 +78,16 @@ def test_compiled_yaml_runs_under_the_local_runner(tmp_path, tiny_raw_dataset):
     comparison = json.loads((report_dir / "comparison.json").read_text())
     assert sorted(r["model"] for r in comparison["rows"]) == ["mid", "simple"]
     assert (report_dir / "report.html").read_text().count("<html") == 1
+    # the plan step placed each model on its pool
+    log = (run_dir / "run.log").read_text()
+    assert "plan simple: pool small" in log and "plan mid: pool big" in log
     # TensorBoard logs stayed inside the train artifacts (no root given)
     assert list(run_dir.glob("kfp/**/train*/tensorboard/simple"))
+    # nothing in this process was patched: kfp.local is as kfp ships it
+    from kfp.local.orchestrator import orchestrator_utils
+
+    assert not hasattr(orchestrator_utils.OrchestratorUtils, "_cnnzoo_oneof")
+    assert kfp.local.SubprocessRunner.__module__.startswith("kfp.local")
 
 
 @pytest.mark.slow
@@ -85,7 +109,8 @@ def test_all_fourteen_configurations_end_to_end(tmp_path, tiny_raw_dataset, caps
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "succeeded"
     assert record["arguments"]["models"] == list_models()
-    assert record["arguments"]["seed"] == 3
+    assert record["study"]["seed"] == 3
+    assert json.loads(record["arguments"]["profile"])["seed"] == 3
 
     trained = _histories(run_dir / "kfp")
     assert sorted(trained) == sorted(list_models())
@@ -184,10 +209,9 @@ def test_train_component_retry_resumes_from_the_output_location(
     import keras
     from kfp import dsl
 
+    from cnnzoo.components.train import train
+    from cnnzoo.config import load_profile
     from cnnzoo.data import read_split_info
-
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))  # components/
-    from components.train import train
 
     class Preempted(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -196,15 +220,14 @@ def test_train_component_retry_resumes_from_the_output_location(
 
     output = tmp_path / "study"
     overrides = [f"img_size={read_split_info(tiny_split)['img_size']}", "batch_size=8"]
+    profile = profile_json(load_profile("demo", [*overrides, "max_epochs=2", "seed=1"]))
 
     def attempt(n: int) -> dsl.Model:
         model = dsl.Model(uri=str(tmp_path / f"attempt{n}" / "model"))
         train(
             model_name="simple",
             splits=dsl.Dataset(uri=str(tiny_split)),
-            profile="demo",
-            overrides=[*overrides, "max_epochs=2"],
-            seed=1,
+            profile=profile,
             tensorboard_root="",
             output_uri=str(output),
             model=model,
