@@ -12,11 +12,15 @@ this module back.
 
 A local run compiles the pipeline to ``<run>/pipeline.yaml`` and runs that package with
 the public ``kfp.local`` API in a child process of its own (``python -m
-cnnzoo.pipeline_runner SESSION.json``, in a new session). kfp.local changes process
-globals while it runs — it swaps ``builtins.print`` and the root logger's handlers per
-task, from several threads at once for a ``ParallelFor`` — so it gets a process whose
-globals nobody else uses; and an interrupted run can stop the whole session (the child
-and the task processes it started) as one process group.
+cnnzoo.pipeline_runner SESSION.json``, in a new session). kfp 2.17's local runner
+changes process globals while it runs: per task it replaces the ``print`` builtin and
+the root logger's handlers and puts back what it found (``kfp/local/logging_utils.py``),
+from several threads at once inside a ``ParallelFor`` (the thread pool of
+``kfp/local/orchestrator/enhanced_dag_orchestrator.py``), so interleaved tasks can leave
+another task's versions behind (no upstream issue found for it as of kfp 2.17.3).
+Rather than restore kfp's globals afterwards, the session gets a process whose globals
+nobody else uses. It also lets an interrupted run stop the whole session (the child and
+the task processes it started) as one process group.
 """
 
 from __future__ import annotations
