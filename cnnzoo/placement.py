@@ -1,12 +1,16 @@
 """Where each pipeline step runs on a cluster: node pools, resources, retries, fan-out cap.
 
-``configs/cluster.yaml`` (or ``$CNNZOO_CONFIG_DIR/cluster.yaml``) names node pools
+``cluster.yaml`` (the packaged ``cnnzoo.configs`` copy of ``configs/cluster.yaml``, or
+``$CNNZOO_CONFIG_DIR/cluster.yaml``, or a user's ``--placement FILE``) names node pools
 (CPU, memory, an optional accelerator with its node selector and tolerations), assigns
 a pool to each fixed step and to each model configuration, and sets the ``ParallelFor``
 cap, the retry policy of training, the Kubernetes service account of runs and,
 optionally, a Kubernetes secret holding a Google service-account key (``gcp_secret``)
-that every task mounts. The pipeline factory reads it at compile time;
-local runs ignore the resources (the KFP local runner cannot apply them).
+that every task mounts. The pipeline factory reads it at compile time: fixed steps get
+their pool's settings as constants, and :meth:`Placement.model_placements` (one plain
+record per model) is compiled into the pipeline's plan step, whose records place each
+loop iteration's train task. Local runs ignore the resources (the KFP local runner
+cannot apply them).
 
 Example::
 
