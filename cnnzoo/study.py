@@ -122,7 +122,7 @@ class Study:
             "data_uri": _data_uri(self.data_uri, local),
             "models": models,
             "profile": profile_json(profile),
-            "tensorboard_root": self.tensorboard_root,
+            "tensorboard_root": _tensorboard_root(self.tensorboard_root, local),
             "output_uri": _output_uri(self.output_uri, local),
         }
 
@@ -148,6 +148,13 @@ def _data_uri(data_uri: str, local: bool) -> str:
             f"--data {data_uri!r}: a cluster run reads 'demo' or a gs://bucket/prefix URI"
         )
     return data_uri
+
+
+def _tensorboard_root(root: str, local: bool) -> str:
+    """Local runs: a folder made absolute; URIs and cluster runs' roots as given."""
+    if not root or "://" in root or not local:
+        return root
+    return str(Path(root).resolve())
 
 
 def _output_uri(output_uri: str, local: bool) -> str:
