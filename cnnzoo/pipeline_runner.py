@@ -144,6 +144,24 @@ class _Progress:
         self._log, self._console = log, console
         self.tail: list[str] = []
         self.failed: list[str] = []
+        self._started: dict[tuple[str, str], float] = {}
+
+    def _with_elapsed(self, msg: str) -> str:
+        """``msg``, with the step's elapsed time appended if it is the step's last line."""
+        from cnnzoo.models import list_models
+
+        words = msg.split()
+        if len(words) < 2:
+            return msg
+        model = words[1].rstrip(":")
+        key = (words[0].rstrip(":"), model if model in list_models() else "")
+        if msg.endswith(": started"):
+            self._started[key] = time.monotonic()
+            return msg
+        rest = words[2:] if key[1] else words[1:]
+        if rest and rest[0].rstrip(":") in ("done", "FAILED") and key in self._started:
+            return f"{msg} [{time.monotonic() - self._started.pop(key):.1f} s]"
+        return msg
 
     def line(self, line: str) -> None:
         line = _ANSI.sub("", line.rstrip("\n"))
@@ -157,7 +175,8 @@ class _Progress:
                 if m.groupdict().get("failed"):
                     self.failed.append(m.group("failed"))
                 stamp = datetime.datetime.now().strftime("%H:%M:%S")
-                self._console.write(f"{stamp}  {m.group('msg').strip()}\n")
+                msg = self._with_elapsed(m.group("msg").strip())
+                self._console.write(f"{stamp}  {msg}\n")
                 self._console.flush()
                 break
 
