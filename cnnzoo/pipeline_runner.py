@@ -163,6 +163,14 @@ class _Progress:
             return f"{msg} [{time.monotonic() - self._started.pop(key):.1f} s]"
         return msg
 
+    def write(self, text: str) -> int:
+        """Take text in any pieces; each complete line goes to :meth:`line`."""
+        self._buf = getattr(self, "_buf", "") + text
+        *lines, self._buf = self._buf.split("\n")
+        for one in lines:
+            self.line(one)
+        return len(text)
+
     def line(self, line: str) -> None:
         line = _ANSI.sub("", line.rstrip("\n"))
         self._log.write(line + "\n")
