@@ -9,7 +9,9 @@ For each kustomization (``manifests/`` and ``manifests/gke/``):
    ``kubernetes-validate`` (strict: unknown fields are errors), for each version in
    :data:`K8S_VERSIONS`;
 3. check each custom resource is one this project expects (apiVersion and kind) and has the
-   fields its controller requires.
+   fields its controller requires; a kind whose CRD is vendored in ``tools/schemas/`` (the
+   Kubeflow ``Tensorboard``) is validated against that CRD's OpenAPI schema, strictly
+   (unknown fields are errors, as under ``kubectl apply``'s server-side field validation).
 
 Usage::
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import re
 import shutil
 import subprocess
 import sys
@@ -46,6 +49,10 @@ CUSTOM_RESOURCES = {
         "spec.nodeConfig.machineType",
     ],
 }
+#: Vendored CustomResourceDefinitions (each file says where it comes from).
+CRD_DIR = Path(__file__).resolve().parent / "schemas"
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?")
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume",
                   "StorageClass", "CustomResourceDefinition"}  # fmt: skip
 
@@ -173,6 +180,60 @@ def is_standard(doc: dict[str, Any]) -> bool:
     return group == "" or "." not in group or group.endswith(".k8s.io")
 
 
+def _strict(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with ``additionalProperties: false`` wherever it lists ``properties``."""
+    out = {k: v for k, v in schema.items() if not k.startswith("x-kubernetes-")}
+    if "properties" in out:
+        out["properties"] = {k: _strict(v) for k, v in out["properties"].items()}
+        out.setdefault("additionalProperties", False)
+    if isinstance(out.get("items"), dict):
+        out["items"] = _strict(out["items"])
+    return out
+
+
+def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> the strict JSON schema of every served version of the vendored CRDs."""
+    schemas = {}
+    for path in sorted(CRD_DIR.glob("*.yaml")):
+        for crd in load_yaml_docs(path):
+            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+            for version in crd["spec"]["versions"]:
+                if version.get("served"):
+                    schema = version["schema"]["openAPIV3Schema"]
+                    schemas[(f"{group}/{version['name']}", kind)] = _strict(schema)
+    return schemas
+
+
+def validate_custom_resource(doc: dict[str, Any], where: str = "") -> list[str]:
+    """Problems of one custom resource against its vendored CRD schema (none if not vendored).
+
+    ``metadata`` (``type: object`` in every CRD) is checked for a DNS-1123 name and
+    label values and string annotations, which the API server enforces for every kind.
+    """
+    import jsonschema  # a dependency of kubernetes-validate
+
+    ident = f"{where}: {doc.get('kind')}/{_get(doc, 'metadata.name')}"
+    schema = crd_schemas().get((doc.get("apiVersion"), doc.get("kind")))
+    if schema is None:
+        return []
+    validator = jsonschema.Draft7Validator(schema)
+    problems = [
+        f"{ident} (CRD schema): {'.'.join(str(p) for p in e.path) or '(root)'}: {e.message}"
+        for e in sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.path])
+    ]
+    meta = doc.get("metadata") or {}
+    name = str(meta.get("name", ""))
+    if len(name) > 253 or not DNS_SUBDOMAIN.fullmatch(name):
+        problems.append(f"{ident}: metadata.name {name!r} is not a DNS-1123 subdomain")
+    for field in ("labels", "annotations"):
+        for key, value in (meta.get(field) or {}).items():
+            if not isinstance(value, str):
+                problems.append(f"{ident}: metadata.{field}.{key} must be a string")
+            elif field == "labels" and not LABEL_VALUE.fullmatch(value):
+                problems.append(f"{ident}: metadata.labels.{key}: {value!r} is not a label value")
+    return problems
+
+
 def validate_docs(docs: list[dict[str, Any]], where: str) -> list[str]:
     """One message per problem in ``docs``: schema errors and unexpected custom resources."""
     import kubernetes_validate  # dev dependency; imported here so rendering needs only PyYAML
@@ -198,6 +259,7 @@ def validate_docs(docs: list[dict[str, Any]], where: str) -> list[str]:
             )
             continue
         problems.extend(f"{ident}: missing {p}" for p in required if _get(doc, p) in (None, ""))
+        problems.extend(validate_custom_resource(doc, where))
     return problems
 
 
