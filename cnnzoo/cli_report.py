@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from cnnzoo.cli import command
+from cnnzoo.errors import CnnzooError
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:
@@ -38,23 +40,93 @@ def _tensorboard_args(p: argparse.ArgumentParser) -> None:
         "run",
         nargs="?",
         default=None,
-        help="a run folder or logs folder (default: runs/latest)",
+        help="a local run or logs folder (default: runs/latest), a gs:// logs root, "
+        "or with --host a cluster run's ID",
+    )
+    p.add_argument(
+        "--host",
+        default=None,
+        metavar="URL",
+        help="KFP endpoint: RUN is a cluster run's ID, its logs root is read from the run",
+    )
+    p.add_argument("--namespace", default=None, help="Kubeflow profile namespace (with --host)")
+    p.add_argument(
+        "--output",
+        default=None,
+        metavar="URI",
+        help="a run's output location (--output of run/submit): serve its tensorboard/",
     )
     p.add_argument(
         "--port", type=int, default=None, help="port (default: 6006 if free, else any; 0 = any)"
     )
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--bind", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument(
+        "--sync-interval",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds between re-syncs of gs:// logs while serving (default 30)",
+    )
 
 
-@command("tensorboard", "serve a local run's TensorBoard logs until Ctrl-C", _tensorboard_args)
+def _logs_root(ns: argparse.Namespace) -> str:
+    """The logs root the arguments name: a local path or a ``gs://`` URI."""
+    from cnnzoo.storage import run_logs_root
+
+    if ns.host is not None:
+        if ns.output is not None or not ns.run:
+            raise CnnzooError("tensorboard --host: give the cluster run's ID (and no --output)")
+        from cnnzoo.kfp_runs import run_logs_root_from_kfp
+
+        root = run_logs_root_from_kfp(ns.run, ns.host, ns.namespace)
+        print(f"run {ns.run}: logs root {root}", file=sys.stderr)
+        return root
+    if ns.output is not None:
+        if ns.run:
+            raise CnnzooError("tensorboard: give either RUN or --output, not both")
+        return run_logs_root("", ns.output)
+    return ns.run or ""
+
+
+@command(
+    "tensorboard", "serve a run's TensorBoard logs (local or gs://) until Ctrl-C", _tensorboard_args
+)
 def _tensorboard(ns: argparse.Namespace) -> int:
-    from cnnzoo.tblogs import has_event_files, resolve_logdir, start_tensorboard
+    import tempfile
 
-    logdir = resolve_logdir(ns.run)
-    if not has_event_files(logdir):
-        print(f"warning: no TensorBoard event files under {logdir} yet", file=sys.stderr)
-    server = start_tensorboard(logdir, port=ns.port, host=ns.host)
-    print(f"TensorBoard: {server.url} (logs: {logdir}); press Ctrl-C to stop", flush=True)
+    from cnnzoo.storage import LogMirror, is_gcs
+    from cnnzoo.tblogs import has_event_files, resolve_logdir
+
+    if not ns.sync_interval > 0:
+        raise CnnzooError(f"--sync-interval: must be positive, got {ns.sync_interval:g}")
+    root = _logs_root(ns)
+    if root.startswith("pvc://"):
+        raise CnnzooError(
+            f"{root}: logs on a cluster volume; open the run's Kubeflow Tensorboard "
+            "(Central Dashboard -> Tensorboards) or kubectl port-forward its service"
+        )
+    if not is_gcs(root):
+        logdir = resolve_logdir(root or None)
+        if not has_event_files(logdir):
+            print(f"warning: no TensorBoard event files under {logdir} yet", file=sys.stderr)
+        return _serve(logdir, ns, f"logs: {logdir}")
+    with tempfile.TemporaryDirectory(prefix="cnnzoo-tensorboard-") as cache:
+        mirror = LogMirror(root, cache, interval_s=ns.sync_interval)
+        fetched = mirror.sync()
+        print(f"gcs: mirrored {fetched} files of {root} into {cache}", file=sys.stderr)
+        if not has_event_files(cache):
+            print(f"warning: no TensorBoard event files under {root} yet", file=sys.stderr)
+        with mirror:
+            label = f"logs: {root}, re-synced every {ns.sync_interval:g} s"
+            return _serve(Path(cache), ns, label)
+
+
+def _serve(logdir: Path, ns: argparse.Namespace, label: str) -> int:
+    """Run TensorBoard on ``logdir`` until it exits or Ctrl-C; the command's exit status."""
+    from cnnzoo.tblogs import start_tensorboard
+
+    server = start_tensorboard(logdir, port=ns.port, host=ns.bind)
+    print(f"TensorBoard: {server.url} ({label}); press Ctrl-C to stop", flush=True)
     try:
         status = server.wait()
     except KeyboardInterrupt:

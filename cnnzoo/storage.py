@@ -13,9 +13,10 @@ The second half is Cloud Storage: :func:`download_tree`, :func:`upload_tree`,
 :func:`copy_tree` and :func:`download_file` move data between ``gs://`` and local
 folders in parallel with retries; :func:`export_folder` copies a run's result to its
 output location (``--output``); :class:`LogSync` mirrors a TensorBoard log folder to
-``gs://`` while training runs. A multi-object output on ``gs://`` is written through
-:class:`GcsOutput`, whose ``.cnnzoo.json`` is at once ownership marker, one-writer lock
-and commit marker; readers check it with :func:`require_complete`.
+``gs://`` while training runs, and :class:`LogMirror` mirrors a ``gs://`` logs root back
+into a local folder for ``cnnzoo tensorboard``. A multi-object output on ``gs://`` is
+written through :class:`GcsOutput`, whose ``.cnnzoo.json`` is at once ownership marker,
+one-writer lock and commit marker; readers check it with :func:`require_complete`.
 """
 
 from __future__ import annotations
@@ -1157,6 +1158,152 @@ class LogSync:
             self.sync()  # the logs up to a failure are worth keeping
         except CnnzooError as e:
             print(f"warning: log sync: final flush failed: {e}", file=sys.stderr)
+
+
+def _md5_b64(path: Path) -> str:
+    """The base64 MD5 of a file, as Cloud Storage reports ``md5Hash``."""
+    import base64
+    import hashlib
+
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return base64.b64encode(digest.digest()).decode()
+
+
+class LogMirror:
+    """Mirror a ``gs://`` TensorBoard logs root into a local folder, for a local TensorBoard.
+
+    The download counterpart of :class:`LogSync`: :meth:`sync` fetches new and changed
+    objects; as a context manager a background thread re-syncs every ``interval_s``
+    seconds, so a TensorBoard on the local folder follows a run that is still training.
+    Why not TensorBoard on ``gs://`` directly: TensorFlow's gs:// filesystem and
+    TensorBoard's data server each talk to storage.googleapis.com with their own client
+    and ignore ``STORAGE_EMULATOR_HOST`` (measured: TF 2.21 fails resolving
+    www.googleapis.com against the emulator), so that path could not be tested, and it
+    would use other credentials than every other cnnzoo command.
+
+    Event files only grow and :class:`LogSync` re-uploads them whole, so an object that
+    changed and is longer than the local copy gets only its new bytes (a ranged read)
+    appended in place: TensorBoard reads an open event file on from its last offset and
+    sees them. Anything else that changed is downloaded whole and renamed into place.
+
+    Example::
+
+        with LogMirror("gs://bucket/studies/one/tensorboard", cache_dir, interval_s=30):
+            serve_tensorboard(cache_dir)
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        local_dir: str | os.PathLike,
+        interval_s: float = 30.0,
+        client: Any = None,
+    ) -> None:
+        """Prepare the mirror; nothing is fetched until :meth:`sync`, :meth:`start` or ``with``.
+
+        Args:
+            uri: ``gs://bucket/prefix``, the logs root.
+            local_dir: the local folder (created; files in it are overwritten).
+            interval_s: seconds between background syncs.
+            client: a ``google.cloud.storage.Client`` (default: :func:`gcs_client`).
+
+        Raises:
+            CnnzooError: ``uri`` is not ``gs://`` or ``interval_s`` is not positive.
+        """
+        parse_gs_uri(uri)
+        if not interval_s > 0:
+            raise CnnzooError(f"LogMirror interval_s must be positive, got {interval_s}")
+        self.uri = uri.rstrip("/")
+        self.local_dir = Path(local_dir)
+        self.interval_s = float(interval_s)
+        self.client = client or gcs_client(uri)
+        self.fetched = 0  # objects fetched so far (whole or their new bytes)
+        self.failures = 0  # background syncs that failed
+        self._top = _folder_prefix(parse_gs_uri(uri)[1])
+        self._seen: dict[str, int] = {}  # relative path -> generation fetched
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sync(self) -> int:
+        """Fetch objects that are new or changed since the last sync; return how many.
+
+        Raises:
+            CnnzooError: the bucket is missing, access is denied, or a download fails.
+        """
+        with self._lock:
+            blobs = list_objects(self.uri, self.client)
+            todo = []
+            for blob in blobs:
+                rel = _safe_member_path(blob.name[len(self._top) :], self.uri)
+                if self._seen.get(str(rel)) != blob.generation:
+                    todo.append((blob, rel))
+            retry = _retry()
+
+            def fetch(job: tuple[Any, PurePosixPath]) -> None:
+                blob, rel = job
+                target = self.local_dir / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                have = target.stat().st_size if target.is_file() else 0
+                if 0 < have < (blob.size or 0):
+                    # A ranged read has no whole-object checksum to verify.
+                    tail = blob.download_as_bytes(start=have, retry=retry, checksum=None)
+                    with open(target, "ab") as f:
+                        f.write(tail)
+                elif not target.is_file() or have != blob.size or _md5_b64(target) != blob.md5_hash:
+                    # New, shrunk or rewritten; an unchanged copy is left alone, since
+                    # TensorBoard may hold it open.
+                    part = target.with_name(f".{target.name}.partial")
+                    blob.download_to_filename(str(part), retry=retry)
+                    os.replace(part, target)
+                self._seen[str(rel)] = blob.generation
+
+            self.local_dir.mkdir(parents=True, exist_ok=True)
+            with ThreadPoolExecutor(max_workers=_workers()) as pool:
+                try:
+                    list(pool.map(fetch, todo))
+                except _api_errors() as e:
+                    raise _gcs_error(self.uri, e, "download objects") from None
+                except OSError as e:
+                    raise CnnzooError(
+                        f"{self.uri}: cannot write into {self.local_dir} ({e})"
+                    ) from None
+            self.fetched += len(todo)
+            return len(todo)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.sync()
+            except CnnzooError as e:
+                self.failures += 1
+                print(
+                    f"warning: log mirror: {e}; retrying in {self.interval_s:g} s", file=sys.stderr
+                )
+
+    def start(self) -> LogMirror:
+        """Start the background thread (after a first :meth:`sync` of your own, typically)."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="cnnzoo-logmirror", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the background thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> LogMirror:
+        return self.start()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.stop()
 
 
 def _fetch_gcs(uri: str, workdir: Path, client: Any = None) -> Path:
