@@ -26,6 +26,7 @@ from typing import Any
 
 from cnnzoo.errors import CnnzooError
 from cnnzoo.reference import notebook_test_accuracy
+from cnnzoo.tblogs import tensorboard_access, tensorboard_markdown
 
 # (key, header, kind): kind selects the formatter; the table, CSV, JSON and Markdown
 # all use this one list so they cannot disagree.
@@ -586,15 +587,8 @@ def _run_section(context: dict[str, Any]) -> str:
                 ),
             )
         )
-    if context.get("tensorboard_root"):
-        items.append(
-            (
-                "TensorBoard logs",
-                f"<code>{_e(context['tensorboard_root'])}</code> — open with "
-                f"<code>cnnzoo tensorboard</code> or "
-                f"<code>tensorboard --logdir {_e(context['tensorboard_root'])}</code>",
-            )
-        )
+    for label, text, command in tensorboard_access(context):
+        items.append((label, _e(text) + (f" <code>{_e(command)}</code>" if command else "")))
     parts.append(_kv_table(items, "run-info"))
 
     counts = data.get("counts") or {}
@@ -916,7 +910,8 @@ def build_report(
         out_dir: folder to write into (created if missing).
         context: optional run information: ``data`` (ingest manifest), ``split``
             (split.json), ``profile`` (``Profile.to_dict()``), ``seed``, ``data_uri``,
-            ``run_name``, ``tensorboard_root``.
+            ``run_name``, ``tensorboard_root``, ``tensorboard_cr`` (see
+            :func:`cnnzoo.tblogs.tensorboard_access`).
 
     Returns:
         Paths written: ``{"html", "markdown", "csv", "json"}``, plus ``best``: the
@@ -950,7 +945,8 @@ def build_report(
     }
     texts = {
         "html": render_html(rows, failed, context),
-        "markdown": _markdown(rows, failed, differences, profile_name),
+        "markdown": _markdown(rows, failed, differences, profile_name)
+        + tensorboard_markdown(context or {}),
         "csv": _csv_text(records),
         "json": json.dumps(comparison, indent=2, allow_nan=False) + "\n",
     }

@@ -1245,6 +1245,7 @@ class LogMirror:
 
             def fetch(job: tuple[Any, PurePosixPath]) -> None:
                 blob, rel = job
+                generation = blob.generation  # before a download updates the blob's fields
                 target = self.local_dir / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 have = target.stat().st_size if target.is_file() else 0
@@ -1259,7 +1260,7 @@ class LogMirror:
                     part = target.with_name(f".{target.name}.partial")
                     blob.download_to_filename(str(part), retry=retry)
                     os.replace(part, target)
-                self._seen[str(rel)] = blob.generation
+                self._seen[str(rel)] = generation
 
             self.local_dir.mkdir(parents=True, exist_ok=True)
             with ThreadPoolExecutor(max_workers=_workers()) as pool:

@@ -1,11 +1,14 @@
-"""TensorBoard: the HParams record of each configuration, the KFP viewer hook, local serving.
+"""TensorBoard: the HParams records of a run, and serving a run's logs locally.
 
-Training writes Keras TensorBoard logs under one root, one subfolder per
+Training writes Keras TensorBoard logs under one root per run, one subfolder per
 configuration (``<root>/<model>/``, two-stage: ``<root>/<model>/stage1``, ``stage2``).
-:func:`log_hparams` adds the HParams plugin's session to a configuration's folder, so
-one TensorBoard over the root tabulates all fourteen in the HParams dashboard.
-:func:`ui_metadata_tensorboard` is the KFP ``mlpipeline-ui-metadata`` that opens the
-KFP UI's TensorBoard viewer; :func:`start_tensorboard` serves a local run's logs.
+:func:`log_hparams` adds the HParams plugin's session to a configuration's folder and
+:func:`write_hparams_config` declares the columns once at the root, so one TensorBoard
+over the root compares all fourteen, in the HParams dashboard too.
+:func:`start_tensorboard` serves a local folder (``cnnzoo tensorboard`` mirrors a
+``gs://`` root into one first). There is no KFP UI viewer to feed: KFP v2's UI does not
+read ``mlpipeline-ui-metadata`` (kubeflow/pipelines#6912); on a cluster the run's
+Kubeflow ``Tensorboard`` (:mod:`cnnzoo.tensorboard_cr`) is the one-click way.
 """
 
 from __future__ import annotations
@@ -101,13 +104,26 @@ def log_hparams(
 def write_hparams_config(logs_root: str | os.PathLike) -> None:
     """Declare the experiment's hyperparameters and metrics once, at the logs root.
 
-    Optional: without it the HParams dashboard infers both from the sessions. With it,
-    the dashboard lists the hyperparameters in a fixed order with their domains and
-    shows the chosen metrics (final metrics, validation/train epoch accuracy and loss).
+    Without it the HParams dashboard infers both from the sessions it has found so far.
+    With it, the dashboard lists the hyperparameters in a fixed order with their domains
+    and shows the chosen metrics (final metrics, validation/train epoch accuracy and
+    loss). The report step calls it on the run's logs root, once the models are trained.
 
     Args:
-        logs_root: the run's TensorBoard root (holding one folder per configuration).
+        logs_root: the run's TensorBoard root (holding one folder per configuration), a
+            local folder or ``gs://bucket/prefix`` (written locally, then uploaded with
+            the project's Cloud Storage client, like the training logs).
+
+    Raises:
+        CnnzooError: a ``gs://`` upload failed.
     """
+    from cnnzoo.storage import is_gcs, upload_tree
+
+    if is_gcs(str(logs_root)):
+        with tempfile.TemporaryDirectory(prefix="cnnzoo-hparams-") as tmp:
+            write_hparams_config(tmp)
+            upload_tree(tmp, str(logs_root).rstrip("/"))
+        return
     import tensorflow as tf
     from tensorboard.plugins.hparams import api as hp
 
@@ -141,24 +157,47 @@ def write_hparams_config(logs_root: str | os.PathLike) -> None:
         writer.close()
 
 
-def ui_metadata_tensorboard(logs_root: str) -> dict[str, Any]:
-    """The KFP ``mlpipeline-ui-metadata`` that makes the KFP UI offer its TensorBoard viewer.
+def tensorboard_access(context: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """How to open a run's TensorBoard, as the report states it.
 
     Args:
-        logs_root: where the run's logs are, as the cluster sees them
-            (e.g. ``gs://bucket/.../tensorboard`` or a ``minio://`` artifact URI).
+        context: the report's run context; reads ``tensorboard_root`` (the logs root)
+            and ``tensorboard_cr`` (the run's Kubeflow ``Tensorboard``: a
+            :meth:`cnnzoo.tensorboard_cr.TensorboardRef.to_dict`, or ``{"error": ...}``
+            when the pipeline step could not create it).
 
     Returns:
-        ``{"outputs": [{"type": "tensorboard", "source": logs_root}]}``.
-
-    Raises:
-        CnnzooError: ``logs_root`` is empty.
+        ``(label, text, command)`` per line; ``command`` is "" when there is none.
     """
-    if not isinstance(logs_root, str) or not logs_root.strip():
-        raise CnnzooError(
-            f"ui-metadata: the TensorBoard logs root must be a path, got {logs_root!r}"
+    lines = []
+    root = context.get("tensorboard_root")
+    if root:
+        lines.append(
+            ("TensorBoard logs", f"{root}; serve them locally with", f"cnnzoo tensorboard {root}")
         )
-    return {"outputs": [{"type": "tensorboard", "source": logs_root}]}
+    board = context.get("tensorboard_cr") or {}
+    if board.get("error"):
+        lines.append(("Kubeflow Tensorboard", f"not created: {board['error']}", ""))
+    elif board.get("name"):
+        lines.append(
+            (
+                "Kubeflow Tensorboard",
+                f"{board['name']} in namespace {board['namespace']}: Central Dashboard → "
+                f"Tensorboards → CONNECT (path {board['dashboard_path']}), or run "
+                "this and open http://127.0.0.1:6006/:",
+                board["port_forward"],
+            )
+        )
+    return lines
+
+
+def tensorboard_markdown(context: dict[str, Any]) -> str:
+    """:func:`tensorboard_access` as a Markdown section ("" when there is nothing to say)."""
+    lines = tensorboard_access(context)
+    if not lines:
+        return ""
+    items = [f"- **{label}**: {text}" + (f" `{cmd}`" if cmd else "") for label, text, cmd in lines]
+    return "\n## TensorBoard\n\n" + "\n".join(items) + "\n"
 
 
 def has_event_files(logdir: str | os.PathLike) -> bool:

@@ -1,6 +1,6 @@
 """The report step: fan-in of every model's evaluation into the comparison report."""
 
-from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Output, OutputPath
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Output
 
 from cnnzoo.components import make_component
 
@@ -17,20 +17,22 @@ def report(
     comparison: Output[Artifact],
     html: Output[HTML],
     markdown: Output[Markdown],
-    mlpipeline_ui_metadata: OutputPath(str),
+    tensorboard_resource: str = "",
 ):
     """Build the report from the evaluation JSONs; ``comparison`` holds all of its files
     (report.html, report.md, comparison.csv, comparison.json), also copied to
-    ``<output_uri>/report/`` when an output location is given. ``mlpipeline_ui_metadata``
-    points the KFP UI's TensorBoard viewer at the run's logs root (when there is one)."""
+    ``<output_uri>/report/`` when an output location is given. The run's logs root gets
+    the HParams column declaration; the report says how to open its TensorBoard, and
+    names the run's Kubeflow ``Tensorboard`` when the ``tensorboard-cr`` step made one
+    (``tensorboard_resource``: that step's JSON output)."""
     import json
     import os
     import shutil
 
-    from cnnzoo.fsutil import atomic_write_json, read_json
+    from cnnzoo.fsutil import read_json
     from cnnzoo.report import build_report
     from cnnzoo.storage import export_folder, run_logs_root
-    from cnnzoo.tblogs import ui_metadata_tensorboard
+    from cnnzoo.tblogs import write_hparams_config
 
     print("[cnnzoo] report: started", flush=True)
     results = [read_json(a.path) for a in evaluations]
@@ -43,12 +45,11 @@ def report(
         "profile": resolved,
         "seed": resolved.get("seed"),
         "tensorboard_root": run_logs_root(tensorboard_root, output_uri),
+        "tensorboard_cr": json.loads(tensorboard_resource) if tensorboard_resource else {},
     }
     paths = build_report(results, comparison.path, context=context)
-    logs_root = context["tensorboard_root"]
-    atomic_write_json(
-        mlpipeline_ui_metadata, ui_metadata_tensorboard(logs_root) if logs_root else {"outputs": []}
-    )
+    if context["tensorboard_root"]:
+        write_hparams_config(context["tensorboard_root"])
     shutil.copyfile(paths["html"], html.path)
     shutil.copyfile(paths["markdown"], markdown.path)
     failed = [r["model"] for r in results if r.get("status") != "ok"]

@@ -543,13 +543,14 @@ def test_placement_file_errors(tmp_path):
         load_placement(bad)
 
 
-def test_ui_outputs_tensorboard_metadata_and_confusion_matrices(compiled):
+def test_ui_outputs_reports_and_confusion_matrices(compiled):
     spec, _, _ = compiled
     tasks = _tasks(spec)
     report_comp = spec.components[tasks["report"][0].component_ref.name]
     report_outputs = report_comp.output_definitions
-    # the v1-style viewer file is a parameter output named exactly as the KFP UI expects
-    assert "mlpipeline_ui_metadata" in report_outputs.parameters
+    # no KFP v1 viewer file: the v2 UI does not read mlpipeline-ui-metadata
+    assert "mlpipeline_ui_metadata" not in report_outputs.parameters
+    assert set(report_outputs.artifacts) == {"comparison", "html", "markdown"}
     assert report_outputs.artifacts["html"].artifact_type.schema_title == "system.HTML"
     assert report_outputs.artifacts["markdown"].artifact_type.schema_title == "system.Markdown"
     eval_comp = spec.components[tasks["evaluate"][0].component_ref.name]

@@ -174,9 +174,12 @@ def test_run_exports_report_models_and_logs_to_a_local_output(tmp_path, tiny_raw
     assert list((output / "tensorboard" / "simple").rglob("events.out.tfevents.*"))
     assert not (run_dir / "tensorboard").exists()
     assert str(output / "tensorboard") in (output / "report" / "report.html").read_text()
-    # the KFP UI's TensorBoard viewer is pointed at the same logs root
-    ui = json.loads((report_dir.parent / "mlpipeline_ui_metadata").read_text())
-    assert ui == {"outputs": [{"type": "tensorboard", "source": str(output / "tensorboard")}]}
+    # the report step declared the HParams columns once, at the logs root
+    assert len(list((output / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert (
+        f"cnnzoo tensorboard {output / 'tensorboard'}"
+        in (output / "report" / "report.md").read_text()
+    )
     # the checkpoint lived in the output location and was removed after success
     assert not (output / "checkpoints" / "simple").exists()
     assert "model exported to" in out and "report exported to" in out

@@ -233,7 +233,10 @@ def test_csv_and_json_agree_with_the_evaluations(full):
 def test_markdown_table(full):
     evals, paths, _ = full
     md = markdown_table(evals)
-    assert Path(paths["markdown"]).read_text(encoding="utf-8") == md
+    text = Path(paths["markdown"]).read_text(encoding="utf-8")
+    assert text.startswith(md)  # the table, then how to open the run's TensorBoard
+    assert text[len(md) :].startswith("\n## TensorBoard\n")
+    assert "`cnnzoo tensorboard /runs/fixture-run/tensorboard`" in text[len(md) :]
     lines = md.splitlines()
     table = [ln for ln in lines if ln.startswith("| ") and not ln.startswith("| #")]
     # 13 ranked rows, then the pipeline-check table's header and its one row.

@@ -4,7 +4,9 @@ Two configurations are logged the way training does it: one single-stage
 (``<root>/simple``) and one two-stage (``<root>/xception_finetune/stage1``, ``stage2``),
 each with :func:`cnnzoo.tblogs.log_hparams` on its folder. Then TensorBoard's event
 multiplexer must find the per-epoch scalars, and a real TensorBoard server started by
-``cnnzoo tensorboard`` must tabulate one HParams session per configuration.
+``cnnzoo tensorboard`` must tabulate one HParams session per configuration — from a
+local folder, and from ``gs://`` (the emulator) for a cluster run found by its ID through
+a loopback KFP API.
 """
 
 from __future__ import annotations
@@ -17,19 +19,25 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
+from kfp_fixtures import FakeKfpRuns
 
 from cnnzoo.errors import CnnzooError
+from cnnzoo.models import list_models
+from cnnzoo.storage import LogMirror
 from cnnzoo.tblogs import (
     HPARAM_KEYS,
     log_hparams,
     resolve_logdir,
-    ui_metadata_tensorboard,
+    tensorboard_access,
+    tensorboard_markdown,
     write_hparams_config,
 )
+from cnnzoo.tensorboard_cr import TensorboardRef
 
 CONFIGS = {
     # name: (strategy, base, learning rate, stages, final metrics)
@@ -167,7 +175,6 @@ def test_hparams_config_declares_the_hyperparameters(tmp_path):
     content = _multiplexer(tmp_path).PluginRunToTagToContent("hparams")
     experiment = metadata.parse_experiment_plugin_data(content["."][metadata.EXPERIMENT_TAG])
     assert [h.name for h in experiment.hparam_infos] == list(HPARAM_KEYS)
-    from cnnzoo.models import list_models
 
     domain = experiment.hparam_infos[0].domain_discrete.values
     assert sorted(v.string_value for v in domain) == sorted(list_models())
@@ -182,13 +189,39 @@ def test_log_hparams_rejects_bad_values(tmp_path):
         log_hparams(tmp_path, {"model": "x"}, {"best_val_accuracy": "high"})
 
 
-def test_ui_metadata_points_at_the_logs_root():
-    meta = ui_metadata_tensorboard("gs://bucket/runs/abc/tensorboard")
-    assert json.loads(json.dumps(meta)) == {
-        "outputs": [{"type": "tensorboard", "source": "gs://bucket/runs/abc/tensorboard"}]
-    }
-    with pytest.raises(CnnzooError, match="logs root"):
-        ui_metadata_tensorboard("")
+def test_the_report_says_how_to_open_the_runs_tensorboard(tmp_path):
+    from cnnzoo.report import build_report
+
+    board = TensorboardRef("cnnzoo-run-7", "team-vision", "created").to_dict()
+    context = {"tensorboard_root": "gs://bkt/one/tensorboard", "tensorboard_cr": board}
+    assert tensorboard_access(context) == [
+        (
+            "TensorBoard logs",
+            "gs://bkt/one/tensorboard; serve them locally with",
+            "cnnzoo tensorboard gs://bkt/one/tensorboard",
+        ),
+        (
+            "Kubeflow Tensorboard",
+            "cnnzoo-run-7 in namespace team-vision: Central Dashboard → Tensorboards → "
+            "CONNECT (path /tensorboard/team-vision/cnnzoo-run-7/), or run this and open "
+            "http://127.0.0.1:6006/:",
+            "kubectl -n team-vision port-forward svc/cnnzoo-run-7 6006:80",
+        ),
+    ]
+    failed = {"model": "simple", "strategy": "scratch", "status": "failed", "error": "boom"}
+    paths = build_report([failed], tmp_path, context=context)
+    md = Path(paths["markdown"]).read_text(encoding="utf-8")
+    assert md.endswith(tensorboard_markdown(context))
+    assert "- **Kubeflow Tensorboard**: cnnzoo-run-7 in namespace team-vision" in md
+    assert "`kubectl -n team-vision port-forward svc/cnnzoo-run-7 6006:80`" in md
+    page = Path(paths["html"]).read_text(encoding="utf-8")
+    assert "<code>cnnzoo tensorboard gs://bkt/one/tensorboard</code>" in page
+    assert "/tensorboard/team-vision/cnnzoo-run-7/" in page
+    error = {"tensorboard_cr": {"error": "Kubernetes API: creating ... 403 Forbidden"}}
+    assert tensorboard_access(error) == [
+        ("Kubeflow Tensorboard", "not created: Kubernetes API: creating ... 403 Forbidden", "")
+    ]
+    assert tensorboard_markdown({}) == ""
 
 
 def test_resolve_logdir(tmp_path, monkeypatch):
@@ -269,3 +302,122 @@ def test_cnnzoo_tensorboard_serves_the_hparams_comparison(logs_root):
             proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+
+
+# --- logs on Cloud Storage (the emulator) --------------------------------------------------
+
+
+def test_log_mirror_follows_growing_event_files(gcs_emulator, tmp_path):
+    bucket = gcs_emulator.client().bucket(gcs_emulator.new_bucket("mirror"))
+    event = "tb/simple/train/events.out.tfevents.1"
+    bucket.blob(event).upload_from_string(b"abc")
+    bucket.blob("tb/simple/LOGS_AT.txt").upload_from_string(b"one")
+    local = tmp_path / "cache"
+    mirror = LogMirror(f"gs://{bucket.name}/tb", local, interval_s=0.2)
+    assert mirror.sync() == 2
+    assert mirror.sync() == 0
+    path = local / "simple" / "train" / "events.out.tfevents.1"
+    inode = path.stat().st_ino
+    with path.open("rb") as reader:  # as TensorBoard holds an event file open
+        assert reader.read() == b"abc"
+        bucket.blob(event).upload_from_string(b"abcdef")  # LogSync re-uploads it whole
+        bucket.blob("tb/simple/LOGS_AT.txt").upload_from_string(b"two")
+        bucket.blob("tb/mid/train/events.out.tfevents.2").upload_from_string(b"new")
+        with mirror:  # the background thread picks the changes up
+            deadline = time.monotonic() + 30
+            while not (local / "mid" / "train" / "events.out.tfevents.2").exists():
+                assert time.monotonic() < deadline, "the mirror did not re-sync"
+                time.sleep(0.1)
+            while (local / "simple" / "LOGS_AT.txt").read_bytes() != b"two":
+                assert time.monotonic() < deadline, "a rewritten file was not replaced"
+                time.sleep(0.1)
+        assert reader.read() == b"def"  # appended in place: the open reader sees it
+    assert path.stat().st_ino == inode
+    assert mirror.failures == 0
+    assert sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()) == [
+        "mid/train/events.out.tfevents.2",
+        "simple/LOGS_AT.txt",
+        "simple/train/events.out.tfevents.1",
+    ]
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.load(r)
+
+
+def test_cnnzoo_tensorboard_serves_a_cluster_runs_gs_logs(logs_root, gcs_emulator):
+    """From a run ID to its TensorBoard: the logs root from the KFP API, the logs from gs://."""
+    bucket = gcs_emulator.new_bucket("study")
+    root = f"gs://{bucket}/studies/one/tensorboard"
+    gcs_emulator.upload_folder(logs_root, bucket, "studies/one/tensorboard")
+    write_hparams_config(root)  # what the report step does
+    at_root = [k for k in gcs_emulator.objects(bucket, "studies/one/tensorboard/events")]
+    assert len(at_root) == 1, at_root
+    params = {"output_uri": f"gs://{bucket}/studies/one", "tensorboard_root": ""}
+    with FakeKfpRuns({"run-42": params}) as kfp:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _MAIN, "tensorboard", "run-42", "--host", kfp.url]
+            + ["--port", "0", "--sync-interval", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # the emulator's address reaches it through STORAGE_EMULATOR_HOST
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], 120)
+            assert ready, "cnnzoo tensorboard printed no URL within 120 s"
+            line = proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"cnnzoo tensorboard exited: {proc.stderr.read()[-1000:]}")
+            assert line.startswith("TensorBoard: http://127.0.0.1:"), line
+            assert f"(logs: {root}, re-synced every 1 s)" in line, line
+            url = line.split()[1]
+            every_run = {
+                "simple/train",
+                "simple/validation",
+                "xception_finetune/stage1/train",
+                "xception_finetune/stage2/validation",
+            }
+            deadline = time.monotonic() + 60
+            while not every_run <= set(_get(url + "data/runs")):
+                assert time.monotonic() < deadline, _get(url + "data/runs")
+                time.sleep(0.5)
+            for run in every_run:
+                query = urllib.parse.urlencode({"run": run, "tag": "epoch_loss"})
+                points = _get(f"{url}data/plugin/scalars/scalars?{query}")
+                steps = [2, 3] if "stage2" in run else [0, 1]
+                assert [p[1] for p in points] == steps, (run, points)
+            experiment = _post(url + "data/plugin/hparams/experiment", {"experimentName": ""})
+            # the declared columns (TensorBoard sorts them), not ones inferred from 2 sessions
+            infos = {h["name"]: h for h in experiment["hparamInfos"]}
+            assert sorted(infos) == sorted(HPARAM_KEYS)
+            assert sorted(infos["model"]["domainDiscrete"]) == sorted(list_models())
+            shown = {m.get("displayName") for m in experiment["metricInfos"]}
+            assert {"best val accuracy", "val accuracy (last)"} <= shown, shown
+            groups = _post(
+                url + "data/plugin/hparams/session_groups",
+                {
+                    "experimentName": "",
+                    "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"],
+                    "colParams": [],
+                    "startIndex": 0,
+                    "sliceSize": 100,
+                },
+            )["sessionGroups"]
+            assert sorted(g["name"] for g in groups) == sorted(CONFIGS)
+
+            # a model that logs after the server started shows up: the mirror re-syncs
+            gcs_emulator.upload_folder(logs_root / "simple", bucket, "studies/one/tensorboard/mid")
+            deadline = time.monotonic() + 90
+            while "mid/train" not in _get(url + "data/runs"):
+                assert time.monotonic() < deadline, "a new model's logs never appeared"
+                time.sleep(1)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+    assert ("GET", "/apis/v2beta1/runs/run-42") in kfp.requests
