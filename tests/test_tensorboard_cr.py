@@ -317,3 +317,38 @@ def test_apply_names_a_denied_request_and_the_rbac_to_apply():
     message = str(info.value)
     assert message.startswith(f"Kubernetes API: creating Tensorboard ns1/cnnzoo-{RUN_ID} failed")
     assert "403 Forbidden" in message and "manifests/tensorboard-rbac.yaml" in message
+
+
+# --- the pipeline step --------------------------------------------------------------------
+
+
+def test_the_pipeline_step_applies_it_and_hands_the_report_how_to_open_it(kube, monkeypatch):
+    import cnnzoo.tensorboard_cr as tc
+
+    monkeypatch.syspath_prepend(str(ROOT))  # components/
+    from components.tensorboard_cr import tensorboard_cr
+
+    # in a pod these come from the mounted service account
+    monkeypatch.setattr(tc, "in_cluster_api_client", kube.api_client)
+    monkeypatch.setattr(tc, "in_cluster_namespace", lambda: "team-vision")
+    out = json.loads(tensorboard_cr(RUN_ID, "study one", "", "gs://bkt/studies/one"))
+    assert out == {
+        "name": f"cnnzoo-{RUN_ID}",
+        "namespace": "team-vision",
+        "action": "created",
+        "dashboard_path": f"/tensorboard/team-vision/cnnzoo-{RUN_ID}/",
+        "port_forward": f"kubectl -n team-vision port-forward svc/cnnzoo-{RUN_ID} 6006:80",
+    }
+    stored = kube.objects[("team-vision", f"cnnzoo-{RUN_ID}")]
+    assert stored["spec"] == {"logspath": "gs://bkt/studies/one/tensorboard"}
+    assert stored["metadata"]["annotations"]["cnnzoo/run-name"] == "study one"
+
+    # no gs:// logs root: nothing is sent, and the report is told why
+    kube.requests.clear()
+    out = json.loads(tensorboard_cr(RUN_ID, "study two", "", ""))
+    assert out["error"].startswith("Tensorboard: logs root '' is not gs://bucket/prefix")
+    assert kube.requests == []
+    # the API refuses (no RBAC): recorded, not raised
+    kube.deny = True
+    out = json.loads(tensorboard_cr(RUN_ID, "study one", "gs://bkt/tb", ""))
+    assert "403 Forbidden" in out["error"] and "manifests/tensorboard-rbac.yaml" in out["error"]
