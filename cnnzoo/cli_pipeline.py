@@ -82,6 +82,14 @@ def _image_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _tensorboard_cr_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tensorboard-cr",
+        action="store_true",
+        help="add a step creating the run's Kubeflow Tensorboard (needs a gs:// logs root)",
+    )
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     _study_args(p, "'demo' (default), a local folder or archive, or gs://bucket/prefix")
     p.add_argument("--out", default="runs", metavar="DIR", help="runs folder (default: runs)")
@@ -132,6 +140,7 @@ def _compile_args(p: argparse.ArgumentParser) -> None:
         help="YAML file to write (default: build/cnn_comparison.yaml)",
     )
     _image_args(p)
+    _tensorboard_cr_arg(p)
 
 
 @command(
@@ -140,7 +149,13 @@ def _compile_args(p: argparse.ArgumentParser) -> None:
 def _compile(ns: argparse.Namespace) -> int:
     from cnnzoo.pipeline_runner import compile_pipeline
 
-    out = compile_pipeline(ns.out, image=ns.image, gpu_image=ns.gpu_image, placement=ns.placement)
+    out = compile_pipeline(
+        ns.out,
+        image=ns.image,
+        gpu_image=ns.gpu_image,
+        placement=ns.placement,
+        tensorboard_cr=ns.tensorboard_cr,
+    )
     print(f"compiled: {out}")
     return 0
 
@@ -160,6 +175,7 @@ def _submit_args(p: argparse.ArgumentParser) -> None:
         help="run every task afresh: turn KFP's caching off for this run",
     )
     _image_args(p)
+    _tensorboard_cr_arg(p)
 
 
 @command("submit", "compile the pipeline and start a run on a Kubeflow cluster", _submit_args)
@@ -177,6 +193,7 @@ def _submit(ns: argparse.Namespace) -> int:
         placement=ns.placement,
         pipeline_root=ns.pipeline_root,
         enable_caching=False if ns.no_cache else None,
+        tensorboard_cr=ns.tensorboard_cr,
     )
     print(f"run id: {run.run_id}")
     print(f"run url: {run.url}")

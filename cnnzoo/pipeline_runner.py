@@ -62,9 +62,11 @@ def build(
     gpu_image: str = DEFAULT_GPU_IMAGE,
     placement=None,
     caching: bool = True,
+    tensorboard_cr: bool = False,
 ):
     """The pipeline function for these images and placement (a path, a Placement or None);
-    ``caching=False`` compiles every task with caching off.
+    ``caching=False`` compiles every task with caching off; ``tensorboard_cr`` adds the
+    step that creates the run's Kubeflow ``Tensorboard``.
 
     Returns:
         The ``@dsl.pipeline`` function of ``cnnzoo.pipelines.cnn_comparison.build_pipeline``.
@@ -74,7 +76,13 @@ def build(
 
     if not isinstance(placement, Placement):
         placement = load_placement(placement)
-    return build_pipeline(image=image, gpu_image=gpu_image, placement=placement, caching=caching)
+    return build_pipeline(
+        image=image,
+        gpu_image=gpu_image,
+        placement=placement,
+        caching=caching,
+        tensorboard_cr=tensorboard_cr,
+    )
 
 
 def compile_pipeline(
@@ -83,6 +91,7 @@ def compile_pipeline(
     gpu_image: str = DEFAULT_GPU_IMAGE,
     placement=None,
     caching: bool = True,
+    tensorboard_cr: bool = False,
 ) -> Path:
     """Compile the pipeline to a YAML file a Kubeflow Pipelines 2.x backend accepts.
 
@@ -92,6 +101,7 @@ def compile_pipeline(
         gpu_image: the image of steps placed on an accelerator pool.
         placement: path to a cluster.yaml, a Placement, or None for the default one.
         caching: False turns caching off for every task (``submit --no-cache``).
+        tensorboard_cr: add the step that creates the run's Kubeflow ``Tensorboard``.
 
     Returns:
         The path written.
@@ -102,7 +112,7 @@ def compile_pipeline(
     from kfp import compiler
 
     out = Path(out)
-    pipeline = build(image, gpu_image, placement, caching)
+    pipeline = build(image, gpu_image, placement, caching, tensorboard_cr)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".yaml", dir=out.parent)
     os.close(fd)
@@ -475,6 +485,7 @@ def submit(
     placement=None,
     pipeline_root: str | None = None,
     enable_caching: bool | None = None,
+    tensorboard_cr: bool = False,
 ) -> SubmittedRun:
     """Compile the pipeline and create a run of ``study`` on a Kubeflow Pipelines backend.
 
@@ -490,6 +501,8 @@ def submit(
         enable_caching: False runs every task afresh (compiled with caching off, and kfp's
             ``enable_caching``); None keeps each task's own setting (see
             ``cnnzoo.pipelines.cnn_comparison``).
+        tensorboard_cr: add the step that creates the run's Kubeflow ``Tensorboard``
+            (needs a ``gs://`` logs root: the study's output or TensorBoard root).
 
     Returns:
         The run's ID and URL.
@@ -506,6 +519,11 @@ def submit(
     if not isinstance(placement, Placement):
         placement = load_placement(placement)
     arguments = study.arguments(local=False)
+    if tensorboard_cr:
+        from cnnzoo.storage import run_logs_root
+        from cnnzoo.tensorboard_cr import logspath
+
+        logspath(run_logs_root(arguments["tensorboard_root"], arguments["output_uri"]))
     run_name = run_name or f"cnn-comparison {datetime.datetime.now():%Y-%m-%d %H:%M:%S}"
     with tempfile.TemporaryDirectory(prefix="cnnzoo-submit-") as tmp:
         package = compile_pipeline(
@@ -514,6 +532,7 @@ def submit(
             gpu_image,
             placement,
             caching=enable_caching is not False,
+            tensorboard_cr=tensorboard_cr,
         )
         try:
             with warnings.catch_warnings():

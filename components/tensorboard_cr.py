@@ -7,7 +7,7 @@ RBAC, a local logs root) is recorded in the step's output for the report and log
 not raised: a failed task would stop Argo from scheduling the training.
 """
 
-from components import make_component
+from cnnzoo.components import make_component
 
 
 def tensorboard_cr(run_id: str, run_name: str, tensorboard_root: str, output_uri: str) -> str:

@@ -51,6 +51,7 @@ from typing import Any
 from kfp import dsl, kubernetes
 
 from cnnzoo.components import evaluate, fingerprint, ingest, plan, report, split, train
+from cnnzoo.components import tensorboard_cr as tensorboard_cr_step
 from cnnzoo.models import list_models
 from cnnzoo.pipelines import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
 from cnnzoo.placement import GCP_SECRET_MOUNT_PATH, GcpSecret, Placement, Pool, load_placement
@@ -100,6 +101,7 @@ def build_pipeline(
     placement: Placement | None = None,
     default_profile: str | None = None,
     caching: bool = True,
+    tensorboard_cr: bool = False,
 ):
     """Build the pipeline for these images and this cluster placement.
 
@@ -112,6 +114,8 @@ def build_pipeline(
         caching: False compiles every task with caching off. (kfp's
             ``Client(...).create_run_from_pipeline_package(enable_caching=False)`` alone
             reaches only the root DAG's tasks, not those inside the loop.)
+        tensorboard_cr: add the ``tensorboard-cr`` step (first, on the report's pool): it
+            creates the run's Kubeflow ``Tensorboard`` and hands the report its name.
 
     Returns:
         The ``@dsl.pipeline`` function (compile it, or call it under ``kfp.local``).
@@ -211,6 +215,19 @@ def build_pipeline(
         tensorboard_root: str = "",
         output_uri: str = "",
     ) -> dsl.Artifact:
+        board = {}
+        if tensorboard_cr:
+            board_task = step(
+                tensorboard_cr_step,
+                placement.pool_for_step("report"),
+                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                tensorboard_root=tensorboard_root,
+                output_uri=output_uri,
+            )
+            cache(board_task.set_display_name("tensorboard-cr"), False)
+            board = {"tensorboard_resource": board_task.output}
+
         fingerprint_task = step(
             fingerprint, placement.pool_for_step("fingerprint"), data_uri=data_uri
         )
@@ -268,6 +285,7 @@ def build_pipeline(
             tensorboard_root=tensorboard_root,
             output_uri=output_uri,
             run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            **board,
         )
         cache(report_task.set_display_name("report"), False)
         return report_task.outputs["comparison"]

@@ -352,3 +352,42 @@ def test_the_pipeline_step_applies_it_and_hands_the_report_how_to_open_it(kube, 
     kube.deny = True
     out = json.loads(tensorboard_cr(RUN_ID, "study one", "gs://bkt/tb", ""))
     assert "403 Forbidden" in out["error"] and "manifests/tensorboard-rbac.yaml" in out["error"]
+
+
+# --- the pipeline option ------------------------------------------------------------------
+
+
+def _compiled_tasks(tmp_path, **kwargs) -> dict:
+    import yaml
+
+    from cnnzoo.pipeline_runner import compile_pipeline
+
+    spec = next(yaml.safe_load_all(compile_pipeline(tmp_path / "p.yaml", **kwargs).read_text()))
+    return spec["root"]["dag"]["tasks"]
+
+
+def test_the_option_adds_the_step_and_feeds_the_report(tmp_path):
+    assert "tensorboard-cr" not in _compiled_tasks(tmp_path)
+    tasks = _compiled_tasks(tmp_path, tensorboard_cr=True)
+    step = tasks["tensorboard-cr"]
+    assert step["inputs"]["parameters"] == {
+        "run_id": {"runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}},
+        "run_name": {"runtimeValue": {"constant": "{{$.pipeline_job_name}}"}},
+        "tensorboard_root": {"componentInputParameter": "tensorboard_root"},
+        "output_uri": {"componentInputParameter": "output_uri"},
+    }
+    assert "dependentTasks" not in step  # it starts with the run, beside ingest
+    assert tasks["report"]["inputs"]["parameters"]["tensorboard_resource"] == {
+        "taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "tensorboard-cr"}
+    }
+
+
+def test_submit_with_the_option_needs_a_gs_logs_root(capsys):
+    from helpers import cli_error
+
+    # refused before any request: the host is never contacted
+    line = cli_error(
+        capsys,
+        ["submit", "--host", "http://127.0.0.1:9", "--tensorboard-cr", "--image", "r/c:1"],
+    )
+    assert line.startswith("error: Tensorboard: logs root '' is not gs://bucket/prefix")
