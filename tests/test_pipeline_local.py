@@ -202,6 +202,8 @@ def test_run_exports_to_cloud_storage(tmp_path, tiny_raw_dataset, capsys, gcs_em
     assert json.loads(objects["study/models/simple/history.json"])["status"] == "ok"
     assert objects["study/models/simple/model.keras"]
     assert any(k.startswith("study/tensorboard/simple/") and "tfevents" in k for k in objects)
+    # the HParams columns, declared once by the report step at the root
+    assert len([k for k in objects if k.startswith("study/tensorboard/events.out.")]) == 1
     assert not [k for k in objects if k.startswith("study/checkpoints/")]
 
 
