@@ -88,7 +88,7 @@ lock: ## after changing a pin in pyproject.toml: reinstall unconstrained, rewrit
 	$(PY) tools/lock_images.py
 
 .PHONY: tensorboard
-tensorboard: install ## serve the latest local run's TensorBoard logs (RUN=runs/<ts> for another)
+tensorboard: install ## serve the latest local run's TensorBoard (RUN=runs/<ts> or gs://... for another)
 	$(BIN)/cnnzoo tensorboard $(RUN)
 
 .PHONY: format
