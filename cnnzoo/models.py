@@ -1,6 +1,7 @@
 """The registry of the fourteen model configurations of the study, and their builders.
 
-Every configuration is registered once, under a stable name; the CLI, the
+Every configuration is registered once, under a stable name, by ``@register_model(...)``
+on its builder (which carries its strategy, base and minimum input size); the CLI, the
 pipeline's fan-out, the tests and the report all enumerate :func:`list_models`.
 :func:`build_model` turns a name into an uncompiled ``keras.Model`` and
 :func:`prepare_stage` sets which weights train in each stage of a run.
@@ -22,9 +23,10 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cnnzoo.errors import CnnzooError
 
@@ -48,6 +50,9 @@ class ModelSpec:
         base: the ImageNet backbone for pretrained configurations, else None.
         min_img_size: smallest input size the architecture accepts.
         description: one line for tables and ``cnnzoo models``.
+        builder: the registered function, ``builder(num_classes, img_size, weights)`` ->
+            uncompiled ``keras.Model``, with no argument checks (:func:`build_model`
+            checks them).
     """
 
     name: str
@@ -55,49 +60,44 @@ class ModelSpec:
     base: str | None
     min_img_size: int
     description: str
+    builder: Callable[..., Any] = field(repr=False, compare=False)
 
     @property
     def pretrained(self) -> bool:
         return self.base is not None
 
 
-# Smallest input sizes. Pretrained: what keras.applications accepts. Custom: the smallest
-# size for which every spatial dimension stays >= 1 (valid convs and 2x2 pools shrink it):
-#   simple     s-2 -> /2 -> -2 >= 1                                  => 8
-#   mid        (s-4)/2 -> (-4)/2 -> (-4)/2 >= 1                      => 36
-#   inception  (s-6)/2 -> (-6)/2 -> -6 >= 1                          => 46
-#   resnet     pad 3 then 7x7/2 valid needs s+6 >= 7; everything after is "same" => 1
-_MIN_SIZE = {"resnet50v2": 32, "mobilenetv2": 32, "xception": 71}
-_BASE_TITLE = {"resnet50v2": "ResNet50V2", "mobilenetv2": "MobileNetV2", "xception": "Xception"}
-_STRATEGY_TEXT = {
-    "transfer": "frozen base, head trained",
-    "finetune": "head first, then the whole model (two stages)",
-    "partial": "last 10 base layers + head trained",
-}
-
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def _register(spec: ModelSpec) -> None:
-    _REGISTRY[spec.name] = spec
+def register_model(
+    name: str, *, strategy: str, base: str | None = None, min_img_size: int, description: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register the decorated builder under ``name``; registration order is the study's.
 
+    Args:
+        name: the configuration's stable registry name.
+        strategy: one of :data:`STRATEGIES`.
+        base: one of :data:`BASES` for a pretrained configuration, else None.
+        min_img_size: smallest square input size the architecture accepts.
+        description: one line for tables and ``cnnzoo models``.
 
-_register(ModelSpec("simple", "scratch", None, 8, "2 conv layers + dense head"))
-_register(ModelSpec("mid", "scratch", None, 36, "3 double-conv blocks + dense head"))
-_register(ModelSpec("resnet", "scratch", None, 1, "ResNet-style, 4 stages of residual blocks"))
-_register(ModelSpec("inception", "scratch", None, 46, "3 Inception blocks with 7x7 convs"))
-_register(ModelSpec("resnet_aug", "augment", None, 1, "resnet with data augmentation"))
-for _base in BASES:
-    for _strategy in ("transfer", "finetune", "partial"):
-        _register(
-            ModelSpec(
-                f"{_base}_{_strategy}",
-                _strategy,
-                _base,
-                _MIN_SIZE[_base],
-                f"{_BASE_TITLE[_base]}: {_STRATEGY_TEXT[_strategy]}",
-            )
-        )
+    Returns:
+        A decorator that records the builder and returns it unchanged.
+
+    Raises:
+        ValueError: ``name`` is already registered, or ``strategy``/``base`` is unknown.
+    """
+    if name in _REGISTRY:
+        raise ValueError(f"model configuration {name!r} is registered twice")
+    if strategy not in STRATEGIES or (base is not None and base not in BASES):
+        raise ValueError(f"{name}: unknown strategy {strategy!r} or base {base!r}")
+
+    def decorator(builder: Callable[..., Any]) -> Callable[..., Any]:
+        _REGISTRY[name] = ModelSpec(name, strategy, base, min_img_size, description, builder)
+        return builder
+
+    return decorator
 
 
 def list_models() -> list[str]:
@@ -165,9 +165,7 @@ def build_model(
         raise CnnzooError(
             f"{name}: img_size {img_size} is below the minimum of {spec.min_img_size} px"
         )
-    if spec.pretrained:
-        return _build_pretrained(spec, num_classes, img_size, weights)
-    return _CUSTOM_BUILDERS[name](num_classes, img_size)
+    return spec.builder(num_classes, img_size, weights)
 
 
 def prepare_stage(model, name: str, stage: int) -> None:
@@ -245,6 +243,12 @@ def count_trainable_params(model) -> int:
 
 
 # --- custom models -----------------------------------------------------------------------
+# Each min_img_size is the smallest size for which every spatial dimension stays >= 1
+# (valid convs and 2x2 pools shrink it):
+#   simple     s-2 -> /2 -> -2 >= 1                                  => 8
+#   mid        (s-4)/2 -> (-4)/2 -> (-4)/2 >= 1                      => 36
+#   inception  (s-6)/2 -> (-6)/2 -> -6 >= 1                          => 46
+#   resnet     pad 3 then 7x7/2 valid needs s+6 >= 7; everything after is "same" => 1
 
 
 def _layers():
@@ -266,7 +270,10 @@ def _custom_input(img_size: int):
     return inputs, _layers().Rescaling(1.0 / 255, name="rescaling")(inputs)
 
 
-def _build_simple(num_classes: int, img_size: int):
+@register_model(
+    "simple", strategy="scratch", min_img_size=8, description="2 conv layers + dense head"
+)
+def _build_simple(num_classes: int, img_size: int, weights=None):
     import keras
 
     L = _layers()
@@ -278,7 +285,10 @@ def _build_simple(num_classes: int, img_size: int):
     return keras.Model(inputs, _classifier(x, num_classes), name="simple")
 
 
-def _build_mid(num_classes: int, img_size: int):
+@register_model(
+    "mid", strategy="scratch", min_img_size=36, description="3 double-conv blocks + dense head"
+)
+def _build_mid(num_classes: int, img_size: int, weights=None):
     import keras
 
     L = _layers()
@@ -336,25 +346,17 @@ def _resnet_body(x, num_classes: int):
     return _classifier(x, num_classes)
 
 
-def _build_resnet(num_classes: int, img_size: int):
+@register_model(
+    "resnet",
+    strategy="scratch",
+    min_img_size=1,
+    description="ResNet-style, 4 stages of residual blocks",
+)
+def _build_resnet(num_classes: int, img_size: int, weights=None):
     import keras
 
     inputs, x = _custom_input(img_size)
     return keras.Model(inputs, _resnet_body(x, num_classes), name="resnet")
-
-
-def _build_resnet_aug(num_classes: int, img_size: int):
-    import keras
-
-    L = _layers()
-    inputs, x = _custom_input(img_size)
-    # Augmentation after the 1/255 rescaling, so the noise's stddev of 0.01 is in [0, 1]
-    # units; these layers only act when the model is called with training=True.
-    x = L.RandomFlip("horizontal", name="aug_flip")(x)
-    x = L.RandomRotation(0.1, name="aug_rotation")(x)
-    x = L.RandomZoom(0.2, name="aug_zoom")(x)
-    x = L.GaussianNoise(0.01, name="aug_noise")(x)
-    return keras.Model(inputs, _resnet_body(x, num_classes), name="resnet_aug")
 
 
 def _inception_block(x, filters: tuple[int, int, int, int], name: str):
@@ -372,7 +374,13 @@ def _inception_block(x, filters: tuple[int, int, int, int], name: str):
     return L.Concatenate(name=f"{name}_concat")([b0, b1, b2, b3])
 
 
-def _build_inception(num_classes: int, img_size: int):
+@register_model(
+    "inception",
+    strategy="scratch",
+    min_img_size=46,
+    description="3 Inception blocks with 7x7 convs",
+)
+def _build_inception(num_classes: int, img_size: int, weights=None):
     import keras
 
     L = _layers()
@@ -389,17 +397,26 @@ def _build_inception(num_classes: int, img_size: int):
     return keras.Model(inputs, _classifier(x, num_classes), name="inception")
 
 
-_CUSTOM_BUILDERS = {
-    "simple": _build_simple,
-    "mid": _build_mid,
-    "resnet": _build_resnet,
-    "inception": _build_inception,
-    "resnet_aug": _build_resnet_aug,
-}
+@register_model(
+    "resnet_aug", strategy="augment", min_img_size=1, description="resnet with data augmentation"
+)
+def _build_resnet_aug(num_classes: int, img_size: int, weights=None):
+    import keras
+
+    L = _layers()
+    inputs, x = _custom_input(img_size)
+    # Augmentation after the 1/255 rescaling, so the noise's stddev of 0.01 is in [0, 1]
+    # units; these layers only act when the model is called with training=True.
+    x = L.RandomFlip("horizontal", name="aug_flip")(x)
+    x = L.RandomRotation(0.1, name="aug_rotation")(x)
+    x = L.RandomZoom(0.2, name="aug_zoom")(x)
+    x = L.GaussianNoise(0.01, name="aug_noise")(x)
+    return keras.Model(inputs, _resnet_body(x, num_classes), name="resnet_aug")
 
 
 # --- pretrained models -------------------------------------------------------------------
 
+# keras.applications constructor of each base; also its title in messages.
 _BASE_CONSTRUCTOR = {
     "resnet50v2": "ResNet50V2",
     "mobilenetv2": "MobileNetV2",
@@ -423,8 +440,10 @@ def _candidate_names(base: str, img_size: int) -> list[str]:
     return [f"{base}.weights.h5", *_notop_file_names(base, img_size)]
 
 
-def _build_pretrained(spec: ModelSpec, num_classes: int, img_size: int, weights):
+def _build_pretrained(name: str, num_classes: int, img_size: int, weights):
     import keras
+
+    spec = get_spec(name)
 
     L = _layers()
     use_imagenet = weights is not None and str(weights) == "imagenet"
@@ -443,7 +462,7 @@ def _build_pretrained(spec: ModelSpec, num_classes: int, img_size: int, weights)
                 where = "" if str(path) == str(weights) else f" (read from {path})"
                 reason = (str(e).strip().splitlines() or [""])[0][:200]
                 raise CnnzooError(
-                    f"{weights}: cannot load {_BASE_TITLE[spec.base]} weights{where}: "
+                    f"{weights}: cannot load {_BASE_CONSTRUCTOR[spec.base]} weights{where}: "
                     f"{type(e).__name__}: {reason}"
                 ) from None
 
@@ -463,6 +482,110 @@ def _build_pretrained(spec: ModelSpec, num_classes: int, img_size: int, weights)
     else:  # transfer, and finetune's stage 1
         base.trainable = False
     return model
+
+
+# Smallest inputs keras.applications accepts: 32 px for ResNet50V2 and MobileNetV2, 71 for
+# Xception. Each builder is registered where it is defined, so the order here is the
+# registry's: transfer, finetune, partial for each base.
+
+
+@register_model(
+    "resnet50v2_transfer",
+    strategy="transfer",
+    base="resnet50v2",
+    min_img_size=32,
+    description="ResNet50V2: frozen base, head trained",
+)
+def _build_resnet50v2_transfer(num_classes: int, img_size: int, weights=None):
+    return _build_pretrained("resnet50v2_transfer", num_classes, img_size, weights)
+
+
+@register_model(
+    "resnet50v2_finetune",
+    strategy="finetune",
+    base="resnet50v2",
+    min_img_size=32,
+    description="ResNet50V2: head first, then the whole model (two stages)",
+)
+def _build_resnet50v2_finetune(num_classes: int, img_size: int, weights=None):
+    return _build_pretrained("resnet50v2_finetune", num_classes, img_size, weights)
+
+
+@register_model(
+    "resnet50v2_partial",
+    strategy="partial",
+    base="resnet50v2",
+    min_img_size=32,
+    description="ResNet50V2: last 10 base layers + head trained",
+)
+def _build_resnet50v2_partial(num_classes: int, img_size: int, weights=None):
+    return _build_pretrained("resnet50v2_partial", num_classes, img_size, weights)
+
+
+@register_model(
+    "mobilenetv2_transfer",
+    strategy="transfer",
+    base="mobilenetv2",
+    min_img_size=32,
+    description="MobileNetV2: frozen base, head trained",
+)
+def _build_mobilenetv2_transfer(num_classes: int, img_size: int, weights=None):
+    return _build_pretrained("mobilenetv2_transfer", num_classes, img_size, weights)
+
+
+@register_model(
+    "mobilenetv2_finetune",
+    strategy="finetune",
+    base="mobilenetv2",
+    min_img_size=32,
+    description="MobileNetV2: head first, then the whole model (two stages)",
+)
+def _build_mobilenetv2_finetune(num_classes: int, img_size: int, weights=None):
+    return _build_pretrained("mobilenetv2_finetune", num_classes, img_size, weights)
+
+
+@register_model(
+    "mobilenetv2_partial",
+    strategy="partial",
+    base="mobilenetv2",
+    min_img_size=32,
+    description="MobileNetV2: last 10 base layers + head trained",
+)
+def _build_mobilenetv2_partial(num_classes: int, img_size: int, weights=None):
+    return _build_pretrained("mobilenetv2_partial", num_classes, img_size, weights)
+
+
+@register_model(
+    "xception_transfer",
+    strategy="transfer",
+    base="xception",
+    min_img_size=71,
+    description="Xception: frozen base, head trained",
+)
+def _build_xception_transfer(num_classes: int, img_size: int, weights=None):
+    return _build_pretrained("xception_transfer", num_classes, img_size, weights)
+
+
+@register_model(
+    "xception_finetune",
+    strategy="finetune",
+    base="xception",
+    min_img_size=71,
+    description="Xception: head first, then the whole model (two stages)",
+)
+def _build_xception_finetune(num_classes: int, img_size: int, weights=None):
+    return _build_pretrained("xception_finetune", num_classes, img_size, weights)
+
+
+@register_model(
+    "xception_partial",
+    strategy="partial",
+    base="xception",
+    min_img_size=71,
+    description="Xception: last 10 base layers + head trained",
+)
+def _build_xception_partial(num_classes: int, img_size: int, weights=None):
+    return _build_pretrained("xception_partial", num_classes, img_size, weights)
 
 
 def _freeze_batchnorm(base) -> None:

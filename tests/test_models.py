@@ -20,6 +20,7 @@ from cnnzoo.models import (
     get_spec,
     list_models,
     prepare_stage,
+    register_model,
 )
 
 # (total, trainable as built) at 100 px and 5 classes, from the notebook's summaries
@@ -78,6 +79,33 @@ def test_registry_lists_fourteen_configurations():
     names = list_models()
     assert len(names) == 14 == len(set(names))
     assert set(EXPECTED_PARAMS) == set(names)
+    # The study's order: the pipeline, the CLI and the report enumerate it.
+    assert names[:5] == ["simple", "mid", "resnet", "inception", "resnet_aug"]
+    assert names[5:8] == ["resnet50v2_transfer", "resnet50v2_finetune", "resnet50v2_partial"]
+    assert names[-3:] == ["xception_transfer", "xception_finetune", "xception_partial"]
+
+
+def test_registered_specs_carry_strategy_base_and_minimum_size():
+    by_name = {n: get_spec(n) for n in list_models()}
+    assert [(s.strategy, s.base, s.min_img_size) for s in map(by_name.get, ("simple", "mid"))] == [
+        ("scratch", None, 8),
+        ("scratch", None, 36),
+    ]
+    assert (by_name["resnet_aug"].strategy, by_name["inception"].min_img_size) == ("augment", 46)
+    spec = by_name["mobilenetv2_finetune"]
+    assert (spec.strategy, spec.base, spec.min_img_size, spec.pretrained) == (
+        "finetune",
+        "mobilenetv2",
+        32,
+        True,
+    )
+    assert by_name["xception_partial"].min_img_size == 71
+
+
+def test_register_model_refuses_a_name_twice():
+    with pytest.raises(ValueError, match="registered twice"):
+        register_model("simple", strategy="scratch", min_img_size=8, description="again")
+    assert list_models().count("simple") == 1
 
 
 @pytest.mark.parametrize("name", [_params(n) for n in list_models()])
@@ -211,12 +239,11 @@ def test_resnet_aug_augments_only_in_training():
 
 @pytest.mark.parametrize("name", [n for n in CUSTOM if get_spec(n).min_img_size > 1])
 def test_custom_min_img_size_is_the_smallest_that_builds(name):
-    from cnnzoo import models
-
-    smallest = get_spec(name).min_img_size
-    models._CUSTOM_BUILDERS[name](2, smallest)
+    # The registered builder itself (build_model refuses sizes below the minimum first).
+    spec = get_spec(name)
+    spec.builder(2, spec.min_img_size)
     with pytest.raises(ValueError):
-        models._CUSTOM_BUILDERS[name](2, smallest - 1)
+        spec.builder(2, spec.min_img_size - 1)
 
 
 def test_prepare_stage_is_a_no_op_for_one_stage_configurations():
