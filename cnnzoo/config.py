@@ -4,8 +4,10 @@ A profile (``configs/profiles/<name>.yaml``) holds everything that shapes a run:
 image size, batch size, seed, split fractions, accelerator switches and, per
 registered model configuration, its learning-rate schedule. ``full`` reproduces the
 seed notebook; ``demo`` is sized for a 2-core CPU. A profile may ``extends:`` another
-and override only what differs. Unknown keys and bad values are rejected with a
-:class:`~cnnzoo.errors.CnnzooError` that names the key.
+and override only what differs. The fields are declared once, as pydantic models with
+``extra="forbid"`` (a new field is one line); unknown keys and bad values are rejected
+with one :class:`~cnnzoo.errors.CnnzooError` line naming the file or ``--set`` item, the
+key and the value (:mod:`cnnzoo.yamlconfig`).
 
 Example::
 
@@ -15,134 +17,128 @@ Example::
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import os
-import types
-import typing
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from cnnzoo.errors import CnnzooError
+from cnnzoo.yamlconfig import deep_merge, invalid, parse_override, read_yaml, validate
+
+__all__ = [
+    "CHECKPOINT_MONITORS",
+    "PRECISIONS",
+    "Profile",
+    "Schedule",
+    "Stage",
+    "config_dir",
+    "deep_merge",
+    "list_profiles",
+    "load_profile",
+    "parse_override",
+    "profile_from_dict",
+    "profiles_dir",
+    "read_yaml",
+]
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 #: What picks the saved model among a run's epochs (the notebook: validation loss).
 CHECKPOINT_MONITORS = ("val_loss", "val_accuracy")
 
 
-@dataclass
-class Stage:
+def _not_bool(value: Any) -> Any:
+    # pydantic's lax float takes True as 1.0; a float field here takes numbers and the
+    # strings YAML 1.1 leaves unparsed ("1e-3"), never a bool.
+    if isinstance(value, bool):
+        raise PydanticCustomError("float_type", "Input should be a valid number")
+    return value
+
+
+#: A float field: a number or a numeric string, not a bool.
+Number = Annotated[float, BeforeValidator(_not_bool)]
+_FORBID = ConfigDict(extra="forbid")
+
+
+class Stage(BaseModel):
     """One training stage: optimiser learning rate, epoch cap and callback patiences."""
 
-    learning_rate: float = 1e-3
-    epochs: int = 50
-    lr_patience: int = 5
-    stop_patience: int = 10
+    model_config = _FORBID
 
-    def validate(self, where: str) -> None:
-        _check(
-            self.learning_rate > 0, f"{where}.learning_rate must be > 0, got {self.learning_rate}"
-        )
-        _check(self.epochs >= 1, f"{where}.epochs must be >= 1, got {self.epochs}")
-        _check(self.lr_patience >= 0, f"{where}.lr_patience must be >= 0, got {self.lr_patience}")
-        _check(
-            self.stop_patience >= 0, f"{where}.stop_patience must be >= 0, got {self.stop_patience}"
-        )
+    learning_rate: Number = Field(1e-3, gt=0)
+    epochs: StrictInt = Field(50, ge=1)
+    lr_patience: StrictInt = Field(5, ge=0)
+    stop_patience: StrictInt = Field(10, ge=0)
 
 
-@dataclass
 class Schedule(Stage):
     """A model configuration's schedule: stage 1, plus ``finetune`` (stage 2) if two-stage."""
 
     finetune: Stage | None = None
 
 
-@dataclass
-class Profile:
-    """A resolved, validated training profile."""
+class Profile(BaseModel):
+    """A resolved, validated training profile (see ``configs/profiles/full.yaml``)."""
 
-    name: str = "custom"
-    img_size: int = 100
-    batch_size: int = 258
-    seed: int = 42
-    val_fraction: float = 0.15
-    test_fraction: float = 0.1
-    max_epochs: int | None = None
-    lr_factor: float = 0.2
-    min_delta: float = 1e-5
-    weights: str | None = None
-    precision: str = "float32"
-    jit_compile: bool = False
-    shuffle_buffer: int = 2048
-    eval_batch_size: int = 512
-    bn_momentum: float | None = None
-    random_weights_steps: int | None = None
-    checkpoint_monitor: str = "val_loss"
-    models: dict[str, Schedule] = field(default_factory=dict)
+    model_config = _FORBID
 
-    def validate(self) -> None:
-        """Check every field; raise CnnzooError naming the first bad one."""
+    name: StrictStr = "custom"
+    img_size: StrictInt = Field(100, ge=32, le=4096)  # larger: one image fills a shard
+    batch_size: StrictInt = Field(258, ge=1)
+    seed: StrictInt = Field(42, ge=0)  # numpy's rule
+    val_fraction: Number = Field(0.15, gt=0, lt=1, description="in (0, 1)")
+    test_fraction: Number = Field(0.1, gt=0, lt=1, description="in (0, 1)")
+    max_epochs: StrictInt | None = Field(None, ge=1)
+    lr_factor: Number = Field(0.2, gt=0, lt=1, description="in (0, 1)")
+    min_delta: Number = Field(1e-5, ge=0)
+    weights: StrictStr | None = None
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
+    jit_compile: StrictBool = False
+    shuffle_buffer: StrictInt = Field(2048, ge=1)
+    eval_batch_size: StrictInt = Field(512, ge=1)
+    bn_momentum: Number | None = Field(None, ge=0, lt=1, description="in [0, 1) or null")
+    random_weights_steps: StrictInt | None = Field(None, ge=1)
+    checkpoint_monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    models: dict[str, Schedule] = Field(default_factory=dict)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _no_models_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @model_validator(mode="after")
+    def _one_schedule_per_registered_model(self) -> Profile:
         from cnnzoo.models import get_spec, list_models
 
-        _check(self.img_size >= 32, f"img_size must be >= 32, got {self.img_size}")
-        # Larger is no CNN input: one raw image would fill a 100 MB shard (and memory).
-        _check(self.img_size <= 4096, f"img_size must be <= 4096, got {self.img_size}")
-        _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")  # numpy's rule
-        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        _check(
-            self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"
-        )
-        _check(
-            0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}"
-        )
-        _check(
-            0 < self.test_fraction < 1, f"test_fraction must be in (0, 1), got {self.test_fraction}"
-        )
-        _check(
-            self.max_epochs is None or self.max_epochs >= 1,
-            f"max_epochs must be >= 1 or null, got {self.max_epochs}",
-        )
-        _check(0 < self.lr_factor < 1, f"lr_factor must be in (0, 1), got {self.lr_factor}")
-        _check(self.min_delta >= 0, f"min_delta must be >= 0, got {self.min_delta}")
-        _check(
-            self.precision in PRECISIONS,
-            f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
-        )
-        _check(self.shuffle_buffer >= 1, f"shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
-        _check(
-            self.bn_momentum is None or 0 <= self.bn_momentum < 1,
-            f"bn_momentum must be in [0, 1) or null, got {self.bn_momentum}",
-        )
-        _check(
-            self.checkpoint_monitor in CHECKPOINT_MONITORS,
-            f"checkpoint_monitor must be one of {', '.join(CHECKPOINT_MONITORS)}, "
-            f"got {self.checkpoint_monitor!r}",
-        )
-        _check(
-            self.random_weights_steps is None or self.random_weights_steps >= 1,
-            f"random_weights_steps must be >= 1 or null, got {self.random_weights_steps}",
-        )
         valid = list_models()
         for name, sched in self.models.items():
-            _check(
-                name in valid,
-                f"models.{name}: unknown model configuration (valid: {', '.join(valid)})",
-            )
-            sched.validate(f"models.{name}")
+            if name not in valid:
+                raise invalid(
+                    f"models.{name}", f"unknown model configuration (valid: {', '.join(valid)})"
+                )
             two_stage = get_spec(name).strategy == "finetune"
-            if two_stage:
-                _check(sched.finetune is not None, f"models.{name}.finetune is required")
-                sched.finetune.validate(f"models.{name}.finetune")
-            else:
-                _check(
-                    sched.finetune is None,
-                    f"models.{name}.finetune: only *_finetune configurations have a second stage",
+            if two_stage and sched.finetune is None:
+                raise invalid(f"models.{name}.finetune", "missing (the second stage)")
+            if not two_stage and sched.finetune is not None:
+                raise invalid(
+                    f"models.{name}.finetune", "only *_finetune configurations have a second stage"
                 )
         missing = [m for m in valid if m not in self.models]
-        _check(not missing, f"models: no schedule for {', '.join(missing)}")
+        if missing:
+            raise invalid("models", f"no schedule for {', '.join(missing)}")
+        return self
 
     def steps_cap(self, model_name: str) -> int | None:
         """Optimizer steps per epoch for ``model_name``, or None for whole epochs.
@@ -164,9 +160,9 @@ class Profile:
 
         get_spec(model_name)  # raises for unknown names
         sched = self.models[model_name]
-        stages = [Stage(sched.learning_rate, sched.epochs, sched.lr_patience, sched.stop_patience)]
+        stages = [Stage(**sched.model_dump(exclude={"finetune"}))]
         if sched.finetune is not None:
-            stages.append(copy.copy(sched.finetune))
+            stages.append(sched.finetune.model_copy())
         if self.max_epochs is not None:
             for s in stages:
                 s.epochs = min(s.epochs, self.max_epochs)
@@ -174,15 +170,10 @@ class Profile:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (what ``load_profile`` accepts back), for saving beside results."""
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise CnnzooError(message)
 
 
 def config_dir() -> Path:
@@ -209,22 +200,6 @@ def list_profiles() -> list[str]:
     return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
 
 
-def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML mapping, raising CnnzooError naming the file if missing or malformed."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CnnzooError(f"{path}: file not found") from None
-    except yaml.YAMLError as e:
-        raise CnnzooError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise CnnzooError(f"{path}: expected a mapping at the top level")
-    return data
-
-
 def _profile_path(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml"):
@@ -239,49 +214,25 @@ def _profile_path(name_or_path: str) -> Path:
     return candidate
 
 
-def _raw_profile(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+def _profile_layers(name_or_path: str, seen: tuple[str, ...] = ()) -> list[tuple[str, dict]]:
+    """The profile's files as (file name, data), the ``extends`` chain's root first."""
     path = _profile_path(name_or_path)
     if str(path) in seen:
         raise CnnzooError(f"{path}: 'extends' forms a cycle")
     data = read_yaml(path)
     base_name = data.pop("extends", None)
-    name = data.get("name", path.stem)
-    if base_name is not None:
-        base = _raw_profile(str(base_name), seen + (str(path),))
-        data = deep_merge(base, data)
-    data["name"] = name
-    return data
+    data.setdefault("name", path.stem)
+    if base_name is None:
+        return [(str(path), data)]
+    return [*_profile_layers(str(base_name), seen + (str(path),)), (str(path), data)]
 
 
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Return ``base`` with ``over`` merged in, recursively for nested mappings."""
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def parse_override(item: str) -> dict[str, Any]:
-    """Turn ``a.b.c=value`` into ``{"a": {"b": {"c": value}}}`` (value parsed as YAML)."""
-    key, sep, raw = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise CnnzooError(f"override {item!r}: expected key=value")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    out: dict[str, Any] = {}
-    cur = out
-    parts = key.split(".")
-    for part in parts[:-1]:
-        cur[part] = {}
-        cur = cur[part]
-    cur[parts[-1]] = value
-    return out
+def _sets(data: Any, loc: tuple[str, ...]) -> bool:
+    for part in loc:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
 
 
 def load_profile(
@@ -303,70 +254,31 @@ def load_profile(
     Raises:
         CnnzooError: unknown profile, unknown key or bad value (the message names it).
     """
-    data = _raw_profile(name_or_path)
-    for f in override_files:
-        data = deep_merge(data, read_yaml(Path(f)))
-    for item in overrides:
-        data = deep_merge(data, parse_override(item))
-    return profile_from_dict(data)
+    layers = _profile_layers(name_or_path)
+    layers += [(str(f), read_yaml(Path(f))) for f in override_files]
+    layers += [(f"--set {item}", parse_override(item)) for item in overrides]
+    data: dict[str, Any] = {}
+    for _, layer in layers:
+        data = deep_merge(data, layer)
+
+    def source(loc: tuple[str, ...]) -> str:
+        """The last file or ``--set`` item that set ``loc`` (else the profile's file)."""
+        for where, layer in reversed(layers):
+            if _sets(layer, loc):
+                return where
+        return layers[len(layers) - len(override_files) - len(overrides) - 1][0]
+
+    return validate(Profile, data, source)
 
 
-def profile_from_dict(data: dict[str, Any]) -> Profile:
-    """Build and validate a Profile from plain data (e.g. a saved resolved config)."""
-    models_raw = data.get("models", {}) or {}
-    if not isinstance(models_raw, dict):
-        raise CnnzooError("models: expected a mapping of model name to schedule")
-    top = {k: v for k, v in data.items() if k != "models"}
-    profile = _build(Profile, top, "")
-    for name, sched in models_raw.items():
-        if not isinstance(sched, dict):
-            raise CnnzooError(f"models.{name}: expected a mapping, got {sched!r}")
-        sched = dict(sched)
-        ft = sched.pop("finetune", None)
-        s = _build(Schedule, sched, f"models.{name}.")
-        if ft is not None:
-            if not isinstance(ft, dict):
-                raise CnnzooError(f"models.{name}.finetune: expected a mapping, got {ft!r}")
-            s.finetune = _build(Stage, ft, f"models.{name}.finetune.")
-        profile.models[str(name)] = s
-    profile.validate()
-    return profile
+def profile_from_dict(data: dict[str, Any], source: str | None = None) -> Profile:
+    """Build and validate a Profile from plain data (e.g. a saved resolved config).
 
+    Args:
+        data: the profile's fields (``Profile.to_dict()``'s form).
+        source: what to name in an error message (a file), or None.
 
-def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in fields(cls) if f.name not in ("models", "finetune")}
-    kwargs = {}
-    for key, value in data.items():
-        if key not in names:
-            raise CnnzooError(f"unknown key '{prefix}{key}' (valid: {', '.join(sorted(names))})")
-        kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    args = typing.get_args(hint)
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        hint = next(a for a in args if a is not type(None))
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)  # YAML 1.1 reads "1e-3" as a string
-            except ValueError:
-                pass
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-    kind = getattr(hint, "__name__", str(hint))
-    raise CnnzooError(f"{key} must be {kind}, got {value!r}")
+    Raises:
+        CnnzooError: unknown key or bad value (the message names the key and the value).
+    """
+    return validate(Profile, data, source)

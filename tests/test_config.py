@@ -103,21 +103,22 @@ def test_resolved_profile_round_trips():
         ("models.simple.nope=1", "unknown key 'models.simple.nope'"),
         ("models.resnett.epochs=1", "models.resnett: unknown model configuration"),
         ("batch_size=0", "batch_size must be >= 1, got 0"),
-        ("batch_size=ten", "batch_size must be int, got 'ten'"),
-        ("batch_size=2.5", "batch_size must be int"),
+        ("batch_size=ten", "--set batch_size=ten: batch_size must be an integer, got 'ten'"),
+        ("batch_size=2.5", "batch_size must be an integer, got 2.5"),
         ("max_epochs=-1", "max_epochs must be >= 1"),
         ("models.mid.epochs=0", "models.mid.epochs must be >= 1, got 0"),
         ("img_size=16", "img_size must be >= 32"),
         ("val_fraction=1.5", "val_fraction must be in (0, 1)"),
         ("precision=fp8", "precision must be one of"),
-        ("jit_compile=maybe", "jit_compile must be bool"),
+        ("jit_compile=maybe", "jit_compile must be true or false, got 'maybe'"),
         ("models.simple.finetune.epochs=3", "models.simple.finetune"),
         ("models.simple.learning_rate=-1", "models.simple.learning_rate must be > 0"),
         ("noequals", "expected key=value"),
-        ("bn_momentum=1", "bn_momentum must be in [0, 1) or null, got 1.0"),
-        ("bn_momentum=fast", "bn_momentum must be float"),
+        ("bn_momentum=1", "bn_momentum must be in [0, 1) or null, got 1"),
+        ("bn_momentum=fast", "bn_momentum must be a number or null, got 'fast'"),
+        ("bn_momentum=true", "bn_momentum must be a number or null, got True"),
         ("random_weights_steps=0", "random_weights_steps must be >= 1 or null, got 0"),
-        ("random_weights_steps=2.5", "random_weights_steps must be int"),
+        ("random_weights_steps=2.5", "random_weights_steps must be an integer or null, got 2.5"),
         ("checkpoint_monitor=loss", "checkpoint_monitor must be one of val_loss, val_accuracy"),
     ],
 )
@@ -135,7 +136,9 @@ def test_unknown_profile_lists_the_valid_ones():
 def test_cli_reports_bad_override_in_one_line(capsys):
     assert main(["profile", "--set", "epochz=3"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: unknown key 'epochz'")
+    assert len(err) == 1 and err[0].startswith(
+        "error: --set epochz=3: unknown key 'epochz' (valid: name, "
+    )
 
 
 def test_cli_prints_resolved_profile(capsys):
@@ -167,3 +170,31 @@ def test_random_weights_steps_caps_only_backbones_without_weights(tmp_path):
 def test_full_keeps_keras_batchnorm_momentum_and_demo_sets_its_own():
     assert load_profile("full").bn_momentum is None
     assert 0 < load_profile("demo").bn_momentum < 0.99
+
+
+def test_an_error_names_the_file_that_set_the_bad_value(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("extends: full\nbatch_size: 16\n")
+    child = tmp_path / "child.yaml"
+    child.write_text(f"extends: {base}\nmodels:\n  mid: {{epochs: ten}}\n")
+    over = tmp_path / "over.yaml"
+    over.write_text("eval_batch_size: 0\n")
+    with pytest.raises(CnnzooError) as err:
+        load_profile(str(child))
+    assert str(err.value) == f"{child}: models.mid.epochs must be an integer, got 'ten'"
+    with pytest.raises(CnnzooError) as err:
+        load_profile(str(base), override_files=[str(over)], overrides=["seed=1"])
+    assert str(err.value) == f"{over}: eval_batch_size must be >= 1, got 0"
+    with pytest.raises(CnnzooError) as err:
+        load_profile(str(base), overrides=["batch_size=0"])
+    assert str(err.value) == "--set batch_size=0: batch_size must be >= 1, got 0"
+
+
+def test_profile_from_dict_names_no_file_unless_told():
+    data = load_profile("demo").to_dict()
+    data["lr_factor"] = 1.5
+    with pytest.raises(CnnzooError) as err:
+        profile_from_dict(data)
+    assert str(err.value) == "lr_factor must be in (0, 1), got 1.5"
+    with pytest.raises(CnnzooError, match=r"^task input: lr_factor must be in \(0, 1\)"):
+        profile_from_dict(data, source="task input")

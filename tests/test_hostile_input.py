@@ -298,9 +298,9 @@ def split64(tmp_path_factory):
         (["simple", "--profile", "nope"], "unknown profile 'nope'"),
         (["simple", "--set", "nope=1"], "unknown key 'nope'"),
         (["simple", "--set", "models.simple.nope=1"], "unknown key 'models.simple.nope'"),
-        (["simple", "--set", "batch_size=abc"], "batch_size must be int, got 'abc'"),
-        (["simple", "--set", "img_size=1.5"], "img_size must be int, got 1.5"),
-        (["simple", "--set", "jit_compile=maybe"], "jit_compile must be bool"),
+        (["simple", "--set", "batch_size=abc"], "batch_size must be an integer, got 'abc'"),
+        (["simple", "--set", "img_size=1.5"], "img_size must be an integer, got 1.5"),
+        (["simple", "--set", "jit_compile=maybe"], "jit_compile must be true or false"),
         (["simple", "--set", "max_epochs=0"], "max_epochs must be >= 1 or null, got 0"),
         (["simple", "--set", "max_epochs=-3"], "max_epochs must be >= 1 or null, got -3"),
         (["simple", "--set", "batch_size=0"], "batch_size must be >= 1, got 0"),
@@ -324,7 +324,7 @@ def test_wrong_types_in_a_config_file(split64, tmp_path, capsys):
     line = cli_error(
         capsys, ["train", "simple", str(split64), str(tmp_path / "m"), "--config", str(cfg)]
     )
-    assert "batch_size must be int" in line
+    assert f"{cfg}: batch_size must be an integer, got [8, 16]" in line
 
 
 @pytest.mark.parametrize("where", ["local", "gs"])
