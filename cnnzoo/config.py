@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -33,10 +32,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from cnnzoo.errors import CnnzooError
-from cnnzoo.yamlconfig import deep_merge, invalid, parse_override, read_yaml, validate
+from cnnzoo.yamlconfig import Number, deep_merge, invalid, parse_override, read_yaml, validate
 
 __all__ = [
     "CHECKPOINT_MONITORS",
@@ -59,16 +57,6 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 CHECKPOINT_MONITORS = ("val_loss", "val_accuracy")
 
 
-def _not_bool(value: Any) -> Any:
-    # pydantic's lax float takes True as 1.0; a float field here takes numbers and the
-    # strings YAML 1.1 leaves unparsed ("1e-3"), never a bool.
-    if isinstance(value, bool):
-        raise PydanticCustomError("float_type", "Input should be a valid number")
-    return value
-
-
-#: A float field: a number or a numeric string, not a bool.
-Number = Annotated[float, BeforeValidator(_not_bool)]
 _FORBID = ConfigDict(extra="forbid")
 
 

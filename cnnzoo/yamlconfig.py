@@ -9,7 +9,8 @@ models with ``extra="forbid"``; this module is what they share:
 - :func:`validate`: ``model.model_validate(data)`` whose ``ValidationError`` becomes one
   ``CnnzooError`` line naming the source, the dotted key and the value, e.g.
   ``configs/profiles/x.yaml: epochs must be an integer, got 'ten'``;
-- :func:`invalid`: the error a model's own validator raises about a dotted key.
+- :func:`invalid`: the error a model's own validator raises about a dotted key;
+- :data:`Number`: a float field that takes numbers and numeric strings, not bools.
 
 A field's ``description`` is what the message says it must be, where the constraint
 alone would not tell a reader (``"a Kubernetes quantity like 500m"``).
@@ -23,10 +24,10 @@ import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
 from cnnzoo.errors import CnnzooError
@@ -34,6 +35,18 @@ from cnnzoo.errors import CnnzooError
 M = TypeVar("M", bound=BaseModel)
 #: A value whose repr is longer is not echoed (a pasted key file must not reach a log).
 _SHOWN_MAX = 70
+
+
+def _not_bool(value: Any) -> Any:
+    # pydantic's lax float takes True as 1.0; a float field here takes numbers and the
+    # strings YAML 1.1 leaves unparsed ("1e-3"), never a bool.
+    if isinstance(value, bool):
+        raise PydanticCustomError("float_type", "Input should be a valid number")
+    return value
+
+
+#: A float field: a number or a numeric string, not a bool.
+Number = Annotated[float, BeforeValidator(_not_bool)]
 
 
 def read_yaml(path: str | os.PathLike, what: str = "file") -> dict[str, Any]:
@@ -104,7 +117,7 @@ def validate(
     data: Any,
     source: str | Callable[[tuple[str, ...]], str] | None = None,
 ) -> M:
-    """``model.model_validate(data)``, its first error as one :class:`CnnzooError` line.
+    """``model.model_validate(data)``; its first error as one :class:`CnnzooError` line.
 
     Args:
         model: the pydantic model.
@@ -121,9 +134,7 @@ def validate(
         first = err.errors(include_url=False)[0]
         loc, message = describe(model, first)
         where = source(loc) if callable(source) else source
-        more = err.error_count() - 1
-        tail = f" (and {more} more)" if more else ""
-        raise CnnzooError(f"{where}: {message}{tail}" if where else f"{message}{tail}") from None
+        raise CnnzooError(f"{where}: {message}" if where else message) from None
 
 
 def describe(model: type[BaseModel], error: dict[str, Any]) -> tuple[tuple[str, ...], str]:
@@ -132,17 +143,20 @@ def describe(model: type[BaseModel], error: dict[str, Any]) -> tuple[tuple[str, 
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
     if kind == "cnnzoo_invalid":
         loc = loc + tuple(p for p in ctx["key"].split(".") if p)
-        key = ".".join(loc)
+        key = _dotted(loc)
         return loc, f"{key}: {ctx['problem']}" if key else ctx["problem"]
-    key = ".".join(loc)
+    key = _dotted(loc)
     if kind == "extra_forbidden":
         valid = ", ".join(_fields_at(model, loc[:-1]))
         return loc, f"unknown key '{key}' (valid: {valid})"
     if kind == "missing":
         return loc, f"{key}: missing"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return loc, f"{key}: expected a mapping, got {_shown(value)}"
-    annotation, description = _field_at(model, loc)
+        where = key or "expected a mapping at the top level"
+        return loc, f"{key}: expected a mapping, got {_shown(value)}" if key else where
+    annotation, info = _walk(model, loc)
+    description = info.description if info is not None else None
+    secret = info is not None and (info.json_schema_extra or {}).get("secret")
     nullable = " or null" if _nullable(annotation) else ""
     type_error = kind.split("_")[0] in ("int", "float", "bool")
     if description and not type_error:
@@ -155,10 +169,22 @@ def describe(model: type[BaseModel], error: dict[str, Any]) -> tuple[tuple[str, 
         bound = ctx[name]
         bound = int(bound) if isinstance(bound, float) and bound.is_integer() else bound
         expected = f"must be {op} {bound}{nullable}"
+    elif kind in ("string_too_short", "too_short"):
+        expected = "must not be empty"
+    elif kind == "string_pattern_mismatch":
+        expected = f"must match {ctx['pattern']}"
     else:
         expected = f"must be {_TYPES.get(kind.split('_')[0], kind.replace('_', ' '))}{nullable}"
-    got = f", got {_shown(value)}" if len(repr(value)) <= _SHOWN_MAX else ""
-    return loc, f"{key} {expected}{got}"
+    shown = not secret and len(repr(value)) <= _SHOWN_MAX
+    return loc, f"{key} {expected}" + (f", got {value!r}" if shown else "")
+
+
+def _dotted(loc: tuple[str, ...]) -> str:
+    """``("pools", "gpu", "tolerations", "0")`` as ``pools.gpu.tolerations[0]``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if part.isdigit() and out else (f".{part}" if out else part)
+    return out
 
 
 _BOUNDS = {
@@ -166,7 +192,6 @@ _BOUNDS = {
     "greater_than": (">", "gt"),
     "less_than_equal": ("<=", "le"),
     "less_than": ("<", "lt"),
-    "too_short": ("at least", "min_length"),
 }
 _TYPES = {
     "int": "an integer",
@@ -201,7 +226,8 @@ def _nullable(annotation: Any) -> bool:
 
 
 def _walk(model: type[BaseModel], loc: tuple[str, ...]) -> tuple[Any, Any]:
-    """The annotation and FieldInfo at ``loc`` below ``model`` (None where not found)."""
+    """The annotation at ``loc`` below ``model``, and its FieldInfo where ``loc`` ends at a
+    model's field (None where not found)."""
     annotation: Any = model
     info = None
     for part in loc:
@@ -219,12 +245,6 @@ def _walk(model: type[BaseModel], loc: tuple[str, ...]) -> tuple[Any, Any]:
         else:
             return None, None
     return annotation, info
-
-
-def _field_at(model: type[BaseModel], loc: tuple[str, ...]) -> tuple[Any, str | None]:
-    """The annotation at ``loc`` and, where ``loc`` ends at a model field, its description."""
-    annotation, info = _walk(model, loc)
-    return annotation, info.description if info is not None else None
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:

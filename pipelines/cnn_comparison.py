@@ -70,10 +70,10 @@ def place(task: dsl.PipelineTask, pool: Pool) -> dsl.PipelineTask:
     for tol in pool.tolerations:
         kubernetes.add_toleration(
             task,
-            key=tol.get("key"),
-            operator=tol.get("operator", "Equal"),
-            value=tol.get("value"),
-            effect=tol.get("effect"),
+            key=tol.key,
+            operator=tol.operator,
+            value=tol.value,
+            effect=tol.effect,
         )
     return task
 

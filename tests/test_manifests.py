@@ -221,7 +221,7 @@ def test_gpu_node_pools_match_the_placement(rendered):
                 tol.get("key") == taint["key"]
                 and tol.get("effect", taint["effect"]) == taint["effect"]
                 and (tol.get("operator") == "Exists" or tol.get("value") == taint.get("value"))
-                for tol in want.tolerations
+                for tol in (t.to_dict() for t in want.tolerations)
             ), f"{name}: taint {taint} is not tolerated by the placement"
         assert any(t["key"] == "nvidia.com/gpu" and t["effect"] == "NoSchedule" for t in taints), (
             f"{name}: no nvidia.com/gpu NoSchedule taint keeps CPU pods off the GPU nodes"

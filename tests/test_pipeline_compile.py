@@ -21,7 +21,7 @@ from cnnzoo.cli import main
 from cnnzoo.errors import CnnzooError
 from cnnzoo.models import list_models
 from cnnzoo.pipeline_runner import compile_pipeline
-from cnnzoo.placement import load_placement, placement_from_dict
+from cnnzoo.placement import GcpSecret, load_placement, placement_from_dict
 
 IMAGE = "registry.test/cnnzoo:t1"
 GPU_IMAGE = "registry.test/cnnzoo-gpu:t1"
@@ -149,13 +149,12 @@ class _TrainPlacement:
 
 def test_dag_fans_out_over_models_and_fans_in_to_report(compiled):
     spec, _, _ = compiled
-    placement = load_placement(CLUSTER)
     root = spec.root.dag.tasks
     loops = [t for t in root.values() if t.WhichOneof("iterator")]
     assert len(loops) == 1
     loop = loops[0]
     assert loop.parameter_iterator.items.input_parameter == "pipelinechannel--plan-Output"
-    assert loop.iterator_policy.parallelism_limit == placement.parallelism
+    assert loop.iterator_policy.parallelism_limit == 4  # configs/cluster.yaml's parallelism
     assert set(loop.dependent_tasks) == {"plan", "split"}
 
     report = root["report"]
@@ -341,7 +340,6 @@ def test_mixing_accelerator_and_cpu_train_pools_is_rejected(tmp_path):
 
 def test_every_task_has_requests_and_limits_and_the_right_image(compiled):
     spec, k8s, executors = compiled
-    placement = load_placement(CLUSTER)
     assert len(executors) == 7
     for name, ex in executors.items():
         res = ex.container.resources
@@ -350,12 +348,14 @@ def test_every_task_has_requests_and_limits_and_the_right_image(compiled):
         gpu = bool(res.accelerator.resource_type)
         assert ex.container.image == (GPU_IMAGE if gpu else IMAGE), name
         assert gpu == (name in k8s), name
-    evaluate_pool = placement.pool_for_step("evaluate")
+    # configs/cluster.yaml: evaluate on gpu-small (4 CPUs, 16G), ingest on cpu (2 CPUs, 8G)
     eval_res = executors["exec-evaluate"].container.resources
-    assert eval_res.resource_cpu_request == evaluate_pool.cpu
-    assert eval_res.resource_memory_limit == evaluate_pool.memory_limit
-    cpu = placement.pools["cpu"]
-    assert executors["exec-ingest"].container.resources.resource_memory_request == cpu.memory
+    assert (eval_res.resource_cpu_request, eval_res.resource_cpu_limit) == ("4", "4")
+    assert (eval_res.resource_memory_request, eval_res.resource_memory_limit) == ("16G", "16G")
+    assert eval_res.accelerator.resource_type == "nvidia.com/gpu"
+    ingest_res = executors["exec-ingest"].container.resources
+    assert (ingest_res.resource_cpu_request, ingest_res.resource_memory_request) == ("2", "8G")
+    assert not ingest_res.accelerator.resource_type
 
 
 def test_caching_and_the_data_fingerprint(compiled):
@@ -414,7 +414,9 @@ def test_gcp_secret_is_mounted_in_every_task_by_name_only(tmp_path, monkeypatch)
     assert text.count("cnnzoo-gcp-sa") >= len(executors)
 
     placement = load_placement(cfg)
+    assert placement.gcp_secret == GcpSecret(name="cnnzoo-gcp-sa", key="sa-key.json")
     assert placement.without_retries().gcp_secret == placement.gcp_secret
+    assert placement.without_retries().retries.count == 0
     # kfp.local would set the env var to a path that exists only in pods
     assert placement.for_local_run().gcp_secret is None
 
@@ -517,9 +519,9 @@ def test_placement_defaults_for_an_accelerator_pool():
     placement = placement_from_dict(data)
     pool = placement.pool_for_model("resnet50v2_transfer")
     assert pool.node_selector == {"cloud.google.com/gke-accelerator": "nvidia-a100-80gb"}
-    assert pool.tolerations == (
-        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
-    )
+    assert [t.to_dict() for t in pool.tolerations] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
     assert (pool.accelerator_count, pool.cpu_limit, pool.memory_limit) == (2, "12", "85G")
     assert placement.pool_for_model("simple").name == "gpu-small"
 
@@ -541,6 +543,17 @@ def test_placement_file_errors(tmp_path):
     bad.write_text("pools: [unclosed")
     with pytest.raises(CnnzooError, match="bad.yaml: not valid YAML"):
         load_placement(bad)
+    lots = tmp_path / "lots.yaml"
+    lots.write_text(CLUSTER.read_text().replace("memory: 8G", "memory: lots"))
+    with pytest.raises(CnnzooError) as e:
+        load_placement(lots)
+    assert str(e.value) == (
+        f"{lots}: pools.cpu.memory must be a Kubernetes quantity like 32G or 512Mi, got 'lots'"
+    )
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(CLUSTER.read_text().replace("parallelism: 4", "paralelism: 4"))
+    with pytest.raises(CnnzooError, match=r"typo.yaml: unknown key 'paralelism' \(valid: para"):
+        load_placement(typo)
 
 
 def test_ui_outputs_reports_and_confusion_matrices(compiled):
