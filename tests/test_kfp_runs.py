@@ -26,7 +26,7 @@ def test_logs_root_from_the_runs_parameters(kfp_runs):
     assert run_logs_root_from_kfp("run-out", kfp_runs.url) == "gs://bkt/studies/one/tensorboard"
     assert run_logs_root_from_kfp("run-tb", kfp_runs.url) == "gs://bkt/tb/two"
     assert get_run_parameters("run-out", kfp_runs.url)["seed"] == 42
-    assert ("GET", "/apis/v2beta1/runs/run-out") in kfp_runs.requests
+    assert ("GET", "/apis/v2beta1/runs/run-out") in kfp_runs.calls()
 
 
 @pytest.mark.parametrize(

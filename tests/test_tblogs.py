@@ -420,4 +420,4 @@ def test_cnnzoo_tensorboard_serves_a_cluster_runs_gs_logs(logs_root, gcs_emulato
                 proc.wait()
             proc.stdout.close()
             proc.stderr.close()
-    assert ("GET", "/apis/v2beta1/runs/run-42") in kfp.requests
+    assert ("GET", "/apis/v2beta1/runs/run-42") in kfp.calls()

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from kfp_fixtures import LoopbackServer, Request
 
 from cnnzoo.errors import CnnzooError
 from cnnzoo.tensorboard_cr import (
@@ -155,88 +154,61 @@ def test_rbac_allows_exactly_what_the_step_does():
 # --- the API calls, against a fake API server ----------------------------------------------
 
 
-class FakeKubeApi:
+class FakeKubeApi(LoopbackServer):
     """A loopback Kubernetes API server for ``tensorboards`` that records every request."""
 
     def __init__(self, deny: bool = False):
-        self.requests: list[dict] = []
+        super().__init__()
         self.objects: dict[tuple[str, str], dict] = {}
         self.deny = deny
         self.conflicts_on_next_put = 0
-        fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
+    @staticmethod
+    def _status(code: int, reason: str) -> tuple[int, dict]:
+        status = {"kind": "Status", "status": "Failure", "reason": reason, "code": code}
+        return code, dict(status, apiVersion="v1")
 
-            def _reply(self, code: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _status(self, code: int, reason: str) -> None:
-                status = {"kind": "Status", "status": "Failure", "reason": reason, "code": code}
-                self._reply(code, dict(status, apiVersion="v1"))
-
-            def _handle(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
-                fake.requests.append(
-                    {
-                        "method": self.command,
-                        "path": self.path,
-                        "body": body,
-                        "content_type": self.headers.get("Content-Type"),
-                    }
+    def route(self, request: Request) -> tuple[int, dict]:
+        if self.deny:
+            return self._status(403, "Forbidden")
+        method, body = request.method, request.body
+        parts = request.path.strip("/").split("/")
+        # apis/tensorboard.kubeflow.org/v1alpha1/namespaces/<ns>/tensorboards[/<name>]
+        if parts[:3] != ["apis", "tensorboard.kubeflow.org", "v1alpha1"] or (
+            len(parts) not in (6, 7) or parts[3] != "namespaces" or parts[5] != PLURAL
+        ):
+            return self._status(404, "NotFound")
+        ns = parts[4]
+        name = parts[6] if len(parts) == 7 else None
+        if body is not None:
+            problems = vm.validate_custom_resource(body, "api")
+            if problems or body["metadata"].get("namespace", ns) != ns:
+                return self._status(422, "Invalid")
+        if method == "POST" and name is None:
+            key = (ns, body["metadata"]["name"])
+            if key in self.objects:
+                return self._status(409, "AlreadyExists")
+            self.objects[key] = _stored(body, ns, 1)
+            return 201, self.objects[key]
+        if method == "GET" and name:
+            if (ns, name) not in self.objects:
+                return self._status(404, "NotFound")
+            return 200, self.objects[(ns, name)]
+        if method == "PUT" and name:
+            current = self.objects.get((ns, name))
+            if current is None:
+                return self._status(404, "NotFound")
+            if self.conflicts_on_next_put:
+                self.conflicts_on_next_put -= 1
+                current["metadata"]["resourceVersion"] = str(
+                    int(current["metadata"]["resourceVersion"]) + 1
                 )
-                if fake.deny:
-                    return self._status(403, "Forbidden")
-                parts = self.path.split("?")[0].strip("/").split("/")
-                # apis/tensorboard.kubeflow.org/v1alpha1/namespaces/<ns>/tensorboards[/<name>]
-                if parts[:3] != ["apis", "tensorboard.kubeflow.org", "v1alpha1"] or (
-                    len(parts) not in (6, 7) or parts[3] != "namespaces" or parts[5] != PLURAL
-                ):
-                    return self._status(404, "NotFound")
-                ns = parts[4]
-                name = parts[6] if len(parts) == 7 else None
-                if body is not None:
-                    problems = vm.validate_custom_resource(body, "api")
-                    if problems or body["metadata"].get("namespace", ns) != ns:
-                        return self._status(422, "Invalid")
-                if self.command == "POST" and name is None:
-                    key = (ns, body["metadata"]["name"])
-                    if key in fake.objects:
-                        return self._status(409, "AlreadyExists")
-                    fake.objects[key] = _stored(body, ns, 1)
-                    return self._reply(201, fake.objects[key])
-                if self.command == "GET" and name:
-                    if (ns, name) not in fake.objects:
-                        return self._status(404, "NotFound")
-                    return self._reply(200, fake.objects[(ns, name)])
-                if self.command == "PUT" and name:
-                    current = fake.objects.get((ns, name))
-                    if current is None:
-                        return self._status(404, "NotFound")
-                    if fake.conflicts_on_next_put:
-                        fake.conflicts_on_next_put -= 1
-                        current["metadata"]["resourceVersion"] = str(
-                            int(current["metadata"]["resourceVersion"]) + 1
-                        )
-                    sent = body["metadata"].get("resourceVersion")
-                    if sent != current["metadata"]["resourceVersion"]:
-                        return self._status(409, "Conflict")
-                    fake.objects[(ns, name)] = _stored(body, ns, int(sent) + 1)
-                    return self._reply(200, fake.objects[(ns, name)])
-                return self._status(405, "MethodNotAllowed")
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+            sent = body["metadata"].get("resourceVersion")
+            if sent != current["metadata"]["resourceVersion"]:
+                return self._status(409, "Conflict")
+            self.objects[(ns, name)] = _stored(body, ns, int(sent) + 1)
+            return 200, self.objects[(ns, name)]
+        return self._status(405, "MethodNotAllowed")
 
     def api_client(self):
         """A ``kubernetes`` API client pointed at this server."""
@@ -245,18 +217,6 @@ class FakeKubeApi:
         configuration = client.Configuration(host=self.url)
         configuration.retries = 0
         return client.ApiClient(configuration)
-
-    def calls(self) -> list[tuple[str, str]]:
-        return [(r["method"], r["path"]) for r in self.requests]
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 PLURAL = "tensorboards"
@@ -282,9 +242,9 @@ def test_apply_creates_then_replaces_the_runs_tensorboard(kube):
     assert ref == TensorboardRef(f"cnnzoo-{RUN_ID}", "team-vision", "created")
     assert kube.calls() == [("POST", collection)]
     (post,) = kube.requests
-    assert post["content_type"] == "application/json"
-    assert post["body"]["spec"] == {"logspath": "gs://bkt/one/tensorboard"}
-    assert post["body"]["metadata"]["namespace"] == "team-vision"
+    assert post.content_type == "application/json"
+    assert post.body["spec"] == {"logspath": "gs://bkt/one/tensorboard"}
+    assert post.body["metadata"]["namespace"] == "team-vision"
 
     # the same run again (a retried or re-run step), now logging elsewhere: one resource
     kube.requests.clear()
@@ -293,7 +253,7 @@ def test_apply_creates_then_replaces_the_runs_tensorboard(kube):
     )
     assert again.action == "updated"
     assert kube.calls() == [("POST", collection), ("GET", item), ("PUT", item)]
-    assert kube.requests[2]["body"]["metadata"]["resourceVersion"] == "1"
+    assert kube.requests[2].body["metadata"]["resourceVersion"] == "1"
     assert list(kube.objects) == [("team-vision", f"cnnzoo-{RUN_ID}")]
     stored = kube.objects[("team-vision", f"cnnzoo-{RUN_ID}")]
     assert stored["spec"] == {"logspath": "gs://bkt/two/tensorboard"}
