@@ -152,8 +152,9 @@ def describe(model: type[BaseModel], error: dict[str, Any]) -> tuple[tuple[str, 
     if kind == "missing":
         return loc, f"{key}: missing"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
-        where = key or "expected a mapping at the top level"
-        return loc, f"{key}: expected a mapping, got {_shown(value)}" if key else where
+        if not key:
+            return loc, "expected a mapping at the top level"
+        return loc, f"{key}: expected a mapping, got {_shown(value)}"
     annotation, info = _walk(model, loc)
     description = info.description if info is not None else None
     secret = info is not None and (info.json_schema_extra or {}).get("secret")
