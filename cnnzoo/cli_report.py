@@ -71,7 +71,7 @@ def _tensorboard_args(p: argparse.ArgumentParser) -> None:
 
 def _logs_root(ns: argparse.Namespace) -> str:
     """The logs root the arguments name: a local path or a ``gs://`` URI."""
-    from cnnzoo.storage import run_logs_root
+    from cnnzoo.outputs import run_logs_root
 
     if ns.host is not None:
         if ns.output is not None or not ns.run:
@@ -94,7 +94,8 @@ def _logs_root(ns: argparse.Namespace) -> str:
 def _tensorboard(ns: argparse.Namespace) -> int:
     import tempfile
 
-    from cnnzoo.storage import LogMirror, is_gcs
+    from cnnzoo.gcs import is_gcs
+    from cnnzoo.logsync import LogSync
     from cnnzoo.tblogs import has_event_files, resolve_logdir
 
     if not ns.sync_interval > 0:
@@ -111,7 +112,7 @@ def _tensorboard(ns: argparse.Namespace) -> int:
             print(f"warning: no TensorBoard event files under {logdir} yet", file=sys.stderr)
         return _serve(logdir, ns, f"logs: {logdir}")
     with tempfile.TemporaryDirectory(prefix="cnnzoo-tensorboard-") as cache:
-        mirror = LogMirror(root, cache, interval_s=ns.sync_interval)
+        mirror = LogSync(root, cache, interval_s=ns.sync_interval)
         fetched = mirror.sync()
         print(f"gcs: mirrored {fetched} files of {root} into {cache}", file=sys.stderr)
         if not has_event_files(cache):

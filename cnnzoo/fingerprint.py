@@ -24,7 +24,7 @@ def data_fingerprint(uri: str, client=None) -> str:
     Args:
         uri: ``demo`` (fingerprinted by the cnnzoo version that generates it), a local
             folder or archive, or ``gs://bucket/prefix`` (a folder or one archive object).
-        client: a ``google.cloud.storage.Client`` (default: ``cnnzoo.storage.gcs_client()``).
+        client: a ``google.cloud.storage.Client`` (default: ``cnnzoo.gcs.gcs_client()``).
 
     Returns:
         The fingerprint; equal listings give equal fingerprints.
@@ -63,10 +63,10 @@ def _listing(uri: str, client) -> list:
 
 
 def _gcs_listing(uri: str, client) -> list:
-    from cnnzoo import storage
+    from cnnzoo import gcs
 
-    bucket, prefix = storage.parse_gs_uri(uri)
-    client = client or storage.gcs_client(uri)
+    bucket, prefix = gcs.parse_gs_uri(uri)
+    client = client or gcs.gcs_client(uri)
 
     def listing(list_prefix: str, exact: bool = False) -> list:
         return [
@@ -79,8 +79,8 @@ def _gcs_listing(uri: str, client) -> list:
         # A folder (everything under prefix/), else the one object (an archive).
         folder = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         entries = listing(folder) or (listing(prefix, exact=True) if prefix else [])
-    except storage._api_errors() as e:
-        raise storage._gcs_error(uri, e, "list objects") from None
+    except gcs.api_errors() as e:
+        raise gcs.gcs_error(uri, e, "list objects") from None
     if not entries:
         raise CnnzooError(f"{uri}: no objects under this prefix")
     return sorted(entries)

@@ -109,7 +109,7 @@ def marker_record(kind: str, state: str | None = None) -> dict[str, Any]:
 
     A local marker holds only the kind and the version, so that outputs stay
     byte-for-byte reproducible; with ``state`` (the commit marker of a ``gs://``
-    output, see :class:`cnnzoo.storage.GcsOutput`) it also names its writer and time.
+    output, see :class:`cnnzoo.outputs.GcsOutput`) it also names its writer and time.
     """
     from cnnzoo import __version__
 

@@ -1,6 +1,6 @@
 """Validate an image-folder dataset, normalise every image to RGB and write its manifest.
 
-The source (any URI :func:`cnnzoo.storage.resolve_source` accepts) must hold
+The source (any URI :func:`cnnzoo.sources.resolve_source` accepts) must hold
 ``train/<class>/`` and may hold ``val/<class>/`` or ``test/<class>/``, used as the test
 set (``test/`` wins if both exist; ``val/`` is then ignored, since the split step makes
 its own validation set). Every file is decoded once with Pillow. RGB JPEG and PNG files
@@ -42,7 +42,9 @@ from cnnzoo.fsutil import (
     output_lock,
     scratch_directory,
 )
-from cnnzoo.storage import GcsOutput, is_gcs, is_junk_path, resolve_source, visible_children
+from cnnzoo.gcs import is_gcs
+from cnnzoo.outputs import GcsOutput
+from cnnzoo.sources import is_junk_path, resolve_source, visible_children
 
 MANIFEST = "manifest.json"
 #: The kind of output ingest writes (its ownership marker, see cnnzoo.fsutil).
@@ -82,7 +84,7 @@ def ingest(
         dest: output folder (replaced atomically): ``images/<split>/<class>/<file>`` and
             ``manifest.json`` (format in ``docs/architecture.md``); or ``gs://bucket/prefix``
             (built locally, then uploaded behind a commit marker, see
-            :class:`cnnzoo.storage.GcsOutput`).
+            :class:`cnnzoo.outputs.GcsOutput`).
         max_bad_fraction: the largest fraction of a split's files that may be undecodable.
         overwrite: replace ``dest`` even if it is not an earlier ingest output (by
             default an existing, non-empty ``dest`` must be one).
@@ -101,7 +103,7 @@ def ingest(
         raise CnnzooError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
     if is_gcs(dest):
         # Built whole in a local scratch folder, then uploaded under a commit marker
-        # (see cnnzoo.storage.upload_tree), so a reader never takes a half-written
+        # (see cnnzoo.gcs.upload_tree), so a reader never takes a half-written
         # upload for complete.
         with GcsOutput(str(dest), KIND, overwrite=overwrite) as out:
             with tempfile.TemporaryDirectory(prefix="cnnzoo-ingest-out-") as scratch:

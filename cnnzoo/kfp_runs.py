@@ -1,7 +1,7 @@
 """Where a cluster run's results are, read back through the Kubeflow Pipelines API.
 
 A run submitted with ``cnnzoo submit`` carries its study parameters; ``output_uri`` and
-``tensorboard_root`` say where its TensorBoard logs went (``cnnzoo.storage.run_logs_root``).
+``tensorboard_root`` say where its TensorBoard logs went (``cnnzoo.outputs.run_logs_root``).
 :func:`run_logs_root_from_kfp` reads them with ``kfp.Client().get_run`` (KFP v2beta1 API),
 so ``cnnzoo tensorboard RUN_ID --host URL`` needs nothing but the run's ID.
 """
@@ -57,7 +57,7 @@ def run_logs_root_from_kfp(run_id: str, host: str, namespace: str | None = None)
         CnnzooError: as :func:`get_run_parameters`, or the run has no logs root (it ran
             without ``--output`` or ``--tensorboard-root``).
     """
-    from cnnzoo.storage import run_logs_root
+    from cnnzoo.outputs import run_logs_root
 
     params = get_run_parameters(run_id, host, namespace)
     root = run_logs_root(

@@ -147,7 +147,7 @@ def build_model(
             Keras' standard notop file name for that base (e.g.
             ``xception_weights_tf_dim_ordering_tf_kernels_notop.h5``; for MobileNetV2
             the one for ``img_size`` if Keras has it, else 224's, then the other sizes).
-            ``gs://`` objects are fetched with :mod:`cnnzoo.storage` into a temporary
+            ``gs://`` objects are fetched with :mod:`cnnzoo.gcs` into a temporary
             file that is removed after loading.
 
     Returns:
@@ -621,24 +621,24 @@ def _local_weights_file(weights, base: str, img_size: int) -> Iterator[Path]:
 
 def _download_gcs_weights(uri: str, base: str, img_size: int, dest_dir: Path) -> Path:
     """Download the weights at ``uri``: an object, or a folder holding a candidate name."""
-    from cnnzoo import storage
+    from cnnzoo import gcs
 
-    bucket, prefix = storage.parse_gs_uri(uri)
-    client = storage.gcs_client(uri)
+    bucket, prefix = gcs.parse_gs_uri(uri)
+    client = gcs.gcs_client(uri)
     if prefix and not prefix.endswith("/"):
         # keep the object's file name: load_weights picks the format by its suffix
         try:
-            return storage.download_file(uri, dest_dir / Path(prefix).name, client)
+            return gcs.download_file(uri, dest_dir / Path(prefix).name, client)
         except CnnzooError as e:
             if not str(e).endswith("no such object"):
                 raise
         # not an object: perhaps a folder named without its trailing "/"
     folder = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
-    present = {b.name for b in storage.list_objects(uri, client)}
+    present = {b.name for b in gcs.list_objects(uri, client)}
     names = _candidate_names(base, img_size)
     for name in names:
         if folder + name in present:
-            return storage.download_file(f"gs://{bucket}/{folder}{name}", dest_dir / name, client)
+            return gcs.download_file(f"gs://{bucket}/{folder}{name}", dest_dir / name, client)
     raise CnnzooError(
         f"{uri}: weights file not found (no such object, nor a folder holding {', '.join(names)})"
     )

@@ -520,7 +520,7 @@ def submit(
         placement = load_placement(placement)
     arguments = study.arguments(local=False)
     if tensorboard_cr:
-        from cnnzoo.storage import run_logs_root
+        from cnnzoo.outputs import run_logs_root
         from cnnzoo.tensorboard_cr import logspath
 
         logspath(run_logs_root(arguments["tensorboard_root"], arguments["output_uri"]))

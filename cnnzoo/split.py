@@ -43,7 +43,8 @@ from cnnzoo.fsutil import (
     read_json,
     scratch_directory,
 )
-from cnnzoo.storage import GcsOutput, download_tree, is_gcs, require_complete
+from cnnzoo.gcs import download_tree, is_gcs
+from cnnzoo.outputs import GcsOutput, require_complete
 
 SPLIT_INFO = "split.json"
 #: The kind of output split writes (its ownership marker, see cnnzoo.fsutil).

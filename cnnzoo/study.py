@@ -159,7 +159,7 @@ def _tensorboard_root(root: str, local: bool) -> str:
 
 def _output_uri(output_uri: str, local: bool) -> str:
     """``--output`` checked: gs:// with a bucket, or (local runs) a folder made absolute."""
-    from cnnzoo.storage import is_gcs, parse_gs_uri
+    from cnnzoo.gcs import is_gcs, parse_gs_uri
 
     if not output_uri:
         return ""

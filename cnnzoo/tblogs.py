@@ -117,7 +117,7 @@ def write_hparams_config(logs_root: str | os.PathLike) -> None:
     Raises:
         CnnzooError: a ``gs://`` upload failed.
     """
-    from cnnzoo.storage import is_gcs, upload_tree
+    from cnnzoo.gcs import is_gcs, upload_tree
 
     if is_gcs(str(logs_root)):
         with tempfile.TemporaryDirectory(prefix="cnnzoo-hparams-") as tmp:

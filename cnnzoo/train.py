@@ -12,33 +12,41 @@ configurations can report the failure instead of stopping.
 Training survives preemption. After every epoch the full training state (model and
 optimizer variables, stage, epoch, history so far, best weights and best
 ``val_loss``, and the state of the learning-rate and early-stopping callbacks) is
-saved to a checkpoint (``<out_dir>/checkpoint/`` by default, or any local path or
-``gs://`` URI): the arrays go to ``state-epochNNNN.npz``, then ``latest.json`` (the
-rest, and the name of that file) replaces the previous pointer, so a kill at any
-moment leaves the last complete checkpoint readable. Run again with the same
-arguments, training resumes after the last completed epoch; a checkpoint made for
-a different model, profile or split is ignored (with a warning) and training starts
-over. The checkpoint is deleted once ``model.keras`` and ``history.json`` are written.
+saved to a checkpoint (:mod:`cnnzoo.checkpoint`; ``<out_dir>/checkpoint/`` by default,
+or any local path or ``gs://`` URI). Run again with the same arguments, training
+resumes after the last completed epoch; a checkpoint made for a different model,
+profile or split is ignored (with a warning) and training starts over. The checkpoint
+is deleted once ``model.keras`` and ``history.json`` are written.
+
+Extra Keras callbacks (``train_model(..., callbacks=[...])``) run after train_model's
+own in every ``fit``: tests use them to simulate a preemption or a failure at a chosen
+epoch without replacing ``keras.Model.fit``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
-import json
 import math
 import os
-import shutil
 import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from cnnzoo.checkpoint import (
+    CHECKPOINT_DIR,
+    Checkpoint,
+    assign_arrays,
+    check_fit,
+    restore_optimizer,
+    run_fingerprint,
+)
 from cnnzoo.config import Profile
 from cnnzoo.data import load_split, read_split_info
 from cnnzoo.errors import CnnzooError
@@ -50,18 +58,16 @@ from cnnzoo.fsutil import (
     output_lock,
     write_marker,
 )
+from cnnzoo.gcs import is_gcs
+from cnnzoo.outputs import claim_folder
 
 #: The kind of output train writes (its ownership marker, see cnnzoo.fsutil).
 KIND = "train"
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
 CONFIG_FILE = "config.yaml"
-#: Default checkpoint folder inside the output folder.
-CHECKPOINT_DIR = "checkpoint"
-#: The checkpoint's pointer file, written last: its presence marks a complete checkpoint.
-CHECKPOINT_POINTER = "latest.json"
-#: Version of the checkpoint layout; a checkpoint of another version is ignored.
-CHECKPOINT_FORMAT = 1
+#: The kind of a TensorBoard folder train writes, ``<logs_dir>/<model>`` (its marker).
+LOGS_KIND = "tensorboard"
 #: Seconds between uploads of new TensorBoard events to a ``gs://`` logs root.
 LOG_SYNC_S = 30.0
 
@@ -75,6 +81,7 @@ def train_model(
     checkpoint_dir: str | os.PathLike | None = None,
     *,
     overwrite: bool = False,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Train ``model_name`` on ``split_dir`` and write the results into ``out_dir``.
 
@@ -108,12 +115,19 @@ def train_model(
             the run logs to ``<logs_dir>/<model_name>``
             (``stage1``/``stage2`` below it for two-stage configurations). Defaults to
             ``<out_dir>/logs``. A ``gs://`` root gets the events written locally and
-            uploaded every :data:`LOG_SYNC_S` seconds and at the end.
+            uploaded every :data:`LOG_SYNC_S` seconds and at the end. The folder
+            ``<logs_dir>/<model_name>`` is owned like an output (marker kind
+            :data:`LOGS_KIND`): missing, empty or an earlier one of cnnzoo's, else
+            refused unless ``overwrite``; a fresh (not resumed) run replaces it.
         checkpoint_dir: where to keep the training state between epochs, a local path or
             a ``gs://`` URI that survives the task (on KFP, a retried pod may get a fresh
             ``out_dir``). Defaults to ``<out_dir>/checkpoint``. Removed after success.
-        overwrite: train into an ``out_dir`` that is not an earlier train output; only
-            the files named above (and ``logs/<model>``, ``checkpoint/``) are replaced.
+        overwrite: train into an ``out_dir`` (and log into a ``<logs_dir>/<model_name>``)
+            that cnnzoo did not write; only the files named above (and
+            ``logs/<model>``, ``checkpoint/``) are replaced.
+        callbacks: extra Keras callbacks for every ``fit`` (each stage), run before
+            train_model's own, so they see an epoch's logs before they are recorded and
+            checkpointed (tests use them to simulate a preemption or to script metrics).
 
     Returns:
         The history written to ``history.json`` (docs/architecture.md): ``status`` is
@@ -128,14 +142,17 @@ def train_model(
     Raises:
         CnnzooError: bad input (unknown model, unreadable split, image size mismatch,
             image size below the model's minimum, an unreachable ``gs://`` checkpoint
-            or logs location, an ``out_dir`` that is not a train output, another
-            process training into ``out_dir``...).
+            or logs location, an ``out_dir`` or logs folder cnnzoo did not write,
+            another process training into ``out_dir`` or writing the checkpoint...).
     """
-    with output_lock(out_dir):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(output_lock(out_dir))
         check_replaceable(out_dir, KIND, overwrite)
         _remove_own_temporaries(Path(out_dir))
+        if checkpoint_dir is not None and not is_gcs(str(checkpoint_dir)):
+            stack.enter_context(output_lock(checkpoint_dir))  # one writer (gs://: see Checkpoint)
         return _train_model_locked(
-            model_name, split_dir, out_dir, profile, logs_dir, checkpoint_dir
+            model_name, split_dir, out_dir, profile, logs_dir, checkpoint_dir, overwrite, callbacks
         )
 
 
@@ -146,15 +163,13 @@ def _remove_own_temporaries(out: Path) -> None:
     if not out.is_dir():
         return
     own = re.compile(r"\.(model\.[a-z0-9_]{8}\.keras|[^/]+\.[a-z0-9_]{8}\.tmp)")
-    for folder in (out, out / CHECKPOINT_DIR):
-        if folder.is_dir():
-            for p in folder.iterdir():
-                if p.is_file() and own.fullmatch(p.name):
-                    p.unlink(missing_ok=True)
+    for p in out.iterdir():
+        if p.is_file() and own.fullmatch(p.name):
+            p.unlink(missing_ok=True)
 
 
 def _train_model_locked(
-    model_name, split_dir, out_dir, profile, logs_dir, checkpoint_dir
+    model_name, split_dir, out_dir, profile, logs_dir, checkpoint_dir, overwrite, callbacks
 ) -> dict[str, Any]:
     from cnnzoo import __version__
     from cnnzoo.models import get_spec
@@ -182,16 +197,23 @@ def _train_model_locked(
     for stale in (MODEL_FILE, HISTORY_FILE):
         with contextlib.suppress(FileNotFoundError):
             (out / stale).unlink()
-    checkpoint = _Checkpoint(
+    checkpoint = Checkpoint(
         str(checkpoint_dir) if checkpoint_dir is not None else str(out / CHECKPOINT_DIR),
-        _fingerprint(model_name, profile, split_json),
+        run_fingerprint(model_name, profile, split_json),
     )
+    checkpoint.remove_temporaries()
     resume = checkpoint.load()
     # Kept as a string: the logs root may be a URI (gs://...) that Path would mangle.
     logs_root = str(logs_dir).rstrip("/") if logs_dir is not None else str(out / "logs")
     model_logs = f"{logs_root}/{model_name}"
-    if resume is None:
-        _remove_logs(model_logs)  # a fresh run (or a retry from scratch) replaces its logs
+    # A fresh run (or a retry from scratch) replaces its logs; OUT/logs is OUT's.
+    claim_folder(
+        model_logs,
+        LOGS_KIND,
+        overwrite=overwrite or logs_dir is None,
+        replace=resume is None,
+        what="TensorBoard logs",
+    )
 
     config = {
         "model": model_name,
@@ -211,6 +233,7 @@ def _train_model_locked(
 
     with _log_folder(model_logs) as local_logs:
         run = _Run(model_name, spec, stages, profile, info, split_dir, local_logs, train_count)
+        run.extra_callbacks = list(callbacks)
         try:
             history = {
                 "model": model_name,
@@ -278,9 +301,10 @@ class _Run:
         self.fit_seconds = 0.0  # in earlier stages and attempts
         self.fit_started = 0.0  # perf_counter() at the start of the current fit
         self.replicas = 1  # devices the model is replicated on (MirroredStrategy)
+        self.extra_callbacks: list = []  # train_model's callbacks=, first in every fit
 
     def train(
-        self, model_path: Path, checkpoint: _Checkpoint, resume: dict[str, Any] | None
+        self, model_path: Path, checkpoint: Checkpoint, resume: dict[str, Any] | None
     ) -> dict[str, Any]:
         import keras
 
@@ -342,7 +366,7 @@ class _Run:
                     jit_compile=profile.jit_compile,
                 )
                 if resumed is not None:
-                    _restore_optimizer(model, resumed["optimizer"], checkpoint.location)
+                    restore_optimizer(model, resumed["optimizer"], checkpoint.location)
                 callback_state = resumed["callbacks"] if resumed is not None else {}
                 stage_start = sum(1 for r in self.records if r["stage"] < k)
                 stateful = {
@@ -369,6 +393,7 @@ class _Run:
                 # TensorBoard precedes ReduceLROnPlateau so it logs the rate the epoch used;
                 # the checkpoint comes last, to save what every other callback did.
                 callbacks = [
+                    *self.extra_callbacks,
                     _epoch_recorder(self, k),
                     _progress_printer(self, k, sum(s.epochs for s in self.stages)),
                     keras.callbacks.TensorBoard(
@@ -418,7 +443,7 @@ class _Run:
             "peak_memory_mb": peak_memory_mb(),
         }
 
-    def _resume(self, model, checkpoint: _Checkpoint, state: dict[str, Any]):
+    def _resume(self, model, checkpoint: Checkpoint, state: dict[str, Any]):
         """Load a checkpoint's state into this run and ``model``.
 
         Returns:
@@ -426,10 +451,10 @@ class _Run:
             a finished stage the next one starts afresh.
         """
         arrays = state["arrays"]
-        _assign(model.weights, arrays["model"], checkpoint.location, "model")
+        assign_arrays(model.weights, arrays["model"], checkpoint.location, "model")
         best = arrays["model"] if state["best_is_last"] else arrays["best"]
         if best:
-            _check_fit(model.weights, best, checkpoint.location, "best")
+            check_fit(model.weights, best, checkpoint.location, "best")
             self.best_weights = list(zip(model.weights, best, strict=True))
         self.records = state["records"]
         self.best_val_loss = state["best_val_loss"]
@@ -450,7 +475,7 @@ class _Run:
         return first_stage, continuing
 
     def save_checkpoint(self, model, checkpoint, stage, stage_done, callbacks_state) -> None:
-        """Save the state after the epoch just recorded (see :class:`_Checkpoint`)."""
+        """Save the state after the epoch just recorded (:class:`cnnzoo.checkpoint.Checkpoint`)."""
         fit_seconds = self.fit_seconds + (time.perf_counter() - self.fit_started)
         # The best weights are often this epoch's: then they are not saved twice.
         best_is_last = self.best_weights is not None and self.best_epoch == len(self.records)
@@ -643,201 +668,6 @@ def _checkpointer(run: _Run, checkpoint, stage: int, stage_end: int, stateful):
     return Checkpointer()
 
 
-def _check_fit(variables: list, arrays: list, where: str, what: str) -> None:
-    if len(arrays) != len(variables) or any(
-        tuple(v.shape) != a.shape for v, a in zip(variables, arrays, strict=False)
-    ):
-        raise CnnzooError(
-            f"{where}: the checkpoint's {what} variables do not fit the model; "
-            "delete the checkpoint to start over"
-        )
-
-
-def _assign(variables: list, arrays: list, where: str, what: str) -> None:
-    """Assign saved ``arrays`` to ``variables``, checking they fit one another."""
-    _check_fit(variables, arrays, where, what)
-    for variable, value in zip(variables, arrays, strict=True):
-        variable.assign(value)
-
-
-def _restore_optimizer(model, arrays: list, where: str) -> None:
-    """Give the freshly compiled model's optimizer the saved state (moments, step, rate)."""
-    optimizer = model.optimizer
-    if not optimizer.built:
-        optimizer.build(model.trainable_variables)
-    _assign(optimizer.variables, arrays, where, "optimizer")
-
-
-def _fingerprint(model_name: str, profile: Profile, split_json: Path) -> str:
-    """What makes a checkpoint this run's: model, resolved profile and the split itself."""
-    what = {
-        "model": model_name,
-        "profile": profile.to_dict(),
-        "split_json_sha256": hashlib.sha256(split_json.read_bytes()).hexdigest(),
-    }
-    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
-
-
-class _Checkpoint:
-    """A run's training state in a folder or ``gs://`` prefix: ``state-epochNNNN.npz`` + pointer.
-
-    :meth:`save` writes the arrays under a new name first and then replaces
-    ``latest.json`` (every write atomic: a temporary file renamed locally, a single
-    object upload on Cloud Storage), then deletes older array files. So a kill at any
-    moment leaves ``latest.json`` naming a complete array file.
-    """
-
-    def __init__(self, location: str, fingerprint: str) -> None:
-        from cnnzoo.storage import is_gcs
-
-        self.location = location.rstrip("/")
-        self.fingerprint = fingerprint
-        self.remote = is_gcs(self.location)
-        self._gcs = None
-
-    def _client(self):
-        if self._gcs is None:
-            from cnnzoo.storage import gcs_client
-
-            self._gcs = gcs_client(self.location)
-        return self._gcs
-
-    def load(self) -> dict[str, Any] | None:
-        """The saved state, with ``arrays``, if it exists and belongs to this run, else None."""
-        import numpy as np
-
-        pointer = f"{self.location}/{CHECKPOINT_POINTER}"
-        with tempfile.TemporaryDirectory(prefix="cnnzoo-ckpt-") as tmp:
-            path = self._fetch(CHECKPOINT_POINTER, Path(tmp))
-            if path is None:
-                return None
-            try:
-                state = json.loads(path.read_text(encoding="utf-8"))
-                if state.get("format") != CHECKPOINT_FORMAT:
-                    raise ValueError(f"unknown format {state.get('format')!r}")
-                if state.get("fingerprint") != self.fingerprint:
-                    print(
-                        f"warning: {pointer}: checkpoint made for a different model, profile "
-                        "or split; starting over",
-                        file=sys.stderr,
-                    )
-                    return None
-                path = self._fetch(state["arrays_file"], Path(tmp))
-                if path is None:
-                    raise ValueError(f"{state['arrays_file']} is missing")
-                with np.load(path, allow_pickle=False) as npz:
-                    state["arrays"] = {
-                        part: [npz[f"{part}_{i:05d}"] for i in range(state["counts"][part])]
-                        for part in ("model", "optimizer", "best")
-                    }
-            except (ValueError, KeyError, TypeError, OSError) as e:
-                print(
-                    f"warning: {pointer}: unreadable checkpoint ({_one_line(str(e))}); "
-                    "starting over",
-                    file=sys.stderr,
-                )
-                return None
-        return state
-
-    def save(self, state: dict[str, Any], arrays: dict[str, list]) -> None:
-        """Save ``state`` (JSON-able) and ``arrays`` (lists of numpy arrays by part)."""
-        import numpy as np
-
-        name = f"state-epoch{state['epoch']:04d}.npz"
-        self._write(
-            name,
-            lambda f: np.savez(
-                f, **{f"{p}_{i:05d}": a for p, items in arrays.items() for i, a in enumerate(items)}
-            ),
-        )
-        pointer = {
-            "format": CHECKPOINT_FORMAT,
-            "fingerprint": self.fingerprint,
-            **state,
-            "arrays_file": name,
-            "counts": {part: len(items) for part, items in arrays.items()},
-        }
-        text = json.dumps(pointer, indent=1) + "\n"
-        self._write(CHECKPOINT_POINTER, lambda f: f.write(text.encode("utf-8")))
-        for old in self._names():
-            if old.startswith("state-epoch") and old != name:
-                self._delete(old)
-
-    def remove(self) -> None:
-        """Delete the checkpoint's files (and its folder, if that is then empty)."""
-        for name in self._names():
-            if name == CHECKPOINT_POINTER or name.startswith("state-epoch"):
-                self._delete(name)
-        if not self.remote:
-            with contextlib.suppress(OSError):
-                os.rmdir(self.location)
-
-    # --- storage: a local folder or a gs:// prefix ---------------------------------------
-
-    def _names(self) -> list[str]:
-        if not self.remote:
-            folder = Path(self.location)
-            return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-        from cnnzoo.storage import list_objects, parse_gs_uri
-
-        top = parse_gs_uri(self.location)[1].rstrip("/")
-        top = f"{top}/" if top else ""
-        return [b.name[len(top) :] for b in list_objects(self.location, self._client())]
-
-    def _fetch(self, name: str, tmp: Path) -> Path | None:
-        """A local path holding the file ``name``, or None if it does not exist."""
-        if not self.remote:
-            path = Path(self.location) / name
-            return path if path.is_file() else None
-        from cnnzoo.storage import download_file
-
-        if name not in self._names():
-            return None
-        return download_file(f"{self.location}/{name}", tmp / name, self._client())
-
-    def _write(self, name: str, fill) -> None:
-        """Write the file ``name`` atomically with ``fill(binary file object)``."""
-        if self.remote:
-            from cnnzoo.storage import upload_tree
-
-            with tempfile.TemporaryDirectory(prefix="cnnzoo-ckpt-") as tmp:
-                with open(Path(tmp) / name, "wb") as f:
-                    fill(f)
-                # One object: it appears whole or not at all.
-                upload_tree(tmp, self.location, self._client())
-            return
-        folder = Path(self.location)
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                fill(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, folder / name)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-
-    def _delete(self, name: str) -> None:
-        if not self.remote:
-            with contextlib.suppress(FileNotFoundError):
-                (Path(self.location) / name).unlink()
-            return
-        from google.api_core.exceptions import GoogleAPIError, NotFound
-
-        from cnnzoo.storage import parse_gs_uri
-
-        bucket, key = parse_gs_uri(f"{self.location}/{name}")
-        try:
-            self._client().bucket(bucket).blob(key).delete()
-        except NotFound:
-            pass  # already gone: what deleting it was for
-        except GoogleAPIError as e:  # a leftover file costs space only; training goes on
-            print(f"warning: {self.location}/{name}: cannot delete ({e})", file=sys.stderr)
-
-
 def _plain(value):
     """A callback attribute as plain JSON data (numpy scalars become Python numbers)."""
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -884,52 +714,18 @@ def _log_folder(model_logs: str):
     """The folder Keras writes TensorBoard events to while training.
 
     A local ``model_logs`` is used as is. For a ``gs://`` one, the events are written
-    to a local scratch folder that :class:`cnnzoo.storage.LogSync` mirrors to it every
+    to a local scratch folder that :class:`cnnzoo.logsync.LogSync` uploads every
     :data:`LOG_SYNC_S` seconds (so TensorBoard shows training live) and once more at
     the end; new event files get new names, so a resumed run adds to the old ones.
     """
-    from cnnzoo.storage import LogSync, is_gcs
-
     if not is_gcs(model_logs):
         yield model_logs
         return
+    from cnnzoo.logsync import LogSync
+
     with tempfile.TemporaryDirectory(prefix="cnnzoo-tb-") as tmp:
         with LogSync(tmp, model_logs, interval_s=LOG_SYNC_S):
             yield tmp
-
-
-def _remove_logs(path: str) -> None:
-    """Delete a TensorBoard folder: local, ``gs://`` or another ``tf.io.gfile`` scheme."""
-    if "://" not in path:
-        shutil.rmtree(path, ignore_errors=True)
-        return
-    from cnnzoo.storage import is_gcs
-
-    if is_gcs(path):
-        _remove_gcs_folder(path)
-        return
-    import tensorflow as tf
-
-    if tf.io.gfile.exists(path):
-        tf.io.gfile.rmtree(path)
-
-
-def _remove_gcs_folder(uri: str) -> None:
-    """Delete every object under the ``gs://`` folder ``uri``."""
-    from google.api_core.exceptions import GoogleAPIError, NotFound
-
-    from cnnzoo.storage import list_objects
-
-    for blob in list_objects(uri):
-        try:
-            blob.delete()
-        except NotFound:
-            pass  # deleted meanwhile: what was wanted
-        except GoogleAPIError as e:
-            raise CnnzooError(
-                f"gs://{blob.bucket.name}/{blob.name}: cannot delete old TensorBoard logs "
-                f"({type(e).__name__}: {_one_line(str(e))})"
-            ) from None
 
 
 def _log_hparams(model_logs: str, model_name, spec, profile: Profile, history) -> None:

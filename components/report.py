@@ -30,8 +30,8 @@ def report(
     import shutil
 
     from cnnzoo.fsutil import read_json
+    from cnnzoo.outputs import export_folder, run_logs_root
     from cnnzoo.report import build_report
-    from cnnzoo.storage import export_folder, run_logs_root
     from cnnzoo.tblogs import write_hparams_config
 
     print("[cnnzoo] report: started", flush=True)

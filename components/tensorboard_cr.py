@@ -16,7 +16,7 @@ def tensorboard_cr(run_id: str, run_name: str, tensorboard_root: str, output_uri
     import json
 
     from cnnzoo.errors import CnnzooError
-    from cnnzoo.storage import run_logs_root
+    from cnnzoo.outputs import run_logs_root
     from cnnzoo.tensorboard_cr import apply_run_tensorboard
 
     try:

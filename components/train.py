@@ -36,7 +36,7 @@ def train(
 
     from cnnzoo.config import profile_from_dict
     from cnnzoo.fsutil import atomic_write_text
-    from cnnzoo.storage import export_folder, output_location, run_logs_root
+    from cnnzoo.outputs import export_folder, output_location, run_logs_root
     from cnnzoo.train import train_model
 
     prof = profile_from_dict(json.loads(profile))

@@ -20,10 +20,11 @@ import pytest
 from helpers import cli_error, jpeg_bytes, rgb_image, tree_hashes, write_image_folder
 from PIL import Image
 
-from cnnzoo import storage
+from cnnzoo import gcs, outputs
 from cnnzoo.cli import main
 from cnnzoo.errors import CnnzooError
 from cnnzoo.ingest import ingest
+from cnnzoo.logsync import LogSync
 
 
 def _comparable(manifest: dict) -> dict:
@@ -168,7 +169,7 @@ def test_permission_denied(monkeypatch, tmp_path, capsys):
         with pytest.raises(
             CnnzooError, match="gs://locked/out: permission denied while trying to upload"
         ):
-            storage.upload_tree(write_image_folder(tmp_path / "d", n_train=1), "gs://locked/out")
+            gcs.upload_tree(write_image_folder(tmp_path / "d", n_train=1), "gs://locked/out")
     assert not (tmp_path / "out").exists()
 
 
@@ -178,12 +179,12 @@ def test_server_errors_are_retried_then_reported(monkeypatch, tmp_path):
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
         start = time.monotonic()
         with pytest.raises(CnnzooError, match=r"gs://flaky/data: cannot list objects \(RetryError"):
-            storage.list_objects("gs://flaky/data")
+            gcs.list_objects("gs://flaky/data")
         assert time.monotonic() - start < 30
         assert server.requests >= 2  # google-cloud-storage's retry policy is in use
 
 
-def test_tree_round_trips(gcs_emulator, tmp_path):
+def test_tree_round_trips(gcs_emulator, tmp_path, monkeypatch):
     tree = tmp_path / "run"
     (tree / "logs" / "resnet" / "train").mkdir(parents=True)
     (tree / "logs" / "resnet" / "train" / "events.out.tfevents.1").write_bytes(
@@ -197,35 +198,42 @@ def test_tree_round_trips(gcs_emulator, tmp_path):
     bucket = gcs_emulator.new_bucket()
     uri = f"gs://{bucket}/runs/r1"
 
-    names = storage.upload_tree(tree, uri + "/")
+    names = gcs.upload_tree(tree, uri + "/")
     assert names == sorted(f"runs/r1/{rel}" for rel in tree_hashes(tree))
     blob = gcs_emulator.client().bucket(bucket).get_blob("runs/r1/report/index.html")
     assert blob.content_type == "text/html"  # a report viewable straight from the bucket
 
-    assert storage.download_tree(uri, tmp_path / "back") == tmp_path / "back"
+    assert gcs.download_tree(uri, tmp_path / "back") == tmp_path / "back"
     assert tree_hashes(tmp_path / "back") == tree_hashes(tree)
 
     # copy_tree: gs -> gs, gs -> local (a folder of the user's only with overwrite; an
     # earlier copy is replaced), local -> local.
-    storage.copy_tree(uri, f"gs://{bucket}/runs/r2")
+    with monkeypatch.context() as m:  # gs -> gs is copied server side, never downloaded
+        m.setattr(outputs, "download_tree", lambda *a, **k: pytest.fail("downloaded"))
+        outputs.copy_tree(uri, f"gs://{bucket}/runs/r2")
+    r2 = gcs_emulator.objects(bucket, "runs/r2/")
+    assert r2.pop("runs/r2/.cnnzoo.json") and r2 == {
+        f"runs/r2/{k[len('runs/r1/') :]}": v
+        for k, v in gcs_emulator.objects(bucket, "runs/r1/").items()
+    }
     (tmp_path / "copy").mkdir()
     (tmp_path / "copy" / "stale.txt").write_text("old")
     with pytest.raises(CnnzooError, match="copy: exists and is not a cnnzoo export output"):
-        storage.copy_tree(f"gs://{bucket}/runs/r2", tmp_path / "copy")
+        outputs.copy_tree(f"gs://{bucket}/runs/r2", tmp_path / "copy")
     assert (tmp_path / "copy" / "stale.txt").read_text() == "old"
-    storage.copy_tree(f"gs://{bucket}/runs/r2", tmp_path / "copy", overwrite=True)
+    outputs.copy_tree(f"gs://{bucket}/runs/r2", tmp_path / "copy", overwrite=True)
     assert tree_hashes(tmp_path / "copy") == tree_hashes(tree)
-    storage.copy_tree(f"gs://{bucket}/runs/r2", tmp_path / "copy")  # its own copy: replaced
+    outputs.copy_tree(f"gs://{bucket}/runs/r2", tmp_path / "copy")  # its own copy: replaced
     assert tree_hashes(tmp_path / "copy") == tree_hashes(tree)
-    storage.copy_tree(tree, tmp_path / "copy2")
+    outputs.copy_tree(tree, tmp_path / "copy2")
     assert tree_hashes(tmp_path / "copy2") == tree_hashes(tree)
 
     with pytest.raises(CnnzooError, match=f"gs://{bucket}/nothing: no objects"):
-        storage.download_tree(f"gs://{bucket}/nothing", tmp_path / "none")
+        gcs.download_tree(f"gs://{bucket}/nothing", tmp_path / "none")
     with pytest.raises(CnnzooError, match="no such folder"):
-        storage.copy_tree(tmp_path / "missing", uri)
+        outputs.copy_tree(tmp_path / "missing", uri)
     with pytest.raises(CnnzooError, match="into a folder inside itself"):
-        storage.copy_tree(tree, tree / "report" / "copy")
+        outputs.copy_tree(tree, tree / "report" / "copy")
     assert not (tmp_path / "none").exists()
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert leftovers == []  # no partial folders
@@ -234,12 +242,12 @@ def test_tree_round_trips(gcs_emulator, tmp_path):
 def test_download_file_is_atomic_and_names_missing_objects(gcs_emulator, tmp_path):
     bucket = gcs_emulator.new_bucket()
     gcs_emulator.client().bucket(bucket).blob("w/model.weights.h5").upload_from_string(b"w" * 1000)
-    out = storage.download_file(f"gs://{bucket}/w/model.weights.h5", tmp_path / "m.weights.h5")
+    out = gcs.download_file(f"gs://{bucket}/w/model.weights.h5", tmp_path / "m.weights.h5")
     assert out.read_bytes() == b"w" * 1000
     with pytest.raises(CnnzooError, match=f"gs://{bucket}/w/nope.h5: no such object"):
-        storage.download_file(f"gs://{bucket}/w/nope.h5", tmp_path / "nope.h5")
+        gcs.download_file(f"gs://{bucket}/w/nope.h5", tmp_path / "nope.h5")
     with pytest.raises(CnnzooError, match="not an object URI"):
-        storage.download_file(f"gs://{bucket}/w/", tmp_path / "x")
+        gcs.download_file(f"gs://{bucket}/w/", tmp_path / "x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.weights.h5"]
 
 
@@ -260,7 +268,7 @@ def test_log_sync_uploads_while_running_and_flushes_at_exit(gcs_emulator, tmp_pa
     def remote() -> dict[str, bytes]:
         return gcs_emulator.objects(bucket, "tb/run/")
 
-    with storage.LogSync(logs, f"gs://{bucket}/tb/run", interval_s=0.2) as sync:
+    with LogSync(logs, f"gs://{bucket}/tb/run", interval_s=0.2) as sync:
         events.parent.mkdir(parents=True)
         events.write_bytes(b"epoch1")
         assert _wait_for(lambda: remote().get("tb/run/m/train/events.out.tfevents.1") == b"epoch1")
@@ -269,9 +277,12 @@ def test_log_sync_uploads_while_running_and_flushes_at_exit(gcs_emulator, tmp_pa
         assert _wait_for(
             lambda: remote()["tb/run/m/train/events.out.tfevents.1"] == b"epoch1epoch2"
         )
-        uploaded = sync.uploaded
+        # A sync that read the file while it grew uploads it once more (its stat was
+        # taken before the append): let that one pass before counting.
+        time.sleep(0.5)
+        uploaded = sync.transferred
         time.sleep(0.6)  # several intervals with nothing new: nothing re-uploaded
-        assert sync.uploaded == uploaded
+        assert sync.transferred == uploaded
         # Written just before the block ends: only the final flush can carry it.
         (logs / "m" / "validation").mkdir()
         (logs / "m" / "validation" / "events.out.tfevents.2").write_bytes(b"last")
@@ -286,14 +297,14 @@ def test_log_sync_final_flush_and_failures(gcs_emulator, tmp_path, monkeypatch, 
     bucket = gcs_emulator.new_bucket()
     logs = tmp_path / "logs"
     logs.mkdir()
-    with storage.LogSync(logs, f"gs://{bucket}/tb", interval_s=3600):
+    with LogSync(logs, f"gs://{bucket}/tb", interval_s=3600):
         (logs / "a.txt").write_text("a")
         time.sleep(0.2)
         assert gcs_emulator.objects(bucket) == {}  # the interval has not come round yet
     assert gcs_emulator.objects(bucket) == {"tb/a.txt": b"a"}
 
     # Background failures are warnings; a failed final flush raises naming the URI...
-    sync = storage.LogSync(logs, "gs://no-such-bucket/tb", interval_s=0.1).start()
+    sync = LogSync(logs, "gs://no-such-bucket/tb", interval_s=0.1).start()
     assert _wait_for(lambda: sync.failures >= 1)
     with pytest.raises(
         CnnzooError, match="gs://no-such-bucket/tb: bucket 'no-such-bucket' does not exist"
@@ -302,13 +313,13 @@ def test_log_sync_final_flush_and_failures(gcs_emulator, tmp_path, monkeypatch, 
     assert "warning: log sync: gs://no-such-bucket/tb" in capsys.readouterr().err
     # ...unless the block is already failing: then the original exception wins.
     with pytest.raises(RuntimeError, match="training crashed"):
-        with storage.LogSync(logs, "gs://no-such-bucket/tb", interval_s=3600):
+        with LogSync(logs, "gs://no-such-bucket/tb", interval_s=3600):
             raise RuntimeError("training crashed")
     assert "final flush failed" in capsys.readouterr().err
     with pytest.raises(CnnzooError, match="interval_s must be positive"):
-        storage.LogSync(logs, f"gs://{bucket}/tb", interval_s=0)
-    with pytest.raises(CnnzooError, match="not a gs:// URI"):
-        storage.LogSync(logs, str(tmp_path / "x"))
+        LogSync(logs, f"gs://{bucket}/tb", interval_s=0)
+    with pytest.raises(CnnzooError, match="exactly one side must be gs://"):
+        LogSync(logs, str(tmp_path / "x"))
 
 
 def test_credentials_never_in_messages(monkeypatch, tmp_path):
@@ -319,15 +330,15 @@ def test_credentials_never_in_messages(monkeypatch, tmp_path):
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key))
     with pytest.raises(CnnzooError, match="gs://b/data: no usable Google Cloud credentials") as e:
-        storage.gcs_client("gs://b/data")
+        gcs.gcs_client("gs://b/data")
     assert "SECRET" not in str(e.value)
     assert "\n" not in str(e.value)
 
 
 def test_is_gcs_and_parse():
-    assert storage.is_gcs("gs://b/p") and not storage.is_gcs("/data/gs://x")
-    assert storage.parse_gs_uri("gs://b/a/b/") == ("b", "a/b/")
-    assert storage.parse_gs_uri("gs://b") == ("b", "")
+    assert gcs.is_gcs("gs://b/p") and not gcs.is_gcs("/data/gs://x")
+    assert gcs.parse_gs_uri("gs://b/a/b/") == ("b", "a/b/")
+    assert gcs.parse_gs_uri("gs://b") == ("b", "")
 
 
 def test_log_sync_streams_real_tensorboard_events(gcs_emulator, tmp_path):
@@ -354,7 +365,7 @@ def test_log_sync_streams_real_tensorboard_events(gcs_emulator, tmp_path):
         }
 
     writer = EventFileWriter(str(logs))
-    with storage.LogSync(tmp_path / "logs", f"gs://{bucket}/tb", interval_s=0.1):
+    with LogSync(tmp_path / "logs", f"gs://{bucket}/tb", interval_s=0.1):
         for epoch in range(1, 4):
             value = summary_pb2.Summary.Value(tag="epoch_loss", simple_value=1.0 / epoch)
             writer.add_event(

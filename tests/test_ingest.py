@@ -19,7 +19,7 @@ from helpers import (
 )
 from PIL import Image
 
-from cnnzoo import storage
+from cnnzoo import sources
 from cnnzoo.cli import main
 from cnnzoo.errors import CnnzooError
 from cnnzoo.ingest import ingest
@@ -295,7 +295,7 @@ def test_zip_absolute_path_rejected(tmp_path):
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr(zipfile.ZipInfo("/tmp/abs.jpg"), b"x")
     with pytest.raises(CnnzooError, match="absolute path"):
-        storage.extract_archive(archive, tmp_path / "x")
+        sources.extract_archive(archive, tmp_path / "x")
 
 
 @pytest.mark.parametrize(
@@ -322,7 +322,7 @@ def test_tar_unsafe_members_rejected(tmp_path, name, kind, linkname, message):
 
 def test_declared_size_limit(tmp_path, monkeypatch):
     archive = _zip_tree(write_image_folder(tmp_path / "d"), tmp_path / "d.zip")
-    monkeypatch.setattr(storage, "MAX_EXTRACT_BYTES", 100)
+    monkeypatch.setattr(sources, "MAX_EXTRACT_BYTES", 100)
     with pytest.raises(CnnzooError, match="decompression bomb"):
         ingest(str(archive), tmp_path / "out")
 

@@ -353,7 +353,7 @@ def test_gcs_prefix_of_the_user_is_refused_and_live_writer_blocks(
     assert _marker(gcs_emulator, bucket, "busy")["state"] == "complete"
 
     # An export of a folder the user put there is refused the same way.
-    from cnnzoo.storage import export_folder
+    from cnnzoo.outputs import export_folder
 
     with pytest.raises(CnnzooError, match="mine: exists and is not a cnnzoo export output"):
         export_folder(src, f"gs://{bucket}", "mine")

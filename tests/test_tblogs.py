@@ -28,7 +28,7 @@ from kfp_fixtures import FakeKfpRuns
 
 from cnnzoo.errors import CnnzooError
 from cnnzoo.models import list_models
-from cnnzoo.storage import LogMirror
+from cnnzoo.logsync import LogSync
 from cnnzoo.tblogs import (
     HPARAM_KEYS,
     log_hparams,
@@ -313,7 +313,7 @@ def test_log_mirror_follows_growing_event_files(gcs_emulator, tmp_path):
     bucket.blob(event).upload_from_string(b"abc")
     bucket.blob("tb/simple/LOGS_AT.txt").upload_from_string(b"one")
     local = tmp_path / "cache"
-    mirror = LogMirror(f"gs://{bucket.name}/tb", local, interval_s=0.2)
+    mirror = LogSync(f"gs://{bucket.name}/tb", local, interval_s=0.2)
     assert mirror.sync() == 2
     assert mirror.sync() == 0
     path = local / "simple" / "train" / "events.out.tfevents.1"
