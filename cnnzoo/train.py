@@ -190,13 +190,6 @@ def _train_model_locked(
     train_count = int(info["splits"]["train"]["count"])
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if output_kind(out) != KIND:
-        write_marker(out, KIND)
-    # An earlier run's results must not pass for this run's if this one is killed.
-    for stale in (MODEL_FILE, HISTORY_FILE):
-        with contextlib.suppress(FileNotFoundError):
-            (out / stale).unlink()
     checkpoint = Checkpoint(
         str(checkpoint_dir) if checkpoint_dir is not None else str(out / CHECKPOINT_DIR),
         run_fingerprint(model_name, profile, split_json),
@@ -214,6 +207,14 @@ def _train_model_locked(
         replace=resume is None,
         what="TensorBoard logs",
     )
+
+    out.mkdir(parents=True, exist_ok=True)
+    if output_kind(out) != KIND:
+        write_marker(out, KIND)
+    # An earlier run's results must not pass for this run's if this one is killed.
+    for stale in (MODEL_FILE, HISTORY_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            (out / stale).unlink()
 
     config = {
         "model": model_name,

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 from helpers import TINY_FULL, notebook_profile
 
-from cnnzoo.fsutil import write_marker
-from cnnzoo.train import CHECKPOINT_DIR, CHECKPOINT_POINTER, train_model
+from cnnzoo.checkpoint import CHECKPOINT_DIR, CHECKPOINT_POINTER
+from cnnzoo.fsutil import MARKER, write_marker
+from cnnzoo.train import train_model
 
 # ReduceLROnPlateau sees no improvement after epoch 1 (min_delta is huge) and waits 2
 # epochs: the rate drops after epoch 3 only if the resumed run kept its counter and best.
@@ -44,12 +45,12 @@ def _scalar_steps(run_dir, tag):
     return [e.step for e in acc.Tensors(tag)]
 
 
-def _add_callbacks(monkeypatch, *extra, val_losses=None):
-    """Make every ``fit`` also run the callbacks ``extra``, after train_model's own.
+def _callbacks(*extra, val_losses=None) -> list:
+    """train_model's ``callbacks=``: with ``val_losses``, one reporting ``val_losses[epoch]``.
 
-    With ``val_losses``, a callback placed before train_model's own reports
-    ``val_losses[epoch]`` as each epoch's val_loss (the logs dict is shared), so which
-    epoch is best is fixed by the test, not by the numerics of a tiny run.
+    Extra callbacks run before train_model's own and the logs dict is shared, so the
+    scripted val_loss is what is recorded: which epoch is best is fixed by the test, not
+    by the numerics of a tiny run.
     """
     import keras
 
@@ -57,22 +58,19 @@ def _add_callbacks(monkeypatch, *extra, val_losses=None):
         def on_epoch_end(self, epoch, logs=None):
             logs["val_loss"] = val_losses[epoch]
 
-    first = [Scripted()] if val_losses else []
-    real_fit = keras.Model.fit
-
-    def fit(self, *args, callbacks=(), **kwargs):
-        return real_fit(self, *args, callbacks=[*first, *callbacks, *extra], **kwargs)
-
-    monkeypatch.setattr(keras.Model, "fit", fit)
+    return [*([Scripted()] if val_losses else []), *extra]
 
 
 def _crash_after(epoch: int):
-    """A callback raising at the end of (1-based) ``epoch``, like a node lost right then."""
+    """A callback raising as (1-based) ``epoch`` + 1 begins, like a node lost right then.
+
+    Epoch ``epoch``'s checkpoint is written by then (it is saved at that epoch's end).
+    """
     import keras
 
     class Crash(keras.callbacks.Callback):
-        def on_epoch_end(self, e, logs=None):
-            if e + 1 == epoch:
+        def on_epoch_begin(self, e, logs=None):
+            if e == epoch:
                 raise RuntimeError(f"preempted after epoch {epoch}")
 
     return Crash()
@@ -109,9 +107,13 @@ def test_resume_restores_weights_optimizer_schedule_and_history(
     # Epoch 2, the last one checkpointed, stays the best. Early stopping, if it kept its
     # counter and best, stops after epoch 4; reset on resume, it would run epoch 5.
     val_losses = [1.0, 0.5, 0.7, 0.8, 0.9]
-    with monkeypatch.context() as m:
-        _add_callbacks(m, _crash_after(2), val_losses=val_losses)
-        failed = train_model("simple", tiny_split, out, profile)
+    failed = train_model(
+        "simple",
+        tiny_split,
+        out,
+        profile,
+        callbacks=_callbacks(_crash_after(2), val_losses=val_losses),
+    )
     assert failed["status"] == "failed" and "preempted after epoch 2" in failed["error"]
     ckpt = out / CHECKPOINT_DIR
     saved = _pointer(ckpt)
@@ -128,9 +130,9 @@ def test_resume_restores_weights_optimizer_schedule_and_history(
             seen["weights"] = [w.numpy() for w in self.model.weights]
             seen["iterations"] = int(self.model.optimizer.iterations.numpy())
 
-    with monkeypatch.context() as m:
-        _add_callbacks(m, Probe(), val_losses=val_losses)
-        hist = train_model("simple", tiny_split, out, profile)
+    hist = train_model(
+        "simple", tiny_split, out, profile, callbacks=_callbacks(Probe(), val_losses=val_losses)
+    )
     assert "resuming simple from epoch 3 (stage 1)" in capsys.readouterr().out
     assert hist["status"] == "ok"
     assert [e["epoch"] for e in hist["epochs"]] == [1, 2, 3, 4]
@@ -148,9 +150,13 @@ def test_resume_restores_weights_optimizer_schedule_and_history(
 
 def test_checkpoint_of_another_configuration_is_ignored(tiny_split, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
-    with monkeypatch.context() as m:
-        _add_callbacks(m, _crash_after(1))
-        train_model("simple", tiny_split, out, notebook_profile([*SCHEDULE, "max_epochs=2"]))
+    train_model(
+        "simple",
+        tiny_split,
+        out,
+        notebook_profile([*SCHEDULE, "max_epochs=2"]),
+        callbacks=_callbacks(_crash_after(1)),
+    )
     assert _pointer(out / CHECKPOINT_DIR)["epoch"] == 1
     capsys.readouterr()
 
@@ -188,13 +194,19 @@ def test_checkpoint_and_logs_on_cloud_storage(
     ckpt = f"gs://{bucket}/ckpt/r1/simple"
     logs = f"gs://{bucket}/tb/r1"
     client = gcs_emulator.client()
-    client.bucket(bucket).blob("tb/r1/simple/train/events.out.tfevents.stale").upload_from_string(
-        b"an earlier attempt's logs"
-    )
+    earlier = client.bucket(bucket)  # an earlier attempt's logs, marked as cnnzoo's
+    earlier.blob("tb/r1/simple/train/events.out.tfevents.stale").upload_from_string(b"old")
+    earlier.blob(f"tb/r1/simple/{MARKER}").upload_from_string(b'{"kind": "tensorboard"}')
     profile = notebook_profile([*SCHEDULE, "max_epochs=3"])
-    with monkeypatch.context() as m:
-        _add_callbacks(m, _crash_after(2))
-        train_model("simple", tiny_split, tmp_path / "a", profile, logs, checkpoint_dir=ckpt)
+    train_model(
+        "simple",
+        tiny_split,
+        tmp_path / "a",
+        profile,
+        logs,
+        checkpoint_dir=ckpt,
+        callbacks=_callbacks(_crash_after(2)),
+    )
     objects = gcs_emulator.objects(bucket)
     assert sorted(k for k in objects if k.startswith("ckpt/")) == [
         "ckpt/r1/simple/latest.json",
@@ -225,38 +237,36 @@ def test_checkpoint_and_logs_on_cloud_storage(
     assert _scalar_steps(runs, "epochs_run") == [0]  # the HParams session, written at the end
 
 
-# A `cnnzoo train` whose epochs each start with a pause, so the test can SIGKILL it
-# after epoch 2's checkpoint is written and before epoch 3 ends.
-_SLOW_CLI = """
+# A `cnnzoo train` (the library call behind it, with the CLI's profile) whose epochs each
+# start with a pause, so the test can SIGKILL it after epoch 2's checkpoint is written
+# and before epoch 3 ends.
+_SLOW_TRAIN = """
 import sys, time
 import keras
-from cnnzoo import cli
-
-real_fit = keras.Model.fit
+from cnnzoo.config import load_profile
+from cnnzoo.train import train_model
 
 class Pause(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         time.sleep(float(sys.argv[1]))
 
-def fit(self, *args, callbacks=(), **kwargs):
-    return real_fit(self, *args, callbacks=[Pause(), *callbacks], **kwargs)
-
-keras.Model.fit = fit
-sys.exit(cli.main(sys.argv[2:]))
+split, out, *overrides = sys.argv[2:]
+train_model("simple", split, out, load_profile("full", overrides), callbacks=[Pause()])
 """
 
 
 @pytest.mark.slow
 def test_sigkilled_training_resumes_where_it_stopped(tiny_split, tmp_path):
     out = tmp_path / "out"
+    sets = [*TINY_FULL, *SCHEDULE, "max_epochs=5"]
     args = ["train", "simple", str(tiny_split), str(out), "--profile", "full"]
-    for item in [*TINY_FULL, *SCHEDULE, "max_epochs=5"]:
+    for item in sets:
         args += ["--set", item]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
     pointer = out / CHECKPOINT_DIR / CHECKPOINT_POINTER
 
     proc = subprocess.Popen(
-        [sys.executable, "-c", _SLOW_CLI, "2.0", *args],
+        [sys.executable, "-c", _SLOW_TRAIN, "2.0", str(tiny_split), str(out), *sets],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -304,9 +314,8 @@ def test_two_stage_finetune_resumes_in_its_second_stage(tiny_split, tmp_path, mo
     out = tmp_path / "out"
     profile = notebook_profile(["batch_size=8", "max_epochs=2"])
     val_losses = [1.0, 2.0, 3.0, 4.0]  # epoch 1 is the best: stage 2 must start from it
-    with monkeypatch.context() as m:
-        _add_callbacks(m, _crash_after(2), val_losses=val_losses)  # stage 1 has just finished
-        assert train_model(name, tiny_split, out, profile)["status"] == "failed"
+    crash = _callbacks(_crash_after(2), val_losses=val_losses)  # stage 1 has just finished
+    assert train_model(name, tiny_split, out, profile, callbacks=crash)["status"] == "failed"
     saved = _pointer(out / CHECKPOINT_DIR)
     assert (saved["epoch"], saved["stage"], saved["stage_done"]) == (2, 1, True)
     assert (saved["best_epoch"], saved["best_is_last"]) == (1, False)
@@ -321,9 +330,9 @@ def test_two_stage_finetune_resumes_in_its_second_stage(tiny_split, tmp_path, mo
             seen["weights"] = [w.numpy() for w in self.model.weights]
             seen["trainable"] = len(self.model.trainable_weights)
 
-    with monkeypatch.context() as m:
-        _add_callbacks(m, Probe(), val_losses=val_losses)
-        hist = train_model(name, tiny_split, out, profile)
+    hist = train_model(
+        name, tiny_split, out, profile, callbacks=_callbacks(Probe(), val_losses=val_losses)
+    )
     assert f"resuming {name} from epoch 3 (stage 2)" in capsys.readouterr().out
     assert hist["status"] == "ok"
     assert [(e["epoch"], e["stage"]) for e in hist["epochs"]] == [(1, 1), (2, 1), (3, 2), (4, 2)]

@@ -8,12 +8,13 @@ import math
 import numpy as np
 import pytest
 import yaml
-from helpers import notebook_profile
+from helpers import cli_error, notebook_profile
 
+from cnnzoo.cli import main
 from cnnzoo.config import profile_from_dict
 from cnnzoo.data import load_split, read_split_info
 from cnnzoo.errors import CnnzooError
-from cnnzoo.fsutil import write_marker
+from cnnzoo.fsutil import output_kind, write_marker
 from cnnzoo.train import train_model
 
 
@@ -93,12 +94,13 @@ def test_train_writes_model_history_config_and_logs(tiny_split, tmp_path, name):
     assert _scalar_steps(logs, "epochs_run") == [0]
 
 
-def _script_val_loss(monkeypatch, values):
-    """Make ``fit`` report ``values[epoch]`` as val_loss; return each epoch's weights.
+def _script_val_loss(values):
+    """train_model callbacks making ``values[epoch]`` each epoch's val_loss, and the
+    snapshots of each epoch's weights they fill in.
 
-    A callback placed before train_model's own rewrites the epoch's logs (the same
-    dict goes to every callback) and snapshots the weights, so which epoch is best
-    is fixed by the test, not by the numerics of a tiny run.
+    Extra callbacks run before train_model's own and rewrite the epoch's logs (the
+    same dict goes to every callback), so which epoch is best is fixed by the test, not
+    by the numerics of a tiny run.
     """
     import keras
 
@@ -109,13 +111,7 @@ def _script_val_loss(monkeypatch, values):
             logs["val_loss"] = values[epoch]
             snapshots[epoch + 1] = [w.numpy() for w in self.model.weights]
 
-    real_fit = keras.Model.fit
-
-    def fit(self, *args, callbacks=(), **kwargs):
-        return real_fit(self, *args, callbacks=[Scripted(), *callbacks], **kwargs)
-
-    monkeypatch.setattr(keras.Model, "fit", fit)
-    return snapshots
+    return [Scripted()], snapshots
 
 
 def _same_weights(model, snapshot):
@@ -125,12 +121,15 @@ def _same_weights(model, snapshot):
 def test_saved_model_is_the_best_val_loss_epoch(tiny_split, tmp_path, monkeypatch):
     import keras
 
-    snapshots = _script_val_loss(monkeypatch, [1.0, 0.5, 0.7])
+    scripted, snapshots = _script_val_loss([1.0, 0.5, 0.7])
     stale = tmp_path / "tb" / "simple" / "train" / "events.out.tfevents.stale"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"")
+    write_marker(tmp_path / "tb" / "simple", "tensorboard")  # an earlier run's logs
     profile = _profile("max_epochs=3")
-    hist = train_model("simple", tiny_split, tmp_path / "out", profile, logs_dir=f"{tmp_path}/tb/")
+    hist = train_model(
+        "simple", tiny_split, tmp_path / "out", profile, f"{tmp_path}/tb/", callbacks=scripted
+    )
     assert [e["val_loss"] for e in hist["epochs"]] == [1.0, 0.5, 0.7]
     assert (hist["best_epoch"], hist["best_val_loss"]) == (2, 0.5)
 
@@ -147,9 +146,9 @@ def test_two_stage_finetune(tiny_split, tmp_path, monkeypatch):
     import keras
 
     # stage 2 ends worse than stage 1: the saved model must be stage 1's
-    snapshots = _script_val_loss(monkeypatch, [1.0, 2.0])
+    scripted, snapshots = _script_val_loss([1.0, 2.0])
     out = tmp_path / "out"
-    hist = train_model("mobilenetv2_finetune", tiny_split, out, _profile())
+    hist = train_model("mobilenetv2_finetune", tiny_split, out, _profile(), callbacks=scripted)
     assert hist["status"] == "ok" and hist["weights"] == "random"
     assert [(e["epoch"], e["stage"]) for e in hist["epochs"]] == [(1, 1), (2, 2)]
     assert [e["learning_rate"] for e in hist["epochs"]] == pytest.approx([1e-3, 1e-5])
@@ -167,18 +166,18 @@ def test_two_stage_finetune(tiny_split, tmp_path, monkeypatch):
     assert _scalar_steps(logs / "stage2" / "validation", "epoch_loss") == [1]
 
 
-def test_training_crash_is_recorded_as_failed(tiny_split, tmp_path, monkeypatch):
+def test_training_crash_is_recorded_as_failed(tiny_split, tmp_path):
     import keras
 
-    def boom(self, *args, **kwargs):
-        raise RuntimeError("boom\nsecond line")
+    class Boom(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr(keras.Model, "fit", boom)
     out = tmp_path / "out"
     out.mkdir()
     write_marker(out, "train")  # an earlier run's output
     (out / "model.keras").write_bytes(b"stale model from an earlier run")
-    hist = train_model("simple", tiny_split, out, _profile())
+    hist = train_model("simple", tiny_split, out, _profile(), callbacks=[Boom()])
     assert hist["status"] == "failed"
     assert hist["error"] == "RuntimeError: boom"
     assert json.loads((out / "history.json").read_text()) == hist
@@ -218,3 +217,26 @@ def test_strategy_is_single_device_without_several_gpus():
     assert not isinstance(strategy, tf.distribute.MirroredStrategy)
     assert len(tf.config.list_logical_devices("GPU")) <= 1
     assert strategy.num_replicas_in_sync == 1
+
+
+def test_logs_folder_of_the_user_is_refused_unless_overwrite(tiny_split, tmp_path, capsys):
+    # `--logs DIR` follows the ownership rule: DIR/<model> holding files cnnzoo did not
+    # write is refused with one line and left as it was; --overwrite takes it.
+    mine = tmp_path / "tb" / "simple"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "thesis.txt").write_text("four years")
+    args = ["train", "simple", str(tiny_split), str(tmp_path / "out"), "--profile", "full"]
+    args += ["--set", "img_size=72", "--set", "weights=null", "--set", "max_epochs=1"]
+    args += ["--logs", str(tmp_path / "tb")]
+    line = cli_error(capsys, args)
+    assert line == (
+        f"error: {mine}: exists and is not a cnnzoo tensorboard output; "
+        "choose another folder or pass --overwrite"
+    )
+    assert sorted(p.name for p in mine.iterdir()) == ["sub", "thesis.txt"]
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+    assert main([*args, "--overwrite"]) == 0
+    assert not (mine / "thesis.txt").exists()
+    assert output_kind(mine) == "tensorboard" and (mine / "train").is_dir()
+    assert main(args) == 0  # its own logs now: replaced without --overwrite
