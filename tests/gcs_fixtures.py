@@ -89,3 +89,94 @@ def gcs_emulator(gcs_emulator_server, monkeypatch):
     # Fail fast rather than retry for two minutes if the emulator misbehaves.
     monkeypatch.setenv("CNNZOO_GCS_RETRY_S", "20")
     return GcsEmulator(gcs_emulator_server)
+
+
+def honours_generation_match(client, bucket: str) -> bool:
+    """Whether the server refuses a write whose ``if_generation_match`` does not hold.
+
+    Cloud Storage does; ``gcp-storage-emulator`` 2026.7.19 ignores the precondition
+    (measured), so tests of a precondition wrap its client in
+    :class:`GenerationMatchClient` unless this says it is no longer needed.
+    """
+    from google.api_core.exceptions import PreconditionFailed
+
+    blob = client.bucket(bucket).blob(".precondition-probe")
+    blob.upload_from_string(b"1")
+    try:
+        client.bucket(bucket).blob(blob.name).upload_from_string(b"2", if_generation_match=0)
+    except PreconditionFailed:
+        return True
+    finally:
+        blob.delete()
+    return False
+
+
+class GenerationMatchClient:
+    """A FAKE at the client boundary: a real (emulator) client that enforces
+    ``if_generation_match`` on uploads and deletes, as Cloud Storage does.
+
+    Before delegating, a write with ``if_generation_match=N`` reads the object's current
+    generation (0: absent) and raises ``PreconditionFailed`` (HTTP 412) if it is not N.
+    Only sequential tests may rely on it: the check and the write are two requests.
+    """
+
+    def __init__(self, client) -> None:
+        self._client = client
+
+    def bucket(self, name: str, *args, **kwargs):
+        return _GenerationMatchBucket(self._client.bucket(name, *args, **kwargs))
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+
+class _GenerationMatchBucket:
+    def __init__(self, bucket) -> None:
+        self._bucket = bucket
+
+    def blob(self, name: str, *args, **kwargs):
+        return _GenerationMatchBlob(self._bucket, self._bucket.blob(name, *args, **kwargs))
+
+    def __getattr__(self, name: str):
+        return getattr(self._bucket, name)
+
+
+class _GenerationMatchBlob:
+    def __init__(self, bucket, blob) -> None:
+        self._bucket = bucket
+        self._blob = blob
+
+    def _check(self, kwargs: dict) -> None:
+        from google.api_core.exceptions import PreconditionFailed
+
+        expected = kwargs.get("if_generation_match")
+        if expected is None:
+            return
+        current = self._bucket.get_blob(self._blob.name)
+        actual = int(current.generation) if current is not None else 0
+        if actual != int(expected):
+            raise PreconditionFailed(
+                f"gs://{self._bucket.name}/{self._blob.name}: generation is {actual}, "
+                f"if_generation_match was {expected}"
+            )
+
+    def upload_from_filename(self, *args, **kwargs):
+        self._check(kwargs)
+        return self._blob.upload_from_filename(*args, **kwargs)
+
+    def upload_from_string(self, *args, **kwargs):
+        self._check(kwargs)
+        return self._blob.upload_from_string(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        self._check(kwargs)
+        return self._blob.delete(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._blob, name)
+
+
+def precondition_client(emulator: GcsEmulator, bucket: str):
+    """A client on the emulator whose ``if_generation_match`` holds (see above)."""
+    client = emulator.client()
+    return client if honours_generation_match(client, bucket) else GenerationMatchClient(client)

@@ -20,6 +20,7 @@ import pytest
 from helpers import TINY_FULL, notebook_profile
 
 from cnnzoo.checkpoint import CHECKPOINT_DIR, CHECKPOINT_POINTER
+from cnnzoo.errors import CnnzooError
 from cnnzoo.fsutil import MARKER, write_marker
 from cnnzoo.train import train_model
 
@@ -348,3 +349,75 @@ def test_two_stage_finetune_resumes_in_its_second_stage(tiny_split, tmp_path, mo
     assert _scalar_steps(logs / "stage1" / "train", "epoch_loss") == [0, 1]
     assert _scalar_steps(logs / "stage2" / "train", "epoch_loss") == [2, 3]
     assert not (out / CHECKPOINT_DIR).exists()
+
+
+def test_gcs_checkpoint_refuses_a_second_writer(gcs_emulator, capsys):
+    from gcs_fixtures import precondition_client
+
+    from cnnzoo.checkpoint import Checkpoint
+
+    bucket = gcs_emulator.new_bucket("lock")
+    client = precondition_client(gcs_emulator, bucket)
+    uri = f"gs://{bucket}/ckpt/simple"
+    arrays = {"model": [np.arange(3.0)], "optimizer": [], "best": []}
+    first, second = Checkpoint(uri, "fp", client), Checkpoint(uri, "fp", client)
+    assert first.load() is None and second.load() is None  # both find no checkpoint
+    first.save({"epoch": 1}, arrays)
+    with pytest.raises(CnnzooError) as e:
+        second.save({"epoch": 1}, arrays)  # its pointer write must not win
+    assert str(e.value) == (
+        f"{uri}/latest.json: another process wrote this checkpoint since this one read it "
+        "(two trainings of one model into one checkpoint?); stopping this one"
+    )
+    first.save({"epoch": 2}, arrays)  # the first writer goes on undisturbed
+    state = Checkpoint(uri, "fp", client).load()
+    assert state["epoch"] == 2 and np.array_equal(state["arrays"]["model"][0], np.arange(3.0))
+
+    second.remove()  # the loser never deletes the winner's checkpoint
+    assert "its checkpoint is kept" in capsys.readouterr().err
+    assert f"ckpt/simple/{CHECKPOINT_POINTER}" in gcs_emulator.objects(bucket, "ckpt/")
+
+    # An array file replaced behind the pointer's back is not taken for the pointer's.
+    gcs_emulator.client().bucket(bucket).blob("ckpt/simple/state-epoch0002.npz").upload_from_string(
+        b"another writer's bytes"
+    )
+    assert Checkpoint(uri, "fp", client).load() is None
+    assert "missing or was replaced" in capsys.readouterr().err
+    first.remove()
+    assert gcs_emulator.objects(bucket, "ckpt/") == {}
+
+
+def test_training_stops_when_another_writer_takes_its_gcs_checkpoint(
+    tiny_split, tmp_path, monkeypatch, gcs_emulator
+):
+    import keras
+    from gcs_fixtures import precondition_client
+
+    import cnnzoo.checkpoint
+
+    bucket = gcs_emulator.new_bucket("lock")
+    client = precondition_client(gcs_emulator, bucket)
+    monkeypatch.setattr(cnnzoo.checkpoint, "gcs_client", lambda uri="gs://": client)
+    ckpt = f"gs://{bucket}/ckpt/simple"
+
+    class OtherWriter(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:  # another trainer writes the pointer while epoch 2 runs
+                gcs_emulator.client().bucket(bucket).blob(
+                    f"ckpt/simple/{CHECKPOINT_POINTER}"
+                ).upload_from_string(b"{}")
+
+    profile = notebook_profile([*SCHEDULE, "max_epochs=3"])
+    with pytest.raises(CnnzooError, match="another process wrote this checkpoint"):
+        train_model(
+            "simple",
+            tiny_split,
+            tmp_path / "out",
+            profile,
+            checkpoint_dir=ckpt,
+            callbacks=[OtherWriter()],
+        )
+    assert not (tmp_path / "out" / "history.json").exists()
+    assert gcs_emulator.objects(bucket, f"ckpt/simple/{CHECKPOINT_POINTER}") == {
+        f"ckpt/simple/{CHECKPOINT_POINTER}": b"{}"
+    }  # the other writer's pointer stands
