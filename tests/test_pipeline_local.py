@@ -214,13 +214,14 @@ def test_train_component_retry_resumes_from_the_output_location(
     import keras
     from kfp import dsl
 
+    import cnnzoo.train
     from cnnzoo.components.train import train
     from cnnzoo.config import load_profile
     from cnnzoo.data import read_split_info
 
     class Preempted(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 0:
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:  # epoch 1's checkpoint is written by then
                 raise RuntimeError("node lost after epoch 1")
 
     output = tmp_path / "study"
@@ -240,14 +241,13 @@ def test_train_component_retry_resumes_from_the_output_location(
         )
         return model
 
-    real_fit = keras.Model.fit
+    # The component calls cnnzoo.train.train_model; its callbacks hook adds the preemption.
+    real_train = cnnzoo.train.train_model
     with monkeypatch.context() as m:
         m.setattr(
-            keras.Model,
-            "fit",
-            lambda self, *a, callbacks=(), **kw: real_fit(
-                self, *a, callbacks=[*callbacks, Preempted()], **kw
-            ),
+            cnnzoo.train,
+            "train_model",
+            lambda *a, **kw: real_train(*a, **kw, callbacks=[Preempted()]),
         )
         first = attempt(1)
     assert first.metadata["status"] == "failed"
