@@ -6,8 +6,9 @@ in the same directory and renamed into place.
 
 Every folder cnnzoo writes carries a marker, ``.cnnzoo.json`` (``{"kind": "ingest"|
 "split"|"demo-data"|"train"|"export"|"tensorboard", ...}``): an existing, non-empty
-folder without the marker of the same kind is the user's, and is never replaced unless the caller passes
-``overwrite=True`` (the CLI's ``--overwrite``). One process at a time writes an output:
+folder without the marker of the same kind is the user's, and is never replaced unless
+the caller passes ``overwrite=True`` (the CLI's ``--overwrite``). One process at a time
+writes an output:
 :func:`output_lock` holds an ``flock`` on ``.<name>.cnnzoo-lock`` beside it (released by
 the kernel when a process dies, even by ``kill -9``); whoever holds it removes what
 killed writers of the same output left behind (``.<name>.*.partial`` and similar).

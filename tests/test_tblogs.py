@@ -27,8 +27,8 @@ import pytest
 from kfp_fixtures import FakeKfpRuns
 
 from cnnzoo.errors import CnnzooError
-from cnnzoo.models import list_models
 from cnnzoo.logsync import LogSync
+from cnnzoo.models import list_models
 from cnnzoo.tblogs import (
     HPARAM_KEYS,
     log_hparams,
