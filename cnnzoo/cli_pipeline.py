@@ -120,7 +120,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 def _run(ns: argparse.Namespace) -> int:
     from cnnzoo.fsutil import read_json
     from cnnzoo.pipeline_runner import run_local
-    from cnnzoo.report import summary_table
+    from cnnzoo.render import summary_table
 
     result = run_local(
         _study(ns), runs_dir=ns.out, runner=ns.runner, image=ns.image, gpu_image=ns.gpu_image

@@ -9,25 +9,30 @@ import argparse
 import sys
 from pathlib import Path
 
-from cnnzoo.cli import command
+from cnnzoo.cli import add_overwrite_arg, command
 from cnnzoo.errors import CnnzooError
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "run_dir",
-        help="a finished run's folder (runs/<timestamp>, KFP local outputs, downloaded artifacts)",
+        help="a finished run's folder (runs/<timestamp>; its run.json names the run manifest) "
+        "or a report folder holding run-manifest.json",
     )
     p.add_argument(
-        "--out", default=None, help="folder to write the report to (default: RUN_DIR/report)"
+        "--out",
+        default=None,
+        help="folder to write the report to (default: RUN_DIR/report); it must be missing, "
+        "empty or an earlier report",
     )
+    add_overwrite_arg(p, "--out")
 
 
 @command("report", "rebuild the comparison report from a finished run's outputs", _report_args)
 def _report(ns: argparse.Namespace) -> int:
     from cnnzoo.report import report_run
 
-    paths, notes = report_run(ns.run_dir, ns.out)
+    paths, notes = report_run(ns.run_dir, ns.out, overwrite=ns.overwrite)
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
     print(f"report: {paths['html']}")

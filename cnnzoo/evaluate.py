@@ -1,7 +1,7 @@
 """Evaluate a trained model on its split: test, train and validation metrics.
 
 :func:`evaluate_model` reads the output folder of ``cnnzoo train`` and writes one JSON
-record per model: losses and accuracies on test, train and validation (all without
+record per model (:class:`cnnzoo.records.EvaluationRecord`): losses and accuracies on test, train and validation (all without
 shuffling or augmentation), the test confusion matrix, per-class precision, recall
 and F1, the train-test accuracy gap and the training facts from ``history.json``.
 A model whose training failed is passed on as a ``"status": "failed"`` record.
@@ -9,7 +9,6 @@ A model whose training failed is passed on as a ``"status": "failed"`` record.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,8 @@ from typing import Any
 from cnnzoo.config import read_yaml
 from cnnzoo.data import load_split, read_split_info
 from cnnzoo.errors import CnnzooError
-from cnnzoo.fsutil import atomic_write_json, output_lock, read_json
+from cnnzoo.fsutil import output_lock, read_json
+from cnnzoo.records import EvaluationRecord, read_evaluation, write_evaluation
 from cnnzoo.train import CONFIG_FILE, HISTORY_FILE, MODEL_FILE
 
 #: Fields copied from history.json into the evaluation record.
@@ -53,8 +53,9 @@ def evaluate_model(
         overwrite: replace an ``out_json`` that is not an evaluation record.
 
     Returns:
-        The record written (see docs/architecture.md, "Evaluation"); for a model whose
-        training failed, ``{"model", "strategy", "base", "status": "failed", "error"}``;
+        The record written, as :meth:`EvaluationRecord.to_dict` (see
+        docs/architecture.md, "Evaluation"); for a model whose training failed,
+        ``{"model", "strategy", "base", "status": "failed", "error", "schema_version"}``;
         a model whose loss on any part is not finite is recorded as failed too.
 
     Raises:
@@ -74,14 +75,12 @@ def _check_out_json(path: Path, overwrite: bool) -> None:
     if not path.exists() or overwrite:
         return
     try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        old = None
-    if not (isinstance(old, dict) and "model" in old and old.get("status") in ("ok", "failed")):
+        read_evaluation(path)
+    except CnnzooError:
         raise CnnzooError(
             f"{path}: exists and is not a cnnzoo evaluation record; choose another file "
             "or pass --overwrite"
-        )
+        ) from None
 
 
 def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, Any]:
@@ -99,9 +98,8 @@ def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, An
     spec = get_spec(name)
     head = {"model": name, "strategy": spec.strategy, "base": spec.base}
     if history.get("status") != "ok":
-        record = {**head, "status": "failed", "error": history.get("error", "training failed")}
-        atomic_write_json(out_json, record)
-        return record
+        error = str(history.get("error") or "training failed")
+        return _write(out_json, EvaluationRecord.failed(**head, error=error))
 
     config = read_yaml(model_dir / CONFIG_FILE)
     info = read_split_info(split_dir)
@@ -139,36 +137,38 @@ def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, An
             ) from None
         metrics[part] = {"loss": float(res["loss"]), "accuracy": float(res["accuracy"])}
         if not math.isfinite(metrics[part]["loss"]):
-            record = {
-                **head,
-                "status": "failed",
-                "error": f"{part} loss is {metrics[part]['loss']}: the model outputs "
-                "non-finite values (training diverged?)",
-            }
-            atomic_write_json(out_json, record)
-            return record
+            error = (
+                f"{part} loss is {metrics[part]['loss']}: the model outputs "
+                "non-finite values (training diverged?)"
+            )
+            return _write(out_json, EvaluationRecord.failed(**head, error=error))
 
     classes = info["classes"]
     cm = confusion_matrix(y_true, y_pred, len(classes))
-    record = {
+    record = EvaluationRecord(
         **head,
-        "status": "ok",
-        "classes": classes,
-        "test_count": int(cm.sum()),
-        "test_loss": metrics["test"]["loss"],
-        "test_accuracy": metrics["test"]["accuracy"],
-        "train_loss": metrics["train"]["loss"],
-        "train_accuracy": metrics["train"]["accuracy"],
-        "val_loss": metrics["val"]["loss"],
-        "val_accuracy": metrics["val"]["accuracy"],
-        "gap": metrics["train"]["accuracy"] - metrics["test"]["accuracy"],
-        "per_class": per_class_metrics(cm, classes),
-        "confusion_matrix": cm.tolist(),
+        status="ok",
+        classes=classes,
+        test_count=int(cm.sum()),
+        test_loss=metrics["test"]["loss"],
+        test_accuracy=metrics["test"]["accuracy"],
+        train_loss=metrics["train"]["loss"],
+        train_accuracy=metrics["train"]["accuracy"],
+        val_loss=metrics["val"]["loss"],
+        val_accuracy=metrics["val"]["accuracy"],
+        gap=metrics["train"]["accuracy"] - metrics["test"]["accuracy"],
+        per_class=per_class_metrics(cm, classes),
+        confusion_matrix=cm.tolist(),
         **{k: history.get(k) for k in HISTORY_FIELDS},
-        "history": history.get("epochs", []),
-    }
-    atomic_write_json(out_json, record)
-    return record
+        history=history.get("epochs", []),
+    )
+    return _write(out_json, record)
+
+
+def _write(out_json, record: EvaluationRecord) -> dict[str, Any]:
+    """Write ``record`` to ``out_json`` and return it as data."""
+    write_evaluation(out_json, record)
+    return record.to_dict()
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int):

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cnnzoo import __version__
+from cnnzoo.discovery import MANIFEST_FILE
 from cnnzoo.errors import CnnzooError
 from cnnzoo.fsutil import atomic_write_json
 from cnnzoo.pipelines import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
@@ -381,8 +382,10 @@ def run_local(
 
     TensorBoard logs go to ``<run>/tensorboard/<model>/`` (with an output location or a
     TensorBoard root: there); ``<runs_dir>/latest`` points at the run;
-    ``<run>/run.json`` records the study, the arguments, the report path and the status,
-    which is final however the run ends: ``succeeded``, ``failed`` (with the error) or
+    ``<run>/run.json`` records the study, the arguments, the report path, the run
+    manifest (``manifest``: the report step's list of the run's artifacts, relative to
+    the run folder; see :mod:`cnnzoo.discovery`) and the status, which is final however
+    the run ends: ``succeeded``, ``failed`` (with the error) or
     ``interrupted`` (Ctrl-C or SIGTERM, with the signal).
 
     Args:
@@ -452,6 +455,9 @@ def run_local(
         raise
     else:
         record.update(status="succeeded", report=str(report_dir / "report.html"))
+        manifest = report_dir / MANIFEST_FILE  # written by the report step
+        if manifest.is_file():
+            record["manifest"] = os.path.relpath(manifest, run_dir)
     finally:
         seconds = time.monotonic() - start
         record.update(

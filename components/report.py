@@ -20,7 +20,8 @@ def report(
     tensorboard_resource: str = "",
 ):
     """Build the report from the evaluation JSONs; ``comparison`` holds all of its files
-    (report.html, report.md, comparison.csv, comparison.json), also copied to
+    (report.html, report.md, comparison.csv, comparison.json, and run-manifest.json: the
+    artifacts it was built from, for ``cnnzoo report``), also copied to
     ``<output_uri>/report/`` when an output location is given. The run's logs root gets
     the HParams column declaration; the report says how to open its TensorBoard, and
     names the run's Kubeflow ``Tensorboard`` when the ``tensorboard-cr`` step made one
@@ -29,32 +30,41 @@ def report(
     import os
     import shutil
 
+    from cnnzoo.discovery import ArtifactRef, RunManifest
     from cnnzoo.fsutil import read_json
     from cnnzoo.outputs import export_folder, run_logs_root
+    from cnnzoo.records import read_evaluation
     from cnnzoo.report import build_report
     from cnnzoo.tblogs import write_hparams_config
 
     print("[cnnzoo] report: started", flush=True)
-    results = [read_json(a.path) for a in evaluations]
+
+    results = [read_evaluation(a.path) for a in evaluations]
     resolved = json.loads(profile)
     context = {
         "run_name": run_name,
         "data_uri": data_uri,
-        "data": read_json(os.path.join(dataset.path, "manifest.json")),
-        "split": read_json(os.path.join(splits.path, "split.json")),
         "profile": resolved,
         "seed": resolved.get("seed"),
         "tensorboard_root": run_logs_root(tensorboard_root, output_uri),
         "tensorboard_cr": json.loads(tensorboard_resource) if tensorboard_resource else {},
     }
-    paths = build_report(results, comparison.path, context=context)
+    manifest = RunManifest(
+        evaluations={r.model: ArtifactRef(a.path, a.uri) for r, a in zip(results, evaluations, strict=True)},
+        dataset=ArtifactRef(dataset.path, dataset.uri),
+        splits=ArtifactRef(splits.path, splits.uri),
+        context=dict(context),
+    )
+    context["data"] = read_json(os.path.join(dataset.path, "manifest.json"))
+    context["split"] = read_json(os.path.join(splits.path, "split.json"))
+    paths = build_report(results, comparison.path, context=context, manifest=manifest)
     if context["tensorboard_root"]:
         write_hparams_config(context["tensorboard_root"])
     shutil.copyfile(paths["html"], html.path)
     shutil.copyfile(paths["markdown"], markdown.path)
-    failed = [r["model"] for r in results if r.get("status") != "ok"]
+    failed = [r.model for r in results if not r.ok]
     comparison.metadata.update(
-        {"models": [r["model"] for r in results], "best": paths["best"], "failed": failed}
+        {"models": [r.model for r in results], "best": paths["best"], "failed": failed}
     )
     if output_uri:
         exported = export_folder(comparison.path, output_uri, "report")
