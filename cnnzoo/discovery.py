@@ -109,7 +109,8 @@ def read_run_manifest(path: str | os.PathLike) -> RunManifest:
     def ref(key: str, entry: Any) -> ArtifactRef:
         if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)):
             raise CnnzooError(f"{path}: {key} must be {{'path': ..., 'uri': ...}}, got {entry!r}")
-        return ArtifactRef(path.parent / entry["path"], str(entry.get("uri") or ""))
+        where = Path(os.path.normpath(path.parent / entry["path"]))
+        return ArtifactRef(where, str(entry.get("uri") or ""))
 
     evaluations = artifacts.get("evaluations")
     if not isinstance(evaluations, dict) or not evaluations:

@@ -35,7 +35,7 @@ def _kind(kind: str, required: bool = False) -> dict[str, Any]:
     return {"kind": kind, "required": required}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EvaluationRecord:
     """One model's evaluation on its split (or why there is none: ``status`` failed).
 
@@ -46,9 +46,9 @@ class EvaluationRecord:
     """
 
     model: str = field(metadata=_kind("name"))
-    status: str = field(metadata=_kind("status"))
     strategy: str | None = field(default=None, metadata=_kind("text"))
     base: str | None = field(default=None, metadata=_kind("text"))
+    status: str = field(metadata=_kind("status"))
     error: str | None = field(default=None, metadata=_kind("text"))
     classes: list[str] | None = field(default=None, metadata=_kind("classes"))
     test_count: int | None = field(default=None, metadata=_kind("number"))
@@ -145,11 +145,14 @@ class EvaluationRecord:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        """The record as JSON data: a failed record keeps only its head and error."""
+        """The record as JSON data: a failed record keeps only its head and error, an ok
+        one has no ``error``."""
         if not self.ok:
             keys = ("model", "strategy", "base", "status", "error", "schema_version")
             return {k: getattr(self, k) for k in keys}
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        del data["error"]
+        return data
 
 
 def _is_int(x: Any) -> bool:

@@ -81,6 +81,7 @@ def test_failed_training_passes_through(tmp_path, tiny_split):
         "base": "xception",
         "status": "failed",
         "error": "ResourceExhaustedError: OOM",
+        "schema_version": 1,
     }
     assert json.loads((tmp_path / "out.json").read_text()) == res
 

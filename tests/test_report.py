@@ -1,4 +1,8 @@
-"""The comparison report: table, plots, CSV/JSON/Markdown, atomic writes, ``cnnzoo report``."""
+"""The comparison report: table, plots, CSV/JSON/Markdown, atomic writes, ``cnnzoo report``.
+
+Expected texts are written out literally; the fixture's random evaluations are only
+compared value for value (a cell's raw ``data-value`` against the evaluation).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import base64
 import csv
 import io
 import json
-import os
 import random
 from html.parser import HTMLParser
 from pathlib import Path
@@ -28,7 +31,8 @@ from cnnzoo.errors import CnnzooError
 from cnnzoo.models import list_models
 from cnnzoo.plots import epoch_markers
 from cnnzoo.reference import NOTEBOOK_TEST_ACCURACY
-from cnnzoo.report import build_report, markdown_table, profile_differences, summary_table
+from cnnzoo.render import format_value, summary_table
+from cnnzoo.report import build_report, markdown_table, profile_differences
 
 
 class _Page(HTMLParser):
@@ -109,20 +113,6 @@ def test_rows_sorted_best_highlighted_random_weights_apart_and_failure_listed(fu
     assert FAILED_ERROR not in html_text
 
 
-def _expected_text(key: str, v) -> str:
-    if key in ("total_params", "trainable_params", "epochs_run"):
-        return f"{v:,}"
-    if key in ("best_val_accuracy", "train_accuracy", "test_accuracy"):
-        return f"{v * 100:.2f}%"
-    if key == "gap":
-        return f"{v * 100:+.2f} pp"
-    if key == "images_per_s":
-        return f"{v:,.1f}"
-    if key == "train_time_s":
-        return f"{int(round(v)) // 60}m {int(round(v)) % 60:02d}s" if v >= 60 else f"{v:.1f} s"
-    raise AssertionError(key)
-
-
 def test_numbers_in_html_equal_the_evaluations(full):
     evals, _, html_text = full
     by_model = _by_model(evals)
@@ -146,19 +136,129 @@ def test_numbers_in_html_equal_the_evaluations(full):
         for key in numeric:
             value, text = cells[key]
             assert float(value) == ev[key], (row["model"], key)
-            assert text == _expected_text(key, ev[key]), (row["model"], key)
+            assert text and text != "n/a", (row["model"], key)
         value, text = cells["reference_accuracy"]
         assert float(value) == NOTEBOOK_TEST_ACCURACY[row["model"]]
-        assert text == _expected_text("test_accuracy", NOTEBOOK_TEST_ACCURACY[row["model"]])
         weights_text = cells["weights_used"][1]
-        if ev["base"]:
-            assert weights_text == "ImageNet"
-        else:
-            assert "scratch" in weights_text
-    # Per-class precision of the best model appears as a percentage in its section.
-    best = by_model[page.rows[0]["model"]]
-    for metrics in best["per_class"].values():
-        assert f"{metrics['precision'] * 100:.2f}%" in html_text
+        assert weights_text == ("ImageNet" if ev["base"] else "none (from scratch)")
+    # The fixture's simple model, drawn with seed 7: its cells as the table shows them.
+    simple = next(r["cells"] for r in page.rows if r["model"] == "simple")
+    assert simple["total_params"][1] == "726,277"
+    assert simple["reference_accuracy"][1] == "76.95%"
+
+
+@pytest.mark.parametrize(
+    "kind, value, text",
+    [
+        ("int", 11_697_525, "11,697,525"),
+        ("pct", 0.8764, "87.64%"),
+        ("pct", 1.0, "100.00%"),
+        ("pp", 0.157, "+15.70 pp"),
+        ("pp", -0.0123, "-1.23 pp"),
+        ("pp", 0.0, "+0.00 pp"),
+        ("duration", 42.04, "42.0 s"),
+        ("duration", 75.6, "1m 16s"),
+        ("duration", 3725.2, "1h 02m 05s"),
+        ("rate", 1234.56, "1,234.6"),
+        ("pct", None, "n/a"),
+        ("pct", float("nan"), "n/a"),
+        ("rate", float("inf"), "n/a"),
+        ("text", None, ""),
+        ("text", "mid", "mid"),
+    ],
+)
+def test_cell_formats(kind, value, text):
+    assert format_value(kind, value) == text
+
+
+def _hand_evaluation(model: str, test_acc: float, **extra) -> dict:
+    """An ok evaluation with round numbers, for tests that spell out the expected text."""
+    spec = {"simple": ("scratch", None), "mid": ("scratch", None)}[model]
+    return {
+        "model": model,
+        "strategy": spec[0],
+        "base": spec[1],
+        "status": "ok",
+        "classes": ["a", "b"],
+        "test_loss": 0.5,
+        "test_accuracy": test_acc,
+        "train_loss": 0.25,
+        "train_accuracy": 0.9,
+        "val_accuracy": 0.8,
+        "gap": 0.9 - test_acc,
+        "per_class": {
+            "a": {"precision": 0.75, "recall": 0.6, "f1": 2 / 3, "support": 5},
+            "b": {"precision": 0.5, "recall": 1.0, "f1": 0.5, "support": 3},
+        },
+        "confusion_matrix": [[3, 2], [0, 3]],
+        "total_params": 1_614_885,
+        "trainable_params": 1_614_885,
+        "epochs_run": 12,
+        "best_val_accuracy": 0.8125,
+        "train_time_s": 75.6,
+        "images_per_s": 1234.56,
+        "weights": "random",
+        "history": [],
+        **extra,
+    }
+
+
+def test_markdown_and_html_cells_spelled_out(tmp_path):
+    evals = [
+        _hand_evaluation("simple", 0.625),
+        _hand_evaluation("mid", 0.75),
+        {"model": "inception", "strategy": "scratch", "status": "failed", "error": "a|b"},
+    ]
+    assert markdown_table(evals) == (
+        "| # | configuration | strategy | total params | trainable params | epochs run "
+        "| best val acc | train acc | test acc | notebook test acc | gap (train − test) "
+        "| training time | images/s | weights used |\n"
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+        "| **1** | **mid** | **scratch** | **1,614,885** | **1,614,885** | **12** "
+        "| **81.25%** | **90.00%** | **75.00%** | **87.64%** | **+15.00 pp** | **1m 16s** "
+        "| **1,234.6** | **none (from scratch)** |\n"
+        "| 2 | simple | scratch | 1,614,885 | 1,614,885 | 12 | 81.25% | 90.00% | 62.50% "
+        "| 76.95% | +27.50 pp | 1m 16s | 1,234.6 | none (from scratch) |\n"
+        "\n"
+        "Sorted by test accuracy; best: **mid**. Notebook test acc: the original study's "
+        "figure (its data, 100 px, ImageNet weights).\n"
+        "\n"
+        "**Failed (1):**\n"
+        "\n"
+        "- `inception`: a\\|b\n"
+    )
+    paths = build_report(evals, tmp_path / "r")
+    page = _parse(Path(paths["html"]).read_text(encoding="utf-8"))
+    mid = page.rows[0]["cells"]
+    assert {k: text for k, (_, text) in mid.items()} == {
+        "rank": "1",
+        "model": "mid",
+        "strategy": "scratch",
+        "total_params": "1,614,885",
+        "trainable_params": "1,614,885",
+        "epochs_run": "12",
+        "best_val_accuracy": "81.25%",
+        "train_accuracy": "90.00%",
+        "test_accuracy": "75.00%",
+        "reference_accuracy": "87.64%",
+        "gap": "+15.00 pp",
+        "train_time_s": "1m 16s",
+        "images_per_s": "1,234.6",
+        "weights_used": "none (from scratch)",
+    }
+    assert mid["gap"][0] == "0.15000000000000002"  # data-value: the raw number, repr'd
+    html_text = Path(paths["html"]).read_text(encoding="utf-8")
+    assert (
+        '<table class="per-class" id="per-class-model-mid"><tr><th>class</th><th>precision</th>'
+        "<th>recall</th><th>F1</th><th>support</th></tr>\n"
+        '<tr><td>a</td><td class="num">75.00%</td><td class="num">60.00%</td>'
+        '<td class="num">66.67%</td><td class="num">5</td></tr>\n'
+    ) in html_text
+    assert (
+        "<p>scratch, weights: none (from scratch); test accuracy 75.00%, test loss 0.5000, "
+        "12 epochs</p>"
+    ) in html_text
+    assert '<tr class="failed" data-model="inception"><td>inception</td>' in html_text
 
 
 def test_every_plot_is_embedded_and_non_empty(full):
@@ -245,8 +345,9 @@ def test_markdown_table(full):
     assert table[14].startswith(f"| {RANDOM_WEIGHTS_MODEL} |")
     assert "**Pipeline check: random weights (1, not ranked):**" in md
     best = max((e for e in evals if e["status"] == "ok"), key=lambda e: e["test_accuracy"])
-    assert table[0].startswith(f"| **1** | **{best['model']}** |")
-    assert f"{best['test_accuracy'] * 100:.2f}%" in table[0]
+    assert best["model"] == "xception_transfer"  # the fixture's seed-7 draw
+    assert table[0].startswith("| **1** | **xception_transfer** | **transfer** |")
+    assert "| **97.87%** |" in table[0]
     assert any(ln.startswith(f"- `{FAILED_MODEL}`:") for ln in lines)
 
 
@@ -270,7 +371,11 @@ def _one(model="simple", seed=1):
         (lambda evs: evs[0].update(status="done"), "status must be 'ok' or 'failed'"),
         (lambda evs: evs.append(dict(evs[0])), "a second evaluation for model 'simple'"),
         (lambda evs: evs[0]["confusion_matrix"].pop(), "confusion_matrix must be 5x5"),
-        (lambda evs: evs[0].pop("model"), "evaluation #1: missing or empty key 'model'"),
+        (lambda evs: evs[0].pop("model"), "evaluation #1: missing key 'model'"),
+        (lambda evs: evs[0].update(model=""), "(): model must be a non-empty string, got ''"),
+        (lambda evs: evs[0].update(seed=3), "(simple): unknown key 'seed'"),
+        (lambda evs: evs[0].update(schema_version=2), "schema_version 2 is not one"),
+        (lambda evs: evs.__setitem__(0, [1]), "evaluation #1: must be a JSON object, got list"),
     ],
 )
 def test_bad_evaluations_are_rejected_and_leave_no_output(tmp_path, mutate, message):
@@ -291,7 +396,14 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
     out = tmp_path / "report"
     build_report([_one()], out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert set(before) == {"report.html", "report.md", "comparison.csv", "comparison.json"}
+    assert set(before) == {
+        ".cnnzoo.json",  # the ownership marker: a report folder
+        "report.html",
+        "report.md",
+        "comparison.csv",
+        "comparison.json",
+    }
+    assert json.loads(before[".cnnzoo.json"])["kind"] == "report"
 
     import cnnzoo.fsutil
 
@@ -303,6 +415,7 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
         build_report([_one(seed=2)], out)
     # The interrupted rebuild left the previous report whole and no temporary files.
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]
 
 
 def test_report_without_context_or_successes(tmp_path):
@@ -316,48 +429,124 @@ def test_report_without_context_or_successes(tmp_path):
     assert "<img" not in html_text
 
 
-def test_cli_report_rebuilds_from_a_run_folder(tmp_path, capsys):
+def _fake_run(tmp_path):
     evals = [_one("simple", 1), _one("xception_finetune", 2), _one("mobilenetv2_partial", 3)]
     evals.append(make_evaluations()[-1])  # the failed one
-    run = write_fake_run(tmp_path / "runs" / "20260101-000000", evals)
-    # A model whose training failed, with no evaluation: its history.json counts.
-    (run / "train" / "mid").mkdir()
-    (run / "train" / "mid" / "history.json").write_text(
-        json.dumps({"model": "mid", "status": "failed", "error": "NaN loss"})
-    )
-    (run / "run.json").write_text(json.dumps({"arguments": {"data_uri": "demo", "seed": 7}}))
-    # A second, older evaluation of the same model: the newest file wins, with a warning.
-    stale = dict(evals[0], test_accuracy=0.01)
-    (run / "old-simple.json").write_text(json.dumps(stale))
-    os.utime(run / "old-simple.json", (1, 1))
+    profile = {"name": "demo", "img_size": 72, "batch_size": 16, "seed": 7}
+    return evals, write_fake_run(tmp_path / "runs" / "20260101-000000", evals, profile)
+
+
+def test_cli_report_rebuilds_from_the_run_manifest(tmp_path, capsys):
+    evals, run = _fake_run(tmp_path)
+    # A stray evaluation-like file the manifest does not list is not picked up.
+    (run / "old-simple.json").write_text(json.dumps(dict(evals[0], test_accuracy=0.01)))
     assert main(["report", str(run)]) == 0
-    captured = capsys.readouterr()
-    out = captured.out
-    assert "warning: 2 evaluations of simple; using the newest" in captured.err
+    out = capsys.readouterr().out
     html_path = run / "report" / "report.html"
     assert f"report: {html_path}" in out.splitlines()
-    page = _parse(html_path.read_text(encoding="utf-8"))
+    text = html_path.read_text(encoding="utf-8")
+    page = _parse(text)
     by_acc = sorted(evals[:2], key=lambda e: -e["test_accuracy"])
     assert [r["model"] for r in page.rows] == [e["model"] for e in by_acc]
     assert page.checks == ["mobilenetv2_partial"]  # random weights: not ranked
-    assert sorted(page.failed) == sorted([FAILED_MODEL, "mid"])
-    text = html_path.read_text(encoding="utf-8")
-    assert "<th>data source</th><td>demo</td>" in text and "20260101-000000" in text
-    assert "<th>seed</th><td>7</td>" in text
-    assert "broken &lt;1&gt;.jpg" in text  # the ingest manifest was found
-    # Rebuilding does not pick up the report's own files; --out writes elsewhere.
-    assert main(["report", str(run), "--out", str(tmp_path / "elsewhere")]) == 0
-    assert (tmp_path / "elsewhere" / "comparison.json").is_file()
+    assert page.failed == [FAILED_MODEL]
+    simple = next(r["cells"] for r in page.rows if r["model"] == "simple")
+    assert float(simple["test_accuracy"][0]) == evals[0]["test_accuracy"]
+    assert "<th>data source</th><td>demo</td>" in text
+    assert "<th>run</th><td>cnn-comparison-20260101</td>" in text
+    assert "<th>seed</th><td>7</td>" in text  # the resolved profile's seed
+    assert "broken &lt;1&gt;.jpg" in text  # the ingest manifest the run manifest lists
+    assert f"cnnzoo tensorboard {run / 'tensorboard'}" in text
+    # The rebuilt report carries its own manifest: it can be rebuilt again, from there.
+    rebuilt = json.loads((run / "report" / "run-manifest.json").read_text())
+    assert rebuilt["artifacts"]["evaluations"]["simple"]["path"] == (
+        "../kfp/cnn-comparison-20260101/for-loop-1-iteration-0/evaluate/evaluation"
+    )
+    assert main(["report", str(run / "report"), "--out", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "comparison.json").read_text())
+    assert [r["model"] for r in again["rows"]] == [e["model"] for e in by_acc]
+    # The run folder moved elsewhere still resolves: the paths are relative.
+    moved = tmp_path / "moved"
+    run.rename(moved)
+    assert main(["report", str(moved), "--out", str(tmp_path / "from-moved")]) == 0
+
+
+def test_cli_report_out_follows_the_ownership_rule(tmp_path, capsys):
+    _, run = _fake_run(tmp_path)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("my own work")
+    assert main(["report", str(run), "--out", str(mine)]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: {mine}: exists and is not a cnnzoo report output; choose another folder "
+        "or pass --overwrite\n"
+    )
+    assert [p.name for p in mine.iterdir()] == ["thesis.txt"]
+    # An earlier report is replaced whole, with no leftovers beside it.
+    assert main(["report", str(run), "--out", str(tmp_path / "r")]) == 0
+    (tmp_path / "r" / "stale.txt").write_text("from an earlier report")
+    assert main(["report", str(run), "--out", str(tmp_path / "r")]) == 0
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [
+        ".cnnzoo.json",
+        "comparison.csv",
+        "comparison.json",
+        "report.html",
+        "report.md",
+        "run-manifest.json",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "r", "runs"]
+    # Another kind of cnnzoo output is not a report either.
+    split = tmp_path / "split"
+    split.mkdir()
+    (split / ".cnnzoo.json").write_text('{"kind": "split"}')
+    assert main(["report", str(run), "--out", str(split)]) == 1
+    assert "(it holds a cnnzoo split output)" in capsys.readouterr().err
+    # --overwrite takes the user's folder.
+    capsys.readouterr()
+    assert main(["report", str(run), "--out", str(mine), "--overwrite"]) == 0
+    assert (mine / "report.html").is_file() and not (mine / "thesis.txt").exists()
+
+
+def _error(capsys, argv) -> str:
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err.strip()
 
 
 def test_cli_report_errors(tmp_path, capsys):
-    assert main(["report", str(tmp_path / "missing")]) == 1
-    assert "missing: not a folder" in capsys.readouterr().err
+    missing = tmp_path / "missing"
+    assert _error(capsys, ["report", str(missing)]) == (
+        f"error: {missing}: not a folder (expected a finished run's output folder)"
+    )
     (tmp_path / "empty").mkdir()
-    (tmp_path / "empty" / "notes.json").write_text('{"model": 1}')
-    assert main(["report", str(tmp_path / "empty")]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "no evaluation JSON found" in err
+    (tmp_path / "empty" / "evaluation.json").write_text(json.dumps(_one()))
+    assert "no run.json or run-manifest.json" in _error(capsys, ["report", str(tmp_path / "empty")])
+    # A run.json from before run manifests, and a run that failed before its report.
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "run.json").write_text(json.dumps({"status": "succeeded", "arguments": {}}))
+    assert _error(capsys, ["report", str(old)]) == (
+        f"error: {old / 'run.json'}: no 'manifest' key (a run by a cnnzoo older than run "
+        "manifests); run it again to rebuild its report"
+    )
+    (old / "run.json").write_text(json.dumps({"status": "failed", "error": "task 'split'"}))
+    assert _error(capsys, ["report", str(old)]) == (
+        f"error: {old / 'run.json'}: status 'failed' (task 'split'): the run did not reach "
+        "its report step, so there is no report to rebuild"
+    )
+    # A listed evaluation that is gone, and one that is not a valid record.
+    _, run = _fake_run(tmp_path)
+    first = run / "kfp" / "cnn-comparison-20260101" / "for-loop-1-iteration-0" / "evaluate"
+    record = json.loads((first / "evaluation").read_text())
+    (first / "evaluation").write_text(json.dumps(dict(record, gap="high")))
+    assert _error(capsys, ["report", str(run)]) == (
+        f"error: {first / 'evaluation'}: gap must be a number or null, got 'high'"
+    )
+    (first / "evaluation").unlink()
+    assert "the evaluation of simple" in _error(capsys, ["report", str(run)])
+    assert not (run / "report").exists()
 
 
 def test_pretrained_weights_make_a_backbone_ranked(tmp_path):
