@@ -117,7 +117,9 @@ def read_run_manifest(path: str | os.PathLike) -> RunManifest:
         raise CnnzooError(f"{path}: artifacts.evaluations must name at least one model")
     return RunManifest(
         evaluations={m: ref(f"artifacts.evaluations.{m}", e) for m, e in evaluations.items()},
-        dataset=ref("artifacts.dataset", artifacts["dataset"]) if artifacts.get("dataset") else None,
+        dataset=ref("artifacts.dataset", artifacts["dataset"])
+        if artifacts.get("dataset")
+        else None,
         splits=ref("artifacts.splits", artifacts["splits"]) if artifacts.get("splits") else None,
         context={k: context[k] for k in CONTEXT_KEYS if k in context},
     )

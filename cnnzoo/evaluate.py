@@ -1,9 +1,10 @@
 """Evaluate a trained model on its split: test, train and validation metrics.
 
 :func:`evaluate_model` reads the output folder of ``cnnzoo train`` and writes one JSON
-record per model (:class:`cnnzoo.records.EvaluationRecord`): losses and accuracies on test, train and validation (all without
-shuffling or augmentation), the test confusion matrix, per-class precision, recall
-and F1, the train-test accuracy gap and the training facts from ``history.json``.
+record per model (:class:`cnnzoo.records.EvaluationRecord`): losses and accuracies on
+test, train and validation (all without shuffling or augmentation), the test confusion
+matrix, per-class precision, recall and F1, the train-test accuracy gap and the
+training facts from ``history.json``.
 A model whose training failed is passed on as a ``"status": "failed"`` record.
 """
 

@@ -59,9 +59,7 @@ class EvaluationRecord:
     val_loss: float | None = field(default=None, metadata=_kind("number"))
     val_accuracy: float | None = field(default=None, metadata=_kind("number"))
     gap: float | None = field(default=None, metadata=_kind("number", True))
-    per_class: dict[str, dict[str, float]] | None = field(
-        default=None, metadata=_kind("per_class")
-    )
+    per_class: dict[str, dict[str, float]] | None = field(default=None, metadata=_kind("per_class"))
     confusion_matrix: list[list[int]] | None = field(default=None, metadata=_kind("matrix"))
     total_params: int | None = field(default=None, metadata=_kind("number", True))
     trainable_params: int | None = field(default=None, metadata=_kind("number", True))

@@ -307,7 +307,14 @@ def _table_rows(rows: Sequence[dict[str, Any]], columns, ranked: bool) -> list[d
         if ranked:
             rank = str(r["rank"])
             cells.append(
-                {"key": "rank", "num": True, "value": rank, "text": rank, "link": None, "warn": False}
+                {
+                    "key": "rank",
+                    "num": True,
+                    "value": rank,
+                    "text": rank,
+                    "link": None,
+                    "warn": False,
+                }
             )
         for key, _, kind in columns:
             cells.append(

@@ -50,7 +50,9 @@ def report(
         "tensorboard_cr": json.loads(tensorboard_resource) if tensorboard_resource else {},
     }
     manifest = RunManifest(
-        evaluations={r.model: ArtifactRef(a.path, a.uri) for r, a in zip(results, evaluations, strict=True)},
+        evaluations={
+            r.model: ArtifactRef(a.path, a.uri) for r, a in zip(results, evaluations, strict=True)
+        },
         dataset=ArtifactRef(dataset.path, dataset.uri),
         splits=ArtifactRef(splits.path, splits.uri),
         context=dict(context),

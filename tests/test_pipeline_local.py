@@ -21,7 +21,13 @@ from cnnzoo.models import get_spec, list_models
 from cnnzoo.pipeline_runner import compile_pipeline, run_pipeline_locally
 from cnnzoo.study import Study, profile_json
 
-REPORT_FILES = ["comparison.csv", "comparison.json", "report.html", "report.md"]
+REPORT_FILES = [
+    "comparison.csv",
+    "comparison.json",
+    "report.html",
+    "report.md",
+    "run-manifest.json",
+]
 
 # One epoch per stage, tiny batches: the smallest run every configuration allows.
 TINY = ["max_epochs=1", "batch_size=8", "eval_batch_size=16"]
@@ -183,6 +189,17 @@ def test_run_exports_report_models_and_logs_to_a_local_output(tmp_path, tiny_raw
     # the checkpoint lived in the output location and was removed after success
     assert not (output / "checkpoints" / "simple").exists()
     assert "model exported to" in out and "report exported to" in out
+    # run.json names the report step's run manifest; `cnnzoo report` rebuilds from it.
+    record = json.loads((run_dir / "run.json").read_text())
+    manifest = json.loads((run_dir / record["manifest"]).read_text())
+    assert (run_dir / record["manifest"]).parent == report_dir
+    assert sorted(manifest["artifacts"]["evaluations"]) == ["simple"]
+    listed = report_dir / manifest["artifacts"]["evaluations"]["simple"]["path"]
+    assert json.loads(listed.read_text())["schema_version"] == 1
+    assert (report_dir / manifest["artifacts"]["splits"]["path"] / "split.json").is_file()
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "rebuilt")]) == 0
+    rebuilt = json.loads((tmp_path / "rebuilt" / "comparison.json").read_text())
+    assert rebuilt == json.loads((report_dir / "comparison.json").read_text())
 
 
 @pytest.mark.slow
