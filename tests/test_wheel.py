@@ -54,6 +54,7 @@ def installed(tmp_path_factory):
         "cnnzoo/components/train.py",
         "cnnzoo/configs/cluster.yaml",
         "cnnzoo/configs/profiles/demo.yaml",
+        "cnnzoo/templates/report.html.j2",  # the report page, package data
     ):
         assert member in names, member
     assert not [n for n in names if n.split("/")[0] in ("components", "pipelines", "configs")]
