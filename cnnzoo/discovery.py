@@ -176,6 +176,22 @@ def manifest_path(run_dir: str | os.PathLike) -> Path:
     )
 
 
+def _local(ref: ArtifactRef, name: str) -> Path | None:
+    """The artifact's file (``name`` inside it, if given) on this machine, or None.
+
+    The relative path first; then the URI when it is a local path (a report folder
+    copied out of its run, e.g. to the output location, still finds a local run's files).
+    """
+    candidates = [ref.path]
+    if ref.uri and "://" not in ref.uri:
+        candidates.append(Path(ref.uri))
+    for base in candidates:
+        path = base / name if name else base
+        if path.is_file():
+            return path
+    return None
+
+
 def find_run_outputs(run_dir: str | os.PathLike) -> RunOutputs:
     """Read a finished run's evaluations and context through its run manifest.
 
@@ -197,14 +213,15 @@ def find_run_outputs(run_dir: str | os.PathLike) -> RunOutputs:
     manifest = read_run_manifest(path)
     evaluations = []
     for model, ref in manifest.evaluations.items():
-        if not ref.path.is_file():
+        found = _local(ref, "")
+        if found is None:
             raise CnnzooError(
                 f"{path}: the evaluation of {model}, {ref.path}, is missing"
                 + (f" (artifact {ref.uri})" if ref.uri else "")
             )
-        record = read_evaluation(ref.path)
+        record = read_evaluation(found)
         if record.model != model:
-            raise CnnzooError(f"{ref.path}: model {record.model!r}, but {path} lists {model!r}")
+            raise CnnzooError(f"{found}: model {record.model!r}, but {path} lists {model!r}")
         evaluations.append(record)
     context = dict(manifest.context)
     notes = []
@@ -214,8 +231,9 @@ def find_run_outputs(run_dir: str | os.PathLike) -> RunOutputs:
     ):
         if ref is None:
             continue
-        if (ref.path / name).is_file():
-            context[key] = read_json(ref.path / name)
+        found = _local(ref, name)
+        if found is not None:
+            context[key] = read_json(found)
         else:
             notes.append(f"{ref.path / name} is missing; the report's run section lacks it")
     root = Path(run_dir)

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import random
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -465,10 +466,23 @@ def test_cli_report_rebuilds_from_the_run_manifest(tmp_path, capsys):
     assert main(["report", str(run / "report"), "--out", str(tmp_path / "again")]) == 0
     again = json.loads((tmp_path / "again" / "comparison.json").read_text())
     assert [r["model"] for r in again["rows"]] == [e["model"] for e in by_acc]
+    # A report folder copied out of its run (as to an output location) finds the run's
+    # files through their local URIs; the split, listed without one, is noted missing.
+    exported = tmp_path / "exported"
+    shutil.copytree(run / "kfp" / "cnn-comparison-20260101" / "report" / "comparison", exported)
+    capsys.readouterr()
+    assert main(["report", str(exported)]) == 0
+    assert "broken &lt;1&gt;.jpg" in (exported / "report.html").read_text(encoding="utf-8")
+    assert capsys.readouterr().err == (
+        f"warning: {tmp_path.parent / 'split/splits/split.json'} is missing; the report's run "
+        "section lacks it\n"
+    )
     # The run folder moved elsewhere still resolves: the paths are relative.
     moved = tmp_path / "moved"
     run.rename(moved)
     assert main(["report", str(moved), "--out", str(tmp_path / "from-moved")]) == 0
+    page = _parse((tmp_path / "from-moved" / "report.html").read_text(encoding="utf-8"))
+    assert [r["model"] for r in page.rows] == [e["model"] for e in by_acc]
 
 
 def test_cli_report_out_follows_the_ownership_rule(tmp_path, capsys):
