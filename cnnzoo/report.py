@@ -279,6 +279,48 @@ def build_report(
     return paths
 
 
+def report_artifacts(
+    evaluations: Sequence[Any],
+    dataset: Any,
+    splits: Any,
+    out_dir: str | os.PathLike,
+    context: dict[str, Any],
+) -> tuple[dict[str, str], list[EvaluationRecord]]:
+    """The pipeline's report step: read a run's artifacts, write the report and its manifest.
+
+    Args:
+        evaluations: :class:`cnnzoo.discovery.ArtifactRef` of each evaluation record.
+        dataset: the ingest output's ``ArtifactRef`` (its ``manifest.json`` is read).
+        splits: the split output's ``ArtifactRef`` (its ``split.json`` is read).
+        out_dir: the report folder.
+        context: the run's context (:data:`cnnzoo.discovery.CONTEXT_KEYS`), stored in
+            the run manifest beside the report.
+
+    Returns:
+        ``(paths, records)``: :func:`build_report`'s paths and the records read.
+
+    Raises:
+        CnnzooError: an artifact is missing or invalid, as :func:`build_report`.
+    """
+    from cnnzoo.discovery import RunManifest
+    from cnnzoo.fsutil import read_json
+    from cnnzoo.records import read_evaluation
+
+    records = [read_evaluation(ref.path) for ref in evaluations]
+    manifest = RunManifest(
+        evaluations={r.model: ref for r, ref in zip(records, evaluations, strict=True)},
+        dataset=dataset,
+        splits=splits,
+        context=dict(context),
+    )
+    full = {
+        **context,
+        "data": read_json(Path(dataset.path) / "manifest.json"),
+        "split": read_json(Path(splits.path) / "split.json"),
+    }
+    return build_report(records, out_dir, full, manifest=manifest), records
+
+
 def _registry_order(model: str) -> tuple[int, str]:
     from cnnzoo.models import list_models
 

@@ -27,19 +27,15 @@ def report(
     names the run's Kubeflow ``Tensorboard`` when the ``tensorboard-cr`` step made one
     (``tensorboard_resource``: that step's JSON output)."""
     import json
-    import os
     import shutil
+    from pathlib import Path
 
-    from cnnzoo.discovery import ArtifactRef, RunManifest
-    from cnnzoo.fsutil import read_json
+    from cnnzoo.discovery import ArtifactRef
+    from cnnzoo.report import report_artifacts
     from cnnzoo.outputs import export_folder, run_logs_root
-    from cnnzoo.records import read_evaluation
-    from cnnzoo.report import build_report
     from cnnzoo.tblogs import write_hparams_config
 
     print("[cnnzoo] report: started", flush=True)
-
-    results = [read_evaluation(a.path) for a in evaluations]
     resolved = json.loads(profile)
     context = {
         "run_name": run_name,
@@ -49,17 +45,13 @@ def report(
         "tensorboard_root": run_logs_root(tensorboard_root, output_uri),
         "tensorboard_cr": json.loads(tensorboard_resource) if tensorboard_resource else {},
     }
-    manifest = RunManifest(
-        evaluations={
-            r.model: ArtifactRef(a.path, a.uri) for r, a in zip(results, evaluations, strict=True)
-        },
-        dataset=ArtifactRef(dataset.path, dataset.uri),
-        splits=ArtifactRef(splits.path, splits.uri),
-        context=dict(context),
+    paths, results = report_artifacts(
+        [ArtifactRef(Path(a.path), a.uri) for a in evaluations],
+        ArtifactRef(Path(dataset.path), dataset.uri),
+        ArtifactRef(Path(splits.path), splits.uri),
+        comparison.path,
+        context,
     )
-    context["data"] = read_json(os.path.join(dataset.path, "manifest.json"))
-    context["split"] = read_json(os.path.join(splits.path, "split.json"))
-    paths = build_report(results, comparison.path, context=context, manifest=manifest)
     if context["tensorboard_root"]:
         write_hparams_config(context["tensorboard_root"])
     shutil.copyfile(paths["html"], html.path)

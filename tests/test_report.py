@@ -653,3 +653,56 @@ def test_summary_table_text():
         "Ranking by test accuracy (notebook: the original study's test accuracy):\n"
         "  (no configuration to rank)\n"
     )
+
+
+def test_the_report_step_writes_a_manifest_that_cnnzoo_report_reads(tmp_path):
+    from fixtures.report_run import MANIFEST, SPLIT
+
+    from cnnzoo.discovery import ArtifactRef
+    from cnnzoo.report import report_artifacts, report_run
+
+    root = tmp_path / "kfp" / "run-1"
+    refs = []
+    for i, ev in enumerate([_one("simple", 1), _one("mid", 2)]):
+        path = root / f"for-loop-1-iteration-{i}" / "evaluate" / "evaluation"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(ev))
+        refs.append(ArtifactRef(path, f"minio://bucket/it-{i}/evaluation"))
+    (root / "ingest" / "dataset").mkdir(parents=True)
+    (root / "ingest" / "dataset" / "manifest.json").write_text(json.dumps(MANIFEST))
+    (root / "split" / "splits").mkdir(parents=True)
+    (root / "split" / "splits" / "split.json").write_text(json.dumps(SPLIT))
+    context = {"run_name": "run-1", "data_uri": "demo", "profile": {"name": "x", "seed": 5}}
+    report = root / "report" / "comparison"
+    paths, records = report_artifacts(
+        refs,
+        ArtifactRef(root / "ingest" / "dataset", "minio://bucket/dataset"),
+        ArtifactRef(root / "split" / "splits", ""),
+        report,
+        context,
+    )
+    assert [r.model for r in records] == ["simple", "mid"]
+    assert json.loads((report / "run-manifest.json").read_text()) == {
+        "kind": "cnnzoo-run-manifest",
+        "schema_version": 1,
+        "context": context,
+        "artifacts": {
+            "evaluations": {
+                "simple": {
+                    "path": "../../for-loop-1-iteration-0/evaluate/evaluation",
+                    "uri": "minio://bucket/it-0/evaluation",
+                },
+                "mid": {
+                    "path": "../../for-loop-1-iteration-1/evaluate/evaluation",
+                    "uri": "minio://bucket/it-1/evaluation",
+                },
+            },
+            "dataset": {"path": "../../ingest/dataset", "uri": "minio://bucket/dataset"},
+            "splits": {"path": "../../split/splits", "uri": ""},
+        },
+    }
+    assert "<th>seed</th><td>5</td>" in Path(paths["html"]).read_text(encoding="utf-8")
+    rebuilt, notes = report_run(report, tmp_path / "again")
+    assert notes == []
+    assert Path(rebuilt["json"]).read_text() == Path(paths["json"]).read_text()
+    assert Path(rebuilt["markdown"]).read_text() == Path(paths["markdown"]).read_text()
