@@ -31,8 +31,8 @@ def report(
     from pathlib import Path
 
     from cnnzoo.discovery import ArtifactRef
-    from cnnzoo.report import report_artifacts
     from cnnzoo.outputs import export_folder, run_logs_root
+    from cnnzoo.report import report_artifacts
     from cnnzoo.tblogs import write_hparams_config
 
     print("[cnnzoo] report: started", flush=True)
