@@ -38,6 +38,7 @@ from cnnzoo.yamlconfig import Number, deep_merge, invalid, parse_override, read_
 
 __all__ = [
     "CHECKPOINT_MONITORS",
+    "MAX_REPEATS",
     "PRECISIONS",
     "Profile",
     "Schedule",
@@ -50,11 +51,15 @@ __all__ = [
     "profile_from_dict",
     "profiles_dir",
     "read_yaml",
+    "repeat_seeds",
+    "run_label",
 ]
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 #: What picks the saved model among a run's epochs (the notebook: validation loss).
 CHECKPOINT_MONITORS = ("val_loss", "val_accuracy")
+#: Most training runs per configuration (``repeats``).
+MAX_REPEATS = 100
 
 
 _FORBID = ConfigDict(extra="forbid")
@@ -86,6 +91,7 @@ class Profile(BaseModel):
     img_size: StrictInt = Field(100, ge=32, le=4096)  # larger: one image fills a shard
     batch_size: StrictInt = Field(258, ge=1)
     seed: StrictInt = Field(42, ge=0)  # numpy's rule
+    repeats: StrictInt = Field(1, ge=1, le=MAX_REPEATS)  # training runs per configuration
     val_fraction: Number = Field(0.15, gt=0, lt=1, description="in (0, 1)")
     test_fraction: Number = Field(0.1, gt=0, lt=1, description="in (0, 1)")
     max_epochs: StrictInt | None = Field(None, ge=1)
@@ -128,6 +134,10 @@ class Profile(BaseModel):
             raise invalid("models", f"no schedule for {', '.join(missing)}")
         return self
 
+    def repeat_seeds(self) -> list[int]:
+        """The training seeds of the ``repeats`` runs of every configuration."""
+        return repeat_seeds(self.seed, self.repeats)
+
     def steps_cap(self, model_name: str) -> int | None:
         """Optimizer steps per epoch for ``model_name``, or None for whole epochs.
 
@@ -162,6 +172,34 @@ class Profile(BaseModel):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def repeat_seeds(seed: int, repeats: int) -> list[int]:
+    """The training seeds of ``repeats`` runs, derived deterministically from ``seed``.
+
+    The first is ``seed`` itself (so ``repeats: 1`` trains exactly as before); repeat
+    ``r`` >= 1 gets the first 4 bytes of ``sha256("cnnzoo-repeat:<seed>:<r>")`` modulo
+    2**31, skipping a value already taken. Every configuration gets the same seeds, so
+    runs with equal seeds pair up in the comparison.
+    """
+    import hashlib
+
+    seeds = [seed]
+    r = 1
+    while len(seeds) < repeats:
+        digest = hashlib.sha256(f"cnnzoo-repeat:{seed}:{r}".encode()).digest()
+        candidate = int.from_bytes(digest[:4], "big") % 2**31
+        if candidate not in seeds:
+            seeds.append(candidate)
+        r += 1
+    return seeds
+
+
+def run_label(model: str, seed: int, repeats: int) -> str:
+    """The name of one training run of ``model``, also its folder below models/,
+    checkpoints/ and the TensorBoard root: ``model`` alone when the profile has one
+    repeat (the paths of a study without repeats), else ``<model>/seed-<seed>``."""
+    return model if repeats == 1 else f"{model}/seed-{seed}"
 
 
 def config_dir() -> Path:

@@ -5,6 +5,10 @@ record per model (:class:`cnnzoo.records.EvaluationRecord`): losses and accuraci
 test, train and validation (all without shuffling or augmentation), the test confusion
 matrix, per-class precision, recall and F1, the train-test accuracy gap and the
 training facts from ``history.json``.
+It also records the per-image test predictions (class indices in test order, with the
+true labels and the test set's identity, :func:`identify_test_set`) so that the report can
+test two models against each other on the same images (:mod:`cnnzoo.stats`), the 95%
+Wilson interval of the test accuracy, and the training seed.
 A model whose training failed is passed on as a ``"status": "failed"`` record.
 """
 
@@ -100,7 +104,9 @@ def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, An
     head = {"model": name, "strategy": spec.strategy, "base": spec.base}
     if history.get("status") != "ok":
         error = str(history.get("error") or "training failed")
-        return _write(out_json, EvaluationRecord.failed(**head, error=error))
+        # One of several repeats: the report names the seed that failed.
+        seed = _trained_seed(model_dir / CONFIG_FILE)
+        return _write(out_json, EvaluationRecord.failed(**head, error=error, seed=seed))
 
     config = read_yaml(model_dir / CONFIG_FILE)
     info = read_split_info(split_dir)
@@ -144,15 +150,22 @@ def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, An
             )
             return _write(out_json, EvaluationRecord.failed(**head, error=error))
 
+    from cnnzoo.stats import wilson_interval
+
     classes = info["classes"]
     cm = confusion_matrix(y_true, y_pred, len(classes))
+    test_count = int(cm.sum())
+    correct = int((y_true == y_pred).sum())
     record = EvaluationRecord(
         **head,
         status="ok",
+        seed=config.get("profile", {}).get("seed"),
         classes=classes,
-        test_count=int(cm.sum()),
+        test_count=test_count,
+        train_count=int(info["splits"]["train"]["count"]),
         test_loss=metrics["test"]["loss"],
         test_accuracy=metrics["test"]["accuracy"],
+        test_accuracy_ci=list(wilson_interval(correct, test_count)) if test_count else None,
         train_loss=metrics["train"]["loss"],
         train_accuracy=metrics["train"]["accuracy"],
         val_loss=metrics["val"]["loss"],
@@ -162,6 +175,9 @@ def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, An
         confusion_matrix=cm.tolist(),
         **{k: history.get(k) for k in HISTORY_FIELDS},
         history=history.get("epochs", []),
+        test_set=identify_test_set(info),
+        test_labels=[int(v) for v in y_true],
+        test_predictions=[int(v) for v in y_pred],
     )
     return _write(out_json, record)
 
@@ -170,6 +186,25 @@ def _write(out_json, record: EvaluationRecord) -> dict[str, Any]:
     """Write ``record`` to ``out_json`` and return it as data."""
     write_evaluation(out_json, record)
     return record.to_dict()
+
+
+def identify_test_set(split_info: dict[str, Any]) -> str:
+    """The identity of a split's test images, in record order: a sha256 of the ingest
+    manifest's hash (which covers every image's bytes) and the test files' ingested paths.
+
+    Two evaluations are compared image by image only when their ``test_set`` is equal.
+    """
+    import hashlib
+    import json
+
+    test = split_info.get("splits", {}).get("test", {})
+    identity = {
+        "ingest_manifest_sha256": split_info.get("ingest_manifest_sha256"),
+        "img_size": split_info.get("img_size"),
+        "files": test.get("files"),
+        "count": test.get("count"),
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int):
@@ -204,6 +239,17 @@ def per_class_metrics(cm, classes: list[str]) -> dict[str, dict[str, float | int
             "support": int(support[i]),
         }
     return out
+
+
+def _trained_seed(config_yaml: Path) -> int | None:
+    """The training seed in a train output's config.yaml, or None if it has none."""
+    if not config_yaml.is_file():
+        return None
+    try:
+        seed = read_yaml(config_yaml).get("profile", {}).get("seed")
+    except (CnnzooError, AttributeError):
+        return None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
 
 
 def _one_line(text: str) -> str:

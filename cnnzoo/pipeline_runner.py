@@ -164,8 +164,9 @@ class _Progress:
         words = msg.split()
         if len(words) < 2:
             return msg
+        # "simple" or, one of several repeats, "simple/seed-7".
         model = words[1].rstrip(":")
-        key = (words[0].rstrip(":"), model if model in list_models() else "")
+        key = (words[0].rstrip(":"), model if model.split("/")[0] in list_models() else "")
         if msg.endswith(": started"):
             self._started[key] = time.monotonic()
             return msg

@@ -28,6 +28,15 @@ SCHEMA_VERSION = 1
 #: Versions this cnnzoo reads (a file without ``schema_version`` counts as 1).
 READABLE_VERSIONS = (1,)
 STATUSES = ("ok", "failed")
+#: Optional fields a record written before them lacks (see :class:`EvaluationRecord`).
+STATS_FIELDS = (
+    "seed",
+    "train_count",
+    "test_accuracy_ci",
+    "test_set",
+    "test_labels",
+    "test_predictions",
+)
 
 
 def _kind(kind: str, required: bool = False) -> dict[str, Any]:
@@ -42,7 +51,12 @@ class EvaluationRecord:
     Numbers are fractions (accuracies, ``gap`` = train - test accuracy), seconds and
     counts; ``per_class`` maps a class to ``{"precision", "recall", "f1", "support"}``;
     ``confusion_matrix`` has one row (true class) and column (predicted) per class;
-    ``history`` is ``history.json``'s epochs list.
+    ``history`` is ``history.json``'s epochs list. ``seed`` is the training seed (a
+    configuration has one record per seed when the profile's ``repeats`` > 1);
+    ``test_accuracy_ci`` the 95% Wilson interval; ``test_labels`` and
+    ``test_predictions`` the true and predicted class of every test image in record
+    order, and ``test_set`` the identity of those images
+    (:func:`cnnzoo.evaluate.identify_test_set`).
     """
 
     model: str = field(metadata=_kind("name"))
@@ -69,6 +83,14 @@ class EvaluationRecord:
     images_per_s: float | None = field(default=None, metadata=_kind("number"))
     weights: str | None = field(default=None, metadata=_kind("text"))
     history: list[dict[str, Any]] | None = field(default=None, metadata=_kind("history"))
+    # Added for the comparison's statistics (cnnzoo.stats); a file without them is read
+    # as before (no interval from predictions, no McNemar test against the best).
+    seed: int | None = field(default=None, metadata=_kind("integer"))
+    train_count: int | None = field(default=None, metadata=_kind("number"))
+    test_accuracy_ci: list[float] | None = field(default=None, metadata=_kind("interval"))
+    test_set: str | None = field(default=None, metadata=_kind("text"))
+    test_labels: list[int] | None = field(default=None, metadata=_kind("indices"))
+    test_predictions: list[int] | None = field(default=None, metadata=_kind("indices"))
     schema_version: int = field(default=SCHEMA_VERSION, metadata=_kind("version"))
 
     @property
@@ -78,10 +100,18 @@ class EvaluationRecord:
 
     @classmethod
     def failed(
-        cls, model: str, strategy: str | None, base: str | None, error: str
+        cls,
+        model: str,
+        strategy: str | None,
+        base: str | None,
+        error: str,
+        seed: int | None = None,
     ) -> EvaluationRecord:
-        """The record of a model that has no evaluation, with the reason."""
-        return cls(model=model, status="failed", strategy=strategy, base=base, error=error)
+        """The record of a model that has no evaluation, with the reason (and the
+        training seed, when known: one of several repeats failed)."""
+        return cls(
+            model=model, status="failed", strategy=strategy, base=base, error=error, seed=seed
+        )
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> EvaluationRecord:
@@ -147,9 +177,16 @@ class EvaluationRecord:
         one has no ``error``."""
         if not self.ok:
             keys = ("model", "strategy", "base", "status", "error", "schema_version")
-            return {k: getattr(self, k) for k in keys}
+            data = {k: getattr(self, k) for k in keys}
+            if self.seed is not None:
+                data["seed"] = self.seed
+            return data
         data = dataclasses.asdict(self)
         del data["error"]
+        # The statistics' fields are left out when absent: an older file round-trips as it was.
+        for key in STATS_FIELDS:
+            if data[key] is None:
+                del data[key]
         return data
 
 
@@ -185,6 +222,15 @@ def _check_value(where: str, key: str, kind: str, value: Any) -> None:
     elif kind == "number":
         if not _is_number(value):
             raise bad("a number or null")
+    elif kind == "integer":
+        if not _is_int(value):
+            raise bad("an integer or null")
+    elif kind == "interval":
+        if not (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)):
+            raise bad("[low, high] or null")
+    elif kind == "indices":
+        if not isinstance(value, list) or not all(_is_int(v) for v in value):
+            raise bad("a list of class indices or null")
     elif kind == "classes":
         if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
             raise bad("a list of class names")

@@ -82,6 +82,7 @@ def train_model(
     *,
     overwrite: bool = False,
     callbacks: Sequence[Any] = (),
+    logs_name: str | None = None,
 ) -> dict[str, Any]:
     """Train ``model_name`` on ``split_dir`` and write the results into ``out_dir``.
 
@@ -128,6 +129,8 @@ def train_model(
         callbacks: extra Keras callbacks for every ``fit`` (each stage), run before
             train_model's own, so they see an epoch's logs before they are recorded and
             checkpointed (tests use them to simulate a preemption or to script metrics).
+        logs_name: the logs folder below ``logs_dir`` instead of ``model_name`` (one of
+            several repeats of a configuration logs to ``<model>/seed-<seed>``).
 
     Returns:
         The history written to ``history.json`` (docs/architecture.md): ``status`` is
@@ -152,7 +155,15 @@ def train_model(
         if checkpoint_dir is not None and not is_gcs(str(checkpoint_dir)):
             stack.enter_context(output_lock(checkpoint_dir))  # one writer (gs://: see Checkpoint)
         return _train_model_locked(
-            model_name, split_dir, out_dir, profile, logs_dir, checkpoint_dir, overwrite, callbacks
+            model_name,
+            split_dir,
+            out_dir,
+            profile,
+            logs_dir,
+            checkpoint_dir,
+            overwrite,
+            callbacks,
+            logs_name,
         )
 
 
@@ -169,7 +180,15 @@ def _remove_own_temporaries(out: Path) -> None:
 
 
 def _train_model_locked(
-    model_name, split_dir, out_dir, profile, logs_dir, checkpoint_dir, overwrite, callbacks
+    model_name,
+    split_dir,
+    out_dir,
+    profile,
+    logs_dir,
+    checkpoint_dir,
+    overwrite,
+    callbacks,
+    logs_name=None,
 ) -> dict[str, Any]:
     from cnnzoo import __version__
     from cnnzoo.models import get_spec
@@ -198,7 +217,7 @@ def _train_model_locked(
     resume = checkpoint.load()
     # Kept as a string: the logs root may be a URI (gs://...) that Path would mangle.
     logs_root = str(logs_dir).rstrip("/") if logs_dir is not None else str(out / "logs")
-    model_logs = f"{logs_root}/{model_name}"
+    model_logs = f"{logs_root}/{logs_name or model_name}"
     # A fresh run (or a retry from scratch) replaces its logs; OUT/logs is OUT's.
     claim_folder(
         model_logs,

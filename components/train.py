@@ -13,10 +13,15 @@ def train(
     output_uri: str,
     model: Output[Model],
     tensorboard: Output[Artifact],
+    seed: int = -1,
 ):
     """Train ``model_name`` on ``splits``; ``model`` gets model.keras, config.yaml, history.json.
 
-    ``profile`` is the resolved profile as JSON (``Profile.to_dict()``).
+    ``profile`` is the resolved profile as JSON (``Profile.to_dict()``); ``seed`` (the
+    plan record's; -1 for the profile's) is this run's training seed. With
+    ``repeats > 1`` in the profile every path below names the run
+    ``<model_name>/seed-<seed>`` instead of ``<model_name>``
+    (:func:`cnnzoo.config.run_label`), so repeats do not collide.
 
     TensorBoard logs go to ``<tensorboard_root>/<model_name>/`` when a root is given
     (e.g. ``gs://bucket/tb/<run>``, one place for every model), else to
@@ -31,20 +36,30 @@ def train(
     preemption resume instead of starting over; without ``output_uri`` the checkpoint
     lives in ``model`` and a retry starts from epoch 1.
     """
+    import dataclasses
     import json
     import os
 
-    from cnnzoo.config import profile_from_dict
+    from cnnzoo.config import profile_from_dict, run_label
     from cnnzoo.fsutil import atomic_write_text
     from cnnzoo.outputs import export_folder, output_location, run_logs_root
     from cnnzoo.train import train_model
 
     prof = profile_from_dict(json.loads(profile))
+    if seed >= 0:
+        prof = dataclasses.replace(prof, seed=seed)
+    label = run_label(model_name, prof.seed, prof.repeats)
     logs_root = run_logs_root(tensorboard_root, output_uri) or tensorboard.path
-    checkpoint = output_location(output_uri, "checkpoints", model_name) if output_uri else None
-    print(f"[cnnzoo] train {model_name}: started", flush=True)
+    checkpoint = output_location(output_uri, "checkpoints", label) if output_uri else None
+    print(f"[cnnzoo] train {label}: started", flush=True)
     history = train_model(
-        model_name, splits.path, model.path, prof, logs_dir=logs_root, checkpoint_dir=checkpoint
+        model_name,
+        splits.path,
+        model.path,
+        prof,
+        logs_dir=logs_root,
+        checkpoint_dir=checkpoint,
+        logs_name=label,
     )
     keys = (
         "status",
@@ -55,27 +70,27 @@ def train(
         "train_time_s",
         "error",
     )
-    model.metadata.update({"model": model_name, **{k: history[k] for k in keys if k in history}})
-    tensorboard.metadata["logs"] = f"{logs_root}/{model_name}"
+    model.metadata.update(
+        {"model": model_name, "seed": prof.seed, **{k: history[k] for k in keys if k in history}}
+    )
+    tensorboard.metadata["logs"] = f"{logs_root}/{label}"
     if logs_root != tensorboard.path:
         # The artifact must exist; it points at the shared logs root.
         os.makedirs(tensorboard.path, exist_ok=True)
-        atomic_write_text(
-            os.path.join(tensorboard.path, "LOGS_AT.txt"), f"{logs_root}/{model_name}\n"
-        )
+        atomic_write_text(os.path.join(tensorboard.path, "LOGS_AT.txt"), f"{logs_root}/{label}\n")
     if output_uri:
-        exported = export_folder(model.path, output_uri, "models", model_name)
+        exported = export_folder(model.path, output_uri, "models", *label.split("/"))
         model.metadata["exported"] = exported
-        print(f"[cnnzoo] train {model_name}: model exported to {exported}", flush=True)
+        print(f"[cnnzoo] train {label}: model exported to {exported}", flush=True)
     if history.get("status") == "ok":
         print(
-            f"[cnnzoo] train {model_name} done: {history['epochs_run']} epochs, "
+            f"[cnnzoo] train {label} done: {history['epochs_run']} epochs, "
             f"best val_accuracy {history['best_val_accuracy']:.4f}, "
             f"peak memory {history['peak_memory_mb']:.0f} MiB",
             flush=True,
         )
     else:
-        print(f"[cnnzoo] train {model_name} FAILED: {history.get('error')}", flush=True)
+        print(f"[cnnzoo] train {label} FAILED: {history.get('error')}", flush=True)
 
 
 def op(image: str):

@@ -9,9 +9,14 @@ cluster) import this module; it imports only the components and the ``cnnzoo`` l
 DAG::
 
     fingerprint -> ingest -> split ----------------------------.
-    plan(models) -> ParallelFor(plan records, parallelism) {     v
+    plan(models, profile) -> ParallelFor(plan records, parallelism) {     v
                         train-and-evaluate(record): train -> evaluate
                     } -> report(Collected(evaluations))
+
+Repeated seeds: the plan makes one record per model and training seed (the profile's
+``repeats``, seeds from :func:`cnnzoo.config.repeat_seeds`), so ``repeats: 3`` is three
+loop iterations per model, each its own train task with its own ``seed`` input (and
+paths ``<model>/seed-<seed>``); the report pairs the runs by seed.
 
 Per-model placement: the ``plan`` step turns the model names into one record per model
 (pool, accelerator and count, CPU/memory requests and limits, node selector,
@@ -164,6 +169,7 @@ def build_pipeline(
         memory_limit: str,
         node_selector: dict,
         tolerations: list,
+        seed: int,
     ) -> dsl.Artifact:
         train_task = train.op(train_image)(
             model_name=model_name,
@@ -171,6 +177,7 @@ def build_pipeline(
             profile=profile,
             tensorboard_root=tensorboard_root,
             output_uri=output_uri,
+            seed=seed,
         ).set_display_name("train")
         if len(train_pools) == 1:
             place(train_task, train_pools[0])
@@ -252,6 +259,7 @@ def build_pipeline(
             placement.pool_for_step("plan"),
             models=models,
             placements=placement.model_placements(),
+            profile=profile,
         )
         cache(plan_task.set_display_name("plan"), True)
 
@@ -271,6 +279,7 @@ def build_pipeline(
                 memory_limit=record.memory_limit,
                 node_selector=record.node_selector,
                 tolerations=record.tolerations,
+                seed=record.seed,
             ).set_display_name("model")
             cache(model_task, True)
 
