@@ -67,20 +67,54 @@ def bar_chart_test_accuracy(rows: Sequence[dict[str, Any]]) -> bytes:
 
     Args:
         rows: comparison rows (``model``, ``strategy``, ``test_accuracy``, optionally
-            ``reference_accuracy``, drawn as a tick), best first.
+            ``reference_accuracy``, drawn as a tick, ``test_accuracy_ci`` ``[low,
+            high]``, drawn as an error bar, and ``seeds`` (``[{"test_accuracy"}]``),
+            drawn as one dot per seed when there are several), best first.
 
     Returns:
         PNG bytes.
     """
     rows = [r for r in rows if _finite(r["test_accuracy"])]
     fig, ax = _figure(8, 0.35 * max(len(rows), 3) + 1.2)
-    names = [r["model"] for r in rows][::-1]
-    values = [100 * r["test_accuracy"] for r in rows][::-1]
-    colors = [_color(r["strategy"]) for r in rows][::-1]
+    rows = rows[::-1]
+    names = [r["model"] for r in rows]
+    values = [100 * r["test_accuracy"] for r in rows]
+    colors = [_color(r["strategy"]) for r in rows]
     bars = ax.barh(names, values, color=colors)
-    for bar, v in zip(bars, values, strict=True):
-        ax.text(bar.get_width() + 0.5, bar.get_y() + bar.get_height() / 2, f"{v:.2f}%", va="center")
-    refs = [r.get("reference_accuracy") for r in rows][::-1]
+    cis = [_interval(r.get("test_accuracy_ci")) for r in rows]
+    if any(ci is not None for ci in cis):  # the 95% interval as an error bar
+        lo = [v - 100 * ci[0] if ci else 0 for v, ci in zip(values, cis, strict=True)]
+        hi = [100 * ci[1] - v if ci else 0 for v, ci in zip(values, cis, strict=True)]
+        ax.errorbar(
+            values,
+            range(len(rows)),
+            xerr=[lo, hi],
+            fmt="none",
+            ecolor="#333333",
+            elinewidth=1.2,
+            capsize=3,
+            zorder=3,
+        )
+    per_seed = False
+    for i, r in enumerate(rows):  # one dot per seed
+        seeds = [
+            s["test_accuracy"] for s in r.get("seeds") or [] if _finite(s.get("test_accuracy"))
+        ]
+        if len(seeds) > 1:
+            per_seed = True
+            ax.scatter(
+                [100 * v for v in seeds],
+                [i] * len(seeds),
+                s=14,
+                color="white",
+                edgecolors="black",
+                linewidths=0.8,
+                zorder=4,
+            )
+    for bar, v, ci in zip(bars, values, cis, strict=True):
+        end = 100 * ci[1] if ci else bar.get_width()
+        ax.text(end + 0.8, bar.get_y() + bar.get_height() / 2, f"{v:.2f}%", va="center", fontsize=8)
+    refs = [r.get("reference_accuracy") for r in rows]
     marked = [(i, 100 * v) for i, v in enumerate(refs) if _finite(v)]
     if marked:  # the original study's figure, as a tick across each bar
         ax.scatter(
@@ -93,13 +127,26 @@ def bar_chart_test_accuracy(rows: Sequence[dict[str, Any]]) -> bytes:
             zorder=3,
             label="notebook",
         )
-    ax.set_xlim(0, 112)
-    ax.set_xlabel("test accuracy (%); black tick: the notebook's test accuracy")
+    ax.set_xlim(0, 115)
+    ax.set_xlabel(
+        (
+            "test accuracy (%, mean over seeds; white dots: each seed)"
+            if per_seed
+            else "test accuracy (%)"
+        )
+        + "; error bar: 95% interval; black tick: the notebook's"
+    )
     ax.set_title("Test accuracy per configuration")
     ax.tick_params(axis="y", labelsize=9)
     ax.grid(axis="x", alpha=0.3)
     _strategy_legend(ax, [r["strategy"] for r in rows])
     return _png(fig)
+
+
+def _interval(ci: Any) -> tuple[float, float] | None:
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_finite(v) for v in ci):
+        return float(ci[0]), float(ci[1])
+    return None
 
 
 def _params_axes(ax, rows) -> None:

@@ -12,7 +12,13 @@ from helpers import notebook_profile
 
 from cnnzoo.data import read_split_info
 from cnnzoo.errors import CnnzooError
-from cnnzoo.evaluate import confusion_matrix, evaluate_model, per_class_metrics
+from cnnzoo.evaluate import (
+    confusion_matrix,
+    evaluate_model,
+    identify_test_set,
+    per_class_metrics,
+)
+from cnnzoo.stats import wilson_interval
 from cnnzoo.train import train_model
 
 
@@ -56,6 +62,40 @@ def test_evaluation_numbers_are_consistent(trained, tiny_split, tmp_path):
     for key in ("total_params", "trainable_params", "epochs_run", "best_val_accuracy", "weights"):
         assert res[key] == history[key]
     assert res["history"] == history["epochs"]
+
+
+def test_evaluation_records_the_per_image_predictions(trained, tiny_split, tmp_path):
+    res = evaluate_model(trained, tiny_split, tmp_path / "simple.json")
+    info = read_split_info(tiny_split)
+    n = info["splits"]["test"]["count"]
+    labels, preds = res["test_labels"], res["test_predictions"]
+    assert len(labels) == len(preds) == n == res["test_count"]
+    # the predictions are those the confusion matrix counts
+    cm = np.zeros_like(np.array(res["confusion_matrix"]))
+    for y, p in zip(labels, preds, strict=True):
+        cm[y, p] += 1
+    assert cm.tolist() == res["confusion_matrix"]
+    correct = sum(y == p for y, p in zip(labels, preds, strict=True))
+    assert res["test_accuracy"] == pytest.approx(correct / n, abs=1e-6)
+    assert res["test_accuracy_ci"] == list(wilson_interval(correct, n))
+    assert res["train_count"] == info["splits"]["train"]["count"]
+    assert res["seed"] == 42  # the profile's: one run, no repeats
+    # the test set's identity: the same split gives the same id, another file list another
+    assert res["test_set"] == identify_test_set(info) and len(res["test_set"]) == 64
+    other = json.loads(json.dumps(info))
+    other["splits"]["test"]["files"] = other["splits"]["test"]["files"][::-1]
+    assert identify_test_set(other) != res["test_set"]
+
+
+def test_a_failed_repeat_names_its_seed(tmp_path, tiny_split):
+    model_dir = tmp_path / "mid"
+    model_dir.mkdir()
+    (model_dir / "history.json").write_text(
+        json.dumps({"model": "mid", "status": "failed", "error": "NonFiniteLoss: nan"})
+    )
+    (model_dir / "config.yaml").write_text(yaml.safe_dump({"profile": {"seed": 1234}}))
+    res = evaluate_model(model_dir, tiny_split, tmp_path / "out.json")
+    assert res["status"] == "failed" and res["seed"] == 1234
 
 
 def test_batch_size_does_not_change_results(trained, tiny_split, tmp_path):

@@ -202,11 +202,20 @@ def test_default_parameters(compiled):
 def test_the_resolved_profile_reaches_the_tasks_as_data(compiled):
     spec, _, _ = compiled
     tasks = _tasks(spec)
-    for name in ("split", "report", "train"):
+    for name in ("split", "report", "train", "plan"):
         task, _ = tasks[name]
         source = task.inputs.parameters["profile"].component_input_parameter
         assert source in ("profile", "pipelinechannel--profile"), name
-        assert "overrides" not in task.inputs.parameters and "seed" not in task.inputs.parameters
+        assert "overrides" not in task.inputs.parameters
+        if name != "train":
+            assert "seed" not in task.inputs.parameters, name
+    # The train seed is the plan record's (one record per model and repeat), not an override.
+    train, _ = tasks["train"]
+    assert train.inputs.parameters["seed"].component_input_parameter == "seed"
+    model_task = next(t for t, _ in tasks.values() if t.task_info.name == "model")
+    binding = model_task.inputs.parameters["seed"]
+    assert binding.component_input_parameter.endswith("-loop-item")
+    assert binding.parameter_expression_selector == 'parseJson(string_value)["seed"]'
 
 
 def test_output_uri_reaches_every_train_task_and_the_report(compiled):
