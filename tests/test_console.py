@@ -37,3 +37,21 @@ def test_progress_shows_step_lines_with_elapsed_time(monkeypatch):
     ]
     assert "some TensorFlow chatter" in log.getvalue()
     assert "some TensorFlow chatter" not in console.getvalue()
+
+
+def test_a_repeat_of_a_configuration_gets_its_own_elapsed_time(monkeypatch):
+    clock = iter([10.0, 12.0, 20.0, 31.5])
+    monkeypatch.setattr(pipeline_runner.time, "monotonic", lambda: next(clock))
+    console = io.StringIO()
+    progress = pipeline_runner._Progress(io.StringIO(), console)
+    progress.write(
+        "[cnnzoo] train mid/seed-42: started\n"  # 10.0
+        "[cnnzoo] train mid/seed-7: started\n"  # 12.0
+        "[cnnzoo] train mid/seed-42 done: 3 epochs\n"  # 20.0
+        "[cnnzoo] train mid/seed-7 done: 2 epochs\n"  # 31.5
+    )
+    shown = [line.split("  ", 1)[1] for line in console.getvalue().splitlines()]
+    assert shown[2:] == [
+        "train mid/seed-42 done: 3 epochs [10.0 s]",
+        "train mid/seed-7 done: 2 epochs [19.5 s]",
+    ]
