@@ -151,3 +151,27 @@ def test_per_class_metrics_by_hand():
     # never right, never present: zero division gives 0.0, not NaN
     assert m["b"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     assert m["c"] == pytest.approx({"precision": 1.0, "recall": 0.75, "f1": 6 / 7, "support": 4})
+
+
+def test_evaluate_component_logs_the_interval_in_the_metrics_artifact(
+    trained, tiny_split, tmp_path
+):
+    from kfp import dsl
+
+    from cnnzoo.components.evaluate import evaluate
+
+    metrics = dsl.Metrics(uri=str(tmp_path / "metrics"))
+    evaluation = dsl.Artifact(uri=str(tmp_path / "evaluation"))
+    evaluate(
+        model=dsl.Model(uri=str(trained)),
+        splits=dsl.Dataset(uri=str(tiny_split)),
+        evaluation=evaluation,
+        metrics=metrics,
+        confusion=dsl.ClassificationMetrics(uri=str(tmp_path / "confusion")),
+    )
+    record = json.loads((tmp_path / "evaluation").read_text())
+    low, high = record["test_accuracy_ci"]
+    assert metrics.metadata["test_accuracy_ci95_low"] == low
+    assert metrics.metadata["test_accuracy_ci95_high"] == high
+    assert low <= metrics.metadata["test_accuracy"] <= high
+    assert metrics.metadata["seed"] == 42 == evaluation.metadata["seed"]
