@@ -36,7 +36,6 @@ def train(
     preemption resume instead of starting over; without ``output_uri`` the checkpoint
     lives in ``model`` and a retry starts from epoch 1.
     """
-    import dataclasses
     import json
     import os
 
@@ -46,8 +45,8 @@ def train(
     from cnnzoo.train import train_model
 
     prof = profile_from_dict(json.loads(profile))
-    if seed >= 0:
-        prof = dataclasses.replace(prof, seed=seed)
+    if seed >= 0:  # this repeat's seed, checked like any profile value
+        prof = profile_from_dict({**prof.to_dict(), "seed": seed})
     label = run_label(model_name, prof.seed, prof.repeats)
     logs_root = run_logs_root(tensorboard_root, output_uri) or tensorboard.path
     checkpoint = output_location(output_uri, "checkpoints", label) if output_uri else None
