@@ -39,7 +39,9 @@ class RunManifest:
     """What a run produced that its report reads (``run-manifest.json``).
 
     Attributes:
-        evaluations: model name -> its evaluation record file.
+        evaluations: run name -> its evaluation record file; the run name is the model's
+            (``<model>/seed-<seed>`` for one of several repeats,
+            :func:`cnnzoo.config.run_label`).
         dataset: the ingest output folder (``manifest.json``), or None.
         splits: the split output folder (``split.json``), or None.
         context: the run's :data:`CONTEXT_KEYS`.
@@ -220,7 +222,7 @@ def find_run_outputs(run_dir: str | os.PathLike) -> RunOutputs:
                 + (f" (artifact {ref.uri})" if ref.uri else "")
             )
         record = read_evaluation(found)
-        if record.model != model:
+        if record.model != model.split("/")[0]:  # "<model>/seed-<seed>": one of several repeats
             raise CnnzooError(f"{found}: model {record.model!r}, but {path} lists {model!r}")
         evaluations.append(record)
     context = dict(manifest.context)

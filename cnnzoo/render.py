@@ -1,7 +1,10 @@
 """The report's texts: the results table as HTML, Markdown, CSV and JSON, and the console summary.
 
 Every format takes the ranked rows and failures of :func:`cnnzoo.report.split_evaluations`
-and reads the one column list, :data:`COLUMNS`, so the formats cannot disagree. The HTML
+and reads the one column list, :data:`COLUMNS` (with :data:`REPEAT_COLUMNS` when a
+configuration ran with several seeds, :func:`table_columns`), so the formats cannot
+disagree; every format starts with the same :func:`headline` (best, tied with it,
+clearly behind). The HTML
 page is the Jinja2 template ``cnnzoo/templates/report.html.j2`` (package data), rendered
 with autoescape on: every value reaches the page escaped unless the code here marks it
 as markup, which only the embedded plots are.
@@ -31,22 +34,56 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("best_val_accuracy", "best val acc", "pct"),
     ("train_accuracy", "train acc", "pct"),
     ("test_accuracy", "test acc", "pct"),
+    ("test_accuracy_ci", "95% interval", "ci"),
+    ("significance", "vs best (McNemar)", "text"),
     ("reference_accuracy", "notebook test acc", "pct"),
     ("gap", "gap (train − test)", "pp"),
+    ("gap_ci", "gap 95% interval", "ci_pp"),
     ("train_time_s", "training time", "duration"),
     ("images_per_s", "images/s", "rate"),
     ("weights_used", "weights used", "text"),
 ]
+#: Added after the test accuracy when a configuration ran with more than one seed.
+REPEAT_COLUMNS: list[tuple[str, str, str]] = [
+    ("test_accuracy_std", "std over seeds", "spread"),
+    ("seed_accuracies", "per seed", "text"),
+]
 NUMERIC_KEYS = [k for k, _, kind in COLUMNS if kind != "text"]
+#: Not in an evaluation: the report adds them (cnnzoo.reference, cnnzoo.stats).
+DERIVED_KEYS = ["reference_accuracy", "test_accuracy_ci", "gap_ci"]
+#: The interval columns, written to the CSV as ``<key>_low`` and ``<key>_high``.
+CI_KEYS = ("test_accuracy_ci", "gap_ci")
 #: Columns of the pipeline-check table (random-weight backbones): no ranking, no reference.
 CHECK_COLUMNS: list[tuple[str, str, str]] = [
-    c for c in COLUMNS if c[0] not in ("reference_accuracy", "best_val_accuracy", "gap")
+    c
+    for c in COLUMNS
+    if c[0] not in ("reference_accuracy", "best_val_accuracy", "gap", "gap_ci", "significance")
 ]
 CSV_FIELDS = (
     ["rank", "model", "status", "strategy", "base"]
-    + [k for k, _, _ in COLUMNS if k not in ("model", "strategy")]
+    + [
+        f
+        for k, _, _ in COLUMNS
+        if k not in ("model", "strategy", "significance")
+        for f in ([f"{k}_low", f"{k}_high"] if k in CI_KEYS else [k])
+    ]
+    + ["vs_best", "p_vs_best", "repeats", "test_accuracy_std", "seed_test_accuracies"]
     + ["weights", "pipeline_check", "test_loss", "train_loss", "val_accuracy", "error"]
 )
+#: How to read the intervals and the tests (shown under the results table).
+STATS_NOTE = (
+    "95% interval: the Wilson score interval of the test accuracy over the test images "
+    "(with several seeds: all seeds' test predictions pooled; the seeds' spread is the "
+    "std). vs best: an exact McNemar test (two-sided binomial test on the images only one "
+    "of the two got right) of each configuration against the best on the same test "
+    "images; tied = not distinguishable from the best at 5%, behind = worse at 5%. With "
+    "several seeds it is tested seed by seed: behind only if every seed separates them, "
+    "and the p-value shown is the largest. No correction for the number of comparisons. "
+    "Gap interval: Newcombe's hybrid score interval of train accuracy − test accuracy "
+    "(two independent proportions on disjoint images)."
+)
+#: At most this many order flips are named in the headline (all are in comparison.json).
+MAX_FLIPS_NAMED = 8
 CHECK_TITLE = "Pipeline check: random weights"
 CHECK_TEXT = (
     "these pretrained configurations ran without pretrained weights (the profile's "
@@ -63,7 +100,9 @@ def format_value(kind: str, value: Any) -> str:
     Args:
         kind: ``text``, ``int``, ``pct`` (fraction shown as percent), ``pp`` (fraction
             difference shown as signed percentage points), ``duration`` (seconds),
-            ``rate``.
+            ``rate``, ``ci`` (``[low, high]`` fractions shown as a percent range),
+            ``ci_pp`` (the same in signed percentage points), ``spread`` (a standard
+            deviation, ``±`` percentage points).
         value: the raw value; None or non-finite numbers show as ``n/a``.
 
     Returns:
@@ -71,6 +110,11 @@ def format_value(kind: str, value: Any) -> str:
     """
     if kind == "text":
         return "" if value is None else str(value)
+    if kind in ("ci", "ci_pp"):
+        if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(map(finite, value))):
+            return "n/a"
+        lo, hi = (100 * v for v in value)
+        return f"{lo:.2f}–{hi:.2f}%" if kind == "ci" else f"{lo:+.2f} to {hi:+.2f} pp"
     if not finite(value):
         return "n/a"
     if kind == "int":
@@ -79,6 +123,8 @@ def format_value(kind: str, value: Any) -> str:
         return f"{100 * value:.2f}%"
     if kind == "pp":
         return f"{100 * value:+.2f} pp"
+    if kind == "spread":
+        return f"±{100 * value:.2f} pp"
     if kind == "rate":
         return f"{value:,.1f}"
     if kind == "duration":
@@ -89,6 +135,95 @@ def format_value(kind: str, value: Any) -> str:
         m, s = divmod(rem, 60)
         return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
     raise ValueError(f"unknown column kind {kind!r}")
+
+
+def format_p(p: float | None) -> str:
+    """A p-value as the report prints it: ``p = 0.041``, ``p < 0.001``; ``""`` for None."""
+    if p is None:
+        return ""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def table_columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """The ranked table's columns: :data:`COLUMNS`, plus :data:`REPEAT_COLUMNS` after the
+    test accuracy (then headed as the mean) when a configuration ran with several seeds."""
+    cols = list(COLUMNS)
+    if any((r.get("repeats") or 1) > 1 for r in rows):
+        i = [k for k, _, _ in cols].index("test_accuracy")
+        cols[i] = ("test_accuracy", "test acc (mean)", "pct")
+        cols[i + 1 : i + 1] = REPEAT_COLUMNS
+    return cols
+
+
+def headline(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The report's first lines, plain text: the best configuration, which ones are tied
+    with it, which are clearly behind, which were not tested, and (with several seeds)
+    the pairs whose order flips between seeds.
+
+    Args:
+        rows: from :func:`cnnzoo.report.split_evaluations`.
+
+    Returns:
+        Sentences, one a line; empty when no configuration is ranked.
+    """
+    from cnnzoo.stats import order_flips
+
+    ranked = [r for r in rows if not r["pipeline_check"]]
+    if not ranked:
+        return []
+    best = ranked[0]
+    spread = (
+        f" ± {100 * best['test_accuracy_std']:.2f} pp over {best['repeats']} seeds"
+        if best.get("test_accuracy_std") is not None
+        else ""
+    )
+    interval = (
+        f" (95% interval {format_value('ci', best['test_accuracy_ci'])})"
+        if best.get("test_accuracy_ci")
+        else ""
+    )
+    lines = [
+        f"Best: {best['model']}, test accuracy {format_value('pct', best['test_accuracy'])}"
+        f"{spread}{interval}."
+    ]
+    if len(ranked) == 1:
+        return lines + ["No other configuration to compare it with."]
+
+    def named(verdict: str) -> list[str]:
+        def why(r: dict[str, Any]) -> str:
+            return r["vs_best_reason"] if verdict == "untested" else format_p(r["p_vs_best"])
+
+        return [f"{r['model']} ({why(r)})" for r in ranked[1:] if r["vs_best"] == verdict]
+
+    tied, behind, untested = named("tied"), named("behind"), named("untested")
+    lines.append(
+        "Tied with the best (not distinguishable at 5%, exact McNemar test on the same test "
+        "images): " + (", ".join(tied) if tied else "none") + "."
+    )
+    lines.append(
+        "Clearly behind the best (worse at 5%): " + (", ".join(behind) if behind else "none") + "."
+    )
+    if untested:
+        lines.append("Not tested against the best: " + ", ".join(untested) + ".")
+    if any((r.get("repeats") or 1) > 1 for r in ranked):
+        flips = order_flips(
+            {r["model"]: {s["seed"]: s["test_accuracy"] for s in r["seeds"]} for r in ranked}
+        )
+        if not flips:
+            lines.append(
+                "Ranked by the mean over seeds; no two configurations swap places between seeds."
+            )
+        else:
+            text = [
+                f"{f['a']}/{f['b']} ({f['b']} ahead with seed {', '.join(map(str, f['b_ahead']))})"
+                for f in flips[:MAX_FLIPS_NAMED]
+            ]
+            more = len(flips) - MAX_FLIPS_NAMED
+            lines.append(
+                f"Ranked by the mean over seeds; {len(flips)} pair(s) swap places between "
+                "seeds: " + "; ".join(text) + (f"; and {more} more" if more > 0 else "") + "."
+            )
+    return lines
 
 
 def setting_text(value: Any) -> str:
@@ -125,6 +260,11 @@ def comparison_records(
             test_loss=_json_number(r["test_loss"]),
             train_loss=_json_number(r["train_loss"]),
             val_accuracy=_json_number(r["val_accuracy"]),
+            vs_best=r["vs_best"],
+            p_vs_best=r["p_vs_best"],
+            repeats=r["repeats"],
+            test_accuracy_std=r["test_accuracy_std"],
+            seeds=r["seeds"],
         )
         out.append(rec)
     for f in failed:
@@ -136,8 +276,21 @@ def comparison_records(
                 "strategy": f["strategy"],
                 "base": f["base"],
                 "error": f["error"],
+                **({"seed": f["seed"]} if "seed" in f else {}),
             }
         )
+    return out
+
+
+def _csv_row(rec: dict[str, Any]) -> dict[str, Any]:
+    """A comparison record with its intervals and per-seed accuracies flattened."""
+    out = dict(rec)
+    for key in CI_KEYS:
+        ci = rec.get(key)
+        if isinstance(ci, (list, tuple)) and len(ci) == 2:
+            out[f"{key}_low"], out[f"{key}_high"] = ci
+    seeds = rec.get("seeds") or []
+    out["seed_test_accuracies"] = ";".join(f"{s['seed']}:{s['test_accuracy']}" for s in seeds)
     return out
 
 
@@ -146,7 +299,7 @@ def csv_text(records: Sequence[dict[str, Any]]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
-    for rec in records:
+    for rec in map(_csv_row, records):
         w.writerow({k: ("" if rec.get(k) is None else rec.get(k)) for k in CSV_FIELDS})
     return buf.getvalue()
 
@@ -187,15 +340,20 @@ def markdown_text(
     differences from ``full`` and the failures; text ending in a newline."""
     ranked = [r for r in rows if not r["pipeline_check"]]
     checks = [r for r in rows if r["pipeline_check"]]
-    lines = []
+    lines = [f"- {_md_cell(line)}" for line in headline(rows)]
+    if lines:
+        lines.append("")
     if ranked:
-        lines += _md_table(ranked, COLUMNS, ranked=True)
+        lines += _md_table(ranked, table_columns(ranked), ranked=True)
         lines.append("")
         lines.append(
-            f"Sorted by test accuracy; best: **{_md_cell(ranked[0]['model'])}**. "
+            "Sorted by test accuracy (the mean over seeds where there are several); best: "
+            f"**{_md_cell(ranked[0]['model'])}**. "
             "Notebook test acc: the original study's figure (its data, 100 px, ImageNet "
             "weights)."
         )
+        lines.append("")
+        lines.append(STATS_NOTE)
     elif not checks:
         lines.append("No configuration finished successfully.")
     else:
@@ -232,29 +390,40 @@ def summary_table(comparison: dict[str, Any]) -> str:
     """The end-of-run console summary, from a report's ``comparison.json`` data.
 
     Args:
-        comparison: the parsed ``comparison.json`` (``rows``, ``pipeline_checks``,
-            ``failed``).
+        comparison: the parsed ``comparison.json`` (``headline``, ``rows``,
+            ``pipeline_checks``, ``failed``).
 
     Returns:
-        Plain text ending in a newline: the ranking (test accuracy, the notebook's
-        figure, train accuracy, gap, training time), then the pipeline checks and the
-        failures, one line each.
+        Plain text ending in a newline: the headline (best, tied, behind), the ranking
+        (test accuracy, with its interval and test against the best when the rows have
+        them, the notebook's figure, train accuracy, gap, training time), then the
+        pipeline checks and the failures, one line each.
     """
+    rows = comparison.get("rows") or []
+    with_stats = any("test_accuracy_ci" in r for r in rows)
     header = ("#", "configuration", "test acc", "notebook", "train acc", "gap", "time")
+    if with_stats:
+        header = header[:3] + ("95% interval", "vs best") + header[3:]
     table = [header]
-    for r in comparison.get("rows") or []:
-        table.append(
-            (
-                str(r.get("rank")),
-                str(r.get("model")),
-                format_value("pct", r.get("test_accuracy")),
-                format_value("pct", r.get("reference_accuracy")),
-                format_value("pct", r.get("train_accuracy")),
-                format_value("pp", r.get("gap")),
-                format_value("duration", r.get("train_time_s")),
-            )
+    for r in rows:
+        cells = (
+            str(r.get("rank")),
+            str(r.get("model")),
+            format_value("pct", r.get("test_accuracy")),
+            format_value("pct", r.get("reference_accuracy")),
+            format_value("pct", r.get("train_accuracy")),
+            format_value("pp", r.get("gap")),
+            format_value("duration", r.get("train_time_s")),
         )
-    lines = ["Ranking by test accuracy (notebook: the original study's test accuracy):"]
+        if with_stats:
+            cells = (
+                cells[:3]
+                + (format_value("ci", r.get("test_accuracy_ci")), str(r.get("significance", "")))
+                + cells[3:]
+            )
+        table.append(cells)
+    lines = list(comparison.get("headline") or [])
+    lines.append("Ranking by test accuracy (notebook: the original study's test accuracy):")
     if len(table) == 1:
         lines.append("  (no configuration to rank)")
     else:
@@ -296,6 +465,8 @@ def _anchor(model: str) -> str:
 def _data_value(raw: Any) -> str:
     if raw is None:
         return ""
+    if isinstance(raw, (list, tuple)):
+        return json.dumps(list(raw))
     return repr(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool) else str(raw)
 
 
@@ -327,7 +498,15 @@ def _table_rows(rows: Sequence[dict[str, Any]], columns, ranked: bool) -> list[d
                     "warn": key == "weights_used" and r["random_pretrained"],
                 }
             )
-        out.append({"model": r["model"], "best": r["rank"] == 1, "cells": cells})
+        verdict = r.get("vs_best") if ranked else None
+        out.append(
+            {
+                "model": r["model"],
+                "best": ranked and r["rank"] == 1,
+                "verdict": verdict if verdict in ("tied", "behind") else None,
+                "cells": cells,
+            }
+        )
     return out
 
 
@@ -411,6 +590,12 @@ def _model_view(row: dict[str, Any]) -> dict[str, Any]:
         "base": row["base"],
         "weights_used": row["weights_used"],
         "test_accuracy": format_value("pct", row["test_accuracy"]),
+        "test_accuracy_ci": format_value("ci", row["test_accuracy_ci"])
+        if row["test_accuracy_ci"]
+        else None,
+        "seeds": f"over {row['repeats']} seeds ({row['seed_accuracies']}; plots: seed {ev.seed})"
+        if row["repeats"] > 1
+        else None,
         "test_loss": f"{row['test_loss']:.4f}" if finite(row["test_loss"]) else "n/a",
         "epochs_run": format_value("int", row["epochs_run"]),
         "curves": _png_src(plots.training_curves(model, history)) if history else None,
@@ -478,9 +663,11 @@ def html_text(
         class_counts=_class_counts(context),
         skipped=(context.get("data") or {}).get("skipped"),
         profile_json=json.dumps(profile, indent=2, default=str) if profile else None,
-        columns=COLUMNS,
+        verdict=headline(rows),
+        stats_note=STATS_NOTE,
+        columns=table_columns(ranked),
         check_columns=CHECK_COLUMNS,
-        results=_table_rows(ranked, COLUMNS, ranked=True),
+        results=_table_rows(ranked, table_columns(ranked), ranked=True),
         checks=_table_rows(checks, CHECK_COLUMNS, ranked=False),
         check_title=CHECK_TITLE,
         check_text=CHECK_TEXT,

@@ -3,8 +3,13 @@
 :func:`build_report` ranks the evaluation records of a run (:mod:`cnnzoo.records`) and
 writes ``report.html``, ``report.md``, ``comparison.csv`` and ``comparison.json``
 (texts from :mod:`cnnzoo.render`) into one report folder, replaced whole and
-atomically. :func:`report_run` rebuilds the report of a finished run from its run
-manifest (:mod:`cnnzoo.discovery`), as ``cnnzoo report RUN_DIR`` does.
+atomically. Every test accuracy carries its 95% interval, every configuration its exact
+McNemar test against the best on the same test images, and the first lines say which
+are tied with the best and which are clearly behind; the numbers come from
+:func:`cnnzoo.stats.compare_configurations`. With repeated seeds (the profile's
+``repeats``) a configuration's row is the mean over its seeds, ranked by that mean.
+:func:`report_run` rebuilds the report of a finished run from its run manifest
+(:mod:`cnnzoo.discovery`), as ``cnnzoo report RUN_DIR`` does.
 """
 
 from __future__ import annotations
@@ -19,13 +24,17 @@ from cnnzoo.errors import CnnzooError
 from cnnzoo.records import EvaluationRecord, finite
 from cnnzoo.reference import notebook_test_accuracy
 from cnnzoo.render import (
-    COLUMNS,
+    DERIVED_KEYS,
     NUMERIC_KEYS,
     comparison_records,
     csv_text,
+    format_p,
+    format_value,
+    headline,
     html_text,
     json_text,
     markdown_text,
+    table_columns,
 )
 
 #: The ownership kind of a report folder (``.cnnzoo.json``; see :mod:`cnnzoo.fsutil`).
@@ -86,29 +95,40 @@ def split_evaluations(
 
     Args:
         evaluations: :class:`EvaluationRecord` objects, or evaluation JSON data (checked
-            by :meth:`EvaluationRecord.from_dict`), ok and failed.
+            by :meth:`EvaluationRecord.from_dict`), ok and failed; a configuration may
+            have several, one per training ``seed`` (the profile's ``repeats``).
 
     Returns:
-        ``(rows, failed)``: rows with the table's columns plus ``rank``, ``base``,
-        ``weights``, ``pipeline_check``, the losses and the ``evaluation`` record it
-        came from; failures as ``{"model", "strategy", "base", "error"}`` in input
-        order. The study's rows come first, sorted by test accuracy (best first) and
-        ranked 1, 2, ...; then the pipeline checks (``pipeline_check`` true, ``rank``
-        None): pretrained configurations that ran with random weights, which only prove
-        that their path runs, in registry order.
+        ``(rows, failed)``: one row per configuration with the table's columns plus
+        ``rank``, ``base``, ``weights``, ``pipeline_check``, the losses, the statistics
+        of :func:`cnnzoo.stats.compare_configurations` (``test_accuracy_ci``,
+        ``gap_ci``, ``vs_best``, ``p_vs_best``, ``vs_best_reason``, ``significance``,
+        ``repeats``, ``test_accuracy_std``, ``seeds``, ``seed_accuracies``) and the
+        ``evaluation`` record it came from (the lowest seed's, for the plots); with
+        several seeds the numeric columns are their means. Failures as ``{"model",
+        "strategy", "base", "error"}`` (plus ``seed`` when known) in input order. The
+        study's rows come first, sorted by (mean) test accuracy, best first, ranked 1,
+        2, ...; then the pipeline checks (``pipeline_check`` true, ``rank`` None):
+        pretrained configurations that ran with random weights, which only prove that
+        their path runs, in registry order.
 
     Raises:
         CnnzooError: an evaluation is not a valid record (the message names which, the
-            key and the value), or two evaluations name the same model.
+            key and the value), or two evaluations name the same model and seed.
     """
-    rows: list[dict[str, Any]] = []
+    from cnnzoo.stats import compare_configurations
+
+    groups: dict[str, list[EvaluationRecord]] = {}
     failed: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    seen: set[tuple[str, int | None]] = set()
     for i, raw in enumerate(evaluations):
         ev = _record(raw, i)
-        if ev.model in seen:
-            raise CnnzooError(f"evaluation #{i + 1}: a second evaluation for model {ev.model!r}")
-        seen.add(ev.model)
+        if (ev.model, ev.seed) in seen:
+            raise CnnzooError(
+                f"evaluation #{i + 1}: a second evaluation for model {ev.model!r}"
+                + (f" with seed {ev.seed}" if ev.seed is not None else "")
+            )
+        seen.add((ev.model, ev.seed))
         strategy = ev.strategy or _spec_field(ev.model, "strategy") or "unknown"
         base = ev.base if ev.base is not None else _spec_field(ev.model, "base")
         if not ev.ok:
@@ -118,36 +138,115 @@ def split_evaluations(
                     "strategy": strategy,
                     "base": base,
                     "error": ev.error or "(no error message recorded)",
+                    **({"seed": ev.seed} if ev.seed is not None else {}),
                 }
             )
             continue
-        random_pretrained = bool(base) and ev.weights in (None, "", "random")
-        row = {k: getattr(ev, k, None) for k in NUMERIC_KEYS}
-        row.update(
-            reference_accuracy=notebook_test_accuracy(ev.model),
-            pipeline_check=random_pretrained,
-            model=ev.model,
-            strategy=strategy,
-            base=base,
-            weights=ev.weights,
-            weights_used=weights_label(strategy, base, ev.weights),
-            random_pretrained=random_pretrained,
-            test_loss=ev.test_loss,
-            train_loss=ev.train_loss,
-            val_accuracy=ev.val_accuracy,
-            evaluation=ev,
-        )
-        rows.append(row)
+        groups.setdefault(ev.model, []).append(ev)
+    rows = [_row(runs) for runs in groups.values()]
     ranked = [r for r in rows if not r["pipeline_check"]]
-    ranked.sort(key=lambda r: -r["test_accuracy"] if finite(r["test_accuracy"]) else math.inf)
-    for rank, row in enumerate(ranked, 1):
-        row["rank"] = rank
     checks = sorted(
         (r for r in rows if r["pipeline_check"]), key=lambda r: _registry_order(r["model"])
     )
+
+    def stats_of(selected: list[dict[str, Any]]) -> dict[str, Any]:
+        return compare_configurations(
+            {r["model"]: [ev.to_dict() for ev in groups[r["model"]]] for r in selected}
+        )
+
+    stats, check_stats = stats_of(ranked), stats_of(checks)
+    by_model = {r["model"]: r for r in rows}
+    ranked = [by_model[m] for m in stats["order"]]
+    for rank, row in enumerate(ranked, 1):
+        row["rank"] = rank
+        _add_stats(row, stats["models"][row["model"]])
     for row in checks:
         row["rank"] = None
+        _add_stats(row, check_stats["models"][row["model"]], versus=False)
     return ranked + checks, failed
+
+
+def _row(runs: list[EvaluationRecord]) -> dict[str, Any]:
+    """One configuration's row from its evaluations (one per seed)."""
+    runs = sorted(runs, key=lambda r: (r.seed is None, r.seed or 0))
+    ev = runs[0]
+    strategy = ev.strategy or _spec_field(ev.model, "strategy") or "unknown"
+    base = ev.base if ev.base is not None else _spec_field(ev.model, "base")
+    random_pretrained = bool(base) and ev.weights in (None, "", "random")
+
+    def value(key: str) -> Any:
+        values = [getattr(r, key, None) for r in runs]
+        if len(values) == 1 or not all(finite(v) for v in values):
+            return values[0]
+        return math.fsum(values) / len(values)
+
+    row = {k: value(k) for k in NUMERIC_KEYS if k not in DERIVED_KEYS}
+    row.update(
+        reference_accuracy=notebook_test_accuracy(ev.model),
+        pipeline_check=random_pretrained,
+        model=ev.model,
+        strategy=strategy,
+        base=base,
+        weights=ev.weights,
+        weights_used=weights_label(strategy, base, ev.weights),
+        random_pretrained=random_pretrained,
+        test_loss=value("test_loss"),
+        train_loss=value("train_loss"),
+        val_accuracy=value("val_accuracy"),
+        evaluation=ev,
+    )
+    return row
+
+
+def _add_stats(row: dict[str, Any], stats: dict[str, Any], versus: bool = True) -> None:
+    """Merge one configuration's :func:`~cnnzoo.stats.compare_configurations` entry."""
+    row["test_accuracy_ci"] = stats["test_accuracy_ci"]
+    row["gap_ci"] = stats["gap_ci"]
+    row["repeats"] = stats["repeats"]
+    row["test_accuracy_std"] = stats["test_accuracy_std"]
+    row["seeds"] = stats["seeds"]
+    row["seed_accuracies"] = ", ".join(
+        format_value("pct", s["test_accuracy"]) for s in stats["seeds"]
+    )
+    vs = stats.get("vs_best") if versus else None
+    row["vs_best"] = vs["verdict"] if vs else None
+    row["p_vs_best"] = vs.get("p_value") if vs else None
+    row["vs_best_reason"] = vs.get("reason") if vs else None
+    if not vs:
+        row["significance"] = ""
+    elif vs["verdict"] == "best":
+        row["significance"] = "best"
+    elif vs["verdict"] == "untested":
+        row["significance"] = f"not tested: {vs['reason']}"
+    else:
+        row["significance"] = f"{vs['verdict']}, {format_p(vs['p_value'])}"
+
+
+def _statistics_summary(ranked: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """comparison.json's ``statistics``: the groups against the best, every order flip,
+    and the methods (what :data:`cnnzoo.render.STATS_NOTE` says, as data)."""
+    from cnnzoo.stats import ALPHA, order_flips
+
+    repeats = any((r.get("repeats") or 1) > 1 for r in ranked)
+    return {
+        "alpha": ALPHA,
+        "tied_with_best": [r["model"] for r in ranked if r["vs_best"] == "tied"],
+        "behind_best": [r["model"] for r in ranked if r["vs_best"] == "behind"],
+        "not_tested": [r["model"] for r in ranked if r["vs_best"] == "untested"],
+        "order_flips": order_flips(
+            {r["model"]: {s["seed"]: s["test_accuracy"] for s in r["seeds"]} for r in ranked}
+        )
+        if repeats
+        else [],
+        "methods": {
+            "test_accuracy_ci": "Wilson score interval, 95%, over the test images (seeds pooled)",
+            "vs_best": "exact McNemar test (two-sided binomial on discordant images) against "
+            "the best on the same test images, per paired seed; behind only if every seed "
+            "separates them; p_vs_best is the largest p; no multiple-comparison correction",
+            "gap_ci": "Newcombe hybrid score interval (1998, method 10) of train - test accuracy",
+            "test_accuracy_std": "sample standard deviation over seeds (n - 1)",
+        },
+    }
 
 
 def markdown_table(evaluations: Sequence[EvaluationRecord | dict[str, Any]]) -> str:
@@ -247,12 +346,16 @@ def build_report(
     rows, failed = split_evaluations(evaluations)
     records = comparison_records(rows, failed)
     ranked = [r for r in records if r["status"] == "ok" and not r["pipeline_check"]]
+    ranked_rows = [r for r in rows if not r["pipeline_check"]]
     differences = _differences_from_full(context)
     profile_name = (context.get("profile") or {}).get("name")
     comparison = {
         "best": ranked[0]["model"] if ranked else None,
+        "headline": headline(rows),
         "sorted_by": "test_accuracy",
-        "columns": [{"key": k, "header": h, "kind": kind} for k, h, kind in COLUMNS],
+        "columns": [
+            {"key": k, "header": h, "kind": kind} for k, h, kind in table_columns(ranked_rows)
+        ],
         "rows": ranked,
         "pipeline_checks": [r for r in records if r["status"] == "ok" and r["pipeline_check"]],
         "failed": [r for r in records if r["status"] == "failed"],
@@ -260,6 +363,7 @@ def build_report(
         "profile_vs_full": [
             {"key": k, "full": a, "this_run": b} for k, a, b in (differences or [])
         ],
+        "statistics": _statistics_summary(ranked_rows),
     }
     texts = {
         "html": html_text(rows, failed, context, differences),
@@ -302,13 +406,18 @@ def report_artifacts(
     Raises:
         CnnzooError: an artifact is missing or invalid, as :func:`build_report`.
     """
+    from cnnzoo.config import run_label
     from cnnzoo.discovery import RunManifest
     from cnnzoo.fsutil import read_json
     from cnnzoo.records import read_evaluation
 
     records = [read_evaluation(ref.path) for ref in evaluations]
+    repeats = int((context.get("profile") or {}).get("repeats") or 1)
     manifest = RunManifest(
-        evaluations={r.model: ref for r, ref in zip(records, evaluations, strict=True)},
+        evaluations={  # one entry per run: "<model>/seed-<seed>" for one of several repeats
+            run_label(r.model, r.seed, repeats): ref
+            for r, ref in zip(records, evaluations, strict=True)
+        },
         dataset=dataset,
         splits=splits,
         context=dict(context),

@@ -32,7 +32,7 @@ from cnnzoo.errors import CnnzooError
 from cnnzoo.models import list_models
 from cnnzoo.plots import epoch_markers
 from cnnzoo.reference import NOTEBOOK_TEST_ACCURACY
-from cnnzoo.render import format_value, summary_table
+from cnnzoo.render import STATS_NOTE, format_value, summary_table
 from cnnzoo.report import build_report, markdown_table, profile_differences
 
 
@@ -210,19 +210,32 @@ def test_markdown_and_html_cells_spelled_out(tmp_path):
         _hand_evaluation("mid", 0.75),
         {"model": "inception", "strategy": "scratch", "status": "failed", "error": "a|b"},
     ]
+    # No test_count and no per-image predictions (a record from before the statistics):
+    # no interval, and no test against the best.
     assert markdown_table(evals) == (
-        "| # | configuration | strategy | total params | trainable params | epochs run "
-        "| best val acc | train acc | test acc | notebook test acc | gap (train − test) "
-        "| training time | images/s | weights used |\n"
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
-        "| **1** | **mid** | **scratch** | **1,614,885** | **1,614,885** | **12** "
-        "| **81.25%** | **90.00%** | **75.00%** | **87.64%** | **+15.00 pp** | **1m 16s** "
-        "| **1,234.6** | **none (from scratch)** |\n"
-        "| 2 | simple | scratch | 1,614,885 | 1,614,885 | 12 | 81.25% | 90.00% | 62.50% "
-        "| 76.95% | +27.50 pp | 1m 16s | 1,234.6 | none (from scratch) |\n"
+        "- Best: mid, test accuracy 75.00%.\n"
+        "- Tied with the best (not distinguishable at 5%, exact McNemar test on the same "
+        "test images): none.\n"
+        "- Clearly behind the best (worse at 5%): none.\n"
+        "- Not tested against the best: simple (no per-image predictions).\n"
         "\n"
-        "Sorted by test accuracy; best: **mid**. Notebook test acc: the original study's "
-        "figure (its data, 100 px, ImageNet weights).\n"
+        "| # | configuration | strategy | total params | trainable params | epochs run "
+        "| best val acc | train acc | test acc | 95% interval | vs best (McNemar) "
+        "| notebook test acc | gap (train − test) | gap 95% interval "
+        "| training time | images/s | weights used |\n"
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|\n"
+        "| **1** | **mid** | **scratch** | **1,614,885** | **1,614,885** | **12** "
+        "| **81.25%** | **90.00%** | **75.00%** | **n/a** | **best** | **87.64%** "
+        "| **+15.00 pp** | **n/a** | **1m 16s** | **1,234.6** | **none (from scratch)** |\n"
+        "| 2 | simple | scratch | 1,614,885 | 1,614,885 | 12 | 81.25% | 90.00% | 62.50% "
+        "| n/a | not tested: no per-image predictions | 76.95% | +27.50 pp | n/a | 1m 16s "
+        "| 1,234.6 | none (from scratch) |\n"
+        "\n"
+        "Sorted by test accuracy (the mean over seeds where there are several); best: "
+        "**mid**. Notebook test acc: the original study's figure (its data, 100 px, "
+        "ImageNet weights).\n"
+        "\n"
+        f"{STATS_NOTE}\n"
         "\n"
         "**Failed (1):**\n"
         "\n"
@@ -241,8 +254,11 @@ def test_markdown_and_html_cells_spelled_out(tmp_path):
         "best_val_accuracy": "81.25%",
         "train_accuracy": "90.00%",
         "test_accuracy": "75.00%",
+        "test_accuracy_ci": "n/a",
+        "significance": "best",
         "reference_accuracy": "87.64%",
         "gap": "+15.00 pp",
+        "gap_ci": "n/a",
         "train_time_s": "1m 16s",
         "images_per_s": "1,234.6",
         "weights_used": "none (from scratch)",
@@ -374,7 +390,12 @@ def _one(model="simple", seed=1):
         (lambda evs: evs[0]["confusion_matrix"].pop(), "confusion_matrix must be 5x5"),
         (lambda evs: evs[0].pop("model"), "evaluation #1: missing key 'model'"),
         (lambda evs: evs[0].update(model=""), "(): model must be a non-empty string, got ''"),
-        (lambda evs: evs[0].update(seed=3), "(simple): unknown key 'seed'"),
+        (lambda evs: evs[0].update(notes=3), "(simple): unknown key 'notes'"),
+        (lambda evs: evs[0].update(seed="3"), "(simple): seed must be an integer or null"),
+        (
+            lambda evs: evs[0].update(test_predictions=[0, 1.5]),
+            "test_predictions must be a list of class indices or null",
+        ),
         (lambda evs: evs[0].update(schema_version=2), "schema_version 2 is not one"),
         (lambda evs: evs.__setitem__(0, [1]), "evaluation #1: must be a JSON object, got list"),
     ],

@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from fixtures.report_run import make_evaluation
 
+from cnnzoo.discovery import ArtifactRef, RunManifest, find_run_outputs
 from cnnzoo.errors import CnnzooError
 from cnnzoo.plots import bar_chart_test_accuracy
-from cnnzoo.report import build_report, find_run_outputs, summary_table
+from cnnzoo.render import summary_table
+from cnnzoo.report import build_report
 
 LABELS = [i % 5 for i in range(200)]
 
@@ -170,18 +172,24 @@ def test_repeats_show_mean_std_per_seed_points_and_flips(tmp_path):
 
 
 def test_a_second_evaluation_of_one_seed_is_rejected(tmp_path):
-    with pytest.raises(CnnzooError, match="a second evaluation for model 'mid' with seed 1"):
+    with pytest.raises(
+        CnnzooError, match="evaluation #2: a second evaluation for model 'mid' with seed 1"
+    ):
         build_report([REPEATS[0], dict(REPEATS[0])], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
-def test_a_run_folder_keeps_every_seed(tmp_path):
+def test_the_run_manifest_keeps_every_seed(tmp_path):
+    refs = {}
     for ev in REPEATS:
-        d = tmp_path / "run" / "evaluate" / f"{ev['model']}-{ev['seed']}"
-        d.mkdir(parents=True)
-        (d / "evaluation").write_text(json.dumps(ev))
-    found = find_run_outputs(tmp_path / "run")
-    assert sorted((e["model"], e["seed"]) for e in found.evaluations) == [
+        path = tmp_path / "run" / f"{ev['model']}-{ev['seed']}" / "evaluation"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(ev))
+        refs[f"{ev['model']}/seed-{ev['seed']}"] = ArtifactRef(path)
+    report = tmp_path / "run" / "report"
+    build_report(REPEATS, report, manifest=RunManifest(evaluations=refs))
+    found = find_run_outputs(report)
+    assert sorted((e.model, e.seed) for e in found.evaluations) == [
         ("mid", 1),
         ("mid", 2),
         ("resnet", 1),
