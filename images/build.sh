@@ -44,22 +44,11 @@ IMAGE_PLATFORM=${IMAGE_PLATFORM:-linux/amd64}
 FLAVORS=${FLAVORS:-${FLAVOR:-cpu gpu}}
 BUILD_NETWORK=${BUILD_NETWORK:-host}
 
-engine=${CONTAINER_ENGINE:-}
-if [[ -z "$engine" ]]; then
-  for candidate in docker podman; do
-    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" info >/dev/null 2>&1; then
-      engine=$candidate
-      break
-    fi
-  done
-fi
-if [[ -z "$engine" ]]; then
-  echo "error: no working container engine: neither 'docker info' nor 'podman info' succeeds" \
-    "(install Docker or Podman and start its daemon, or set CONTAINER_ENGINE)" >&2
-  exit 1
-fi
-
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=images/engine.sh
+source "$root/images/engine.sh"
+engine=$(container_engine) || exit 1
+
 run() {
   printf '+'
   printf ' %q' "$@"

@@ -27,19 +27,9 @@ command -v debootstrap >/dev/null 2>&1 || {
   echo "error: debootstrap is missing (Debian/Ubuntu: apt-get install debootstrap)" >&2
   exit 1
 }
-engine=${CONTAINER_ENGINE:-}
-if [[ -z "$engine" ]]; then
-  for candidate in docker podman; do
-    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" info >/dev/null 2>&1; then
-      engine=$candidate
-      break
-    fi
-  done
-fi
-[[ -n "$engine" ]] || {
-  echo "error: no working container engine: neither 'docker info' nor 'podman info' succeeds" >&2
-  exit 1
-}
+# shellcheck source=images/engine.sh
+source "$(dirname "$0")/engine.sh"
+engine=$(container_engine) || exit 1
 
 key=$(sha256sum "$0" | cut -c1-16)
 tarball=""
