@@ -38,7 +38,10 @@ LOCAL_BASE = "localhost/cnnzoo-base:bookworm"
 IMAGE_INPUTS = (
     "images/Dockerfile",
     "images/build.sh",
+    "images/engine.sh",
+    "images/use_tensorflow_cpu.py",
     "images/requirements.txt",
+    "images/requirements-cpu.txt",
     "images/requirements-gpu.txt",
     "pyproject.toml",
     "README.md",

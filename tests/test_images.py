@@ -1,7 +1,9 @@
 """The container images, checked without a container engine.
 
-The image installs ``images/requirements.txt`` (+ ``requirements-gpu.txt``): these tests
-hold that lock to ``pyproject.toml`` and to the venv the suite runs in, lint every
+The images install ``images/requirements-cpu.txt`` (CPU) and ``requirements.txt`` +
+``requirements-gpu.txt`` (GPU): these tests hold those locks to ``pyproject.toml`` and to
+the venv the suite runs in, check how the CPU image's wheel comes to require
+``tensorflow-cpu`` (``images/use_tensorflow_cpu.py``), lint every
 Dockerfile with hadolint, check the Dockerfile's security properties and build context, and
 drive ``images/build.sh`` (what ``make images``/``make push`` run) with fake engines.
 """
@@ -25,11 +27,12 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "images" / "Dockerfile"
-CPU_LOCK = ROOT / "images" / "requirements.txt"
+CPU_LOCK = ROOT / "images" / "requirements.txt"  # the closure: venv constraints, GPU base
+CPU_IMAGE_LOCK = ROOT / "images" / "requirements-cpu.txt"
 GPU_LOCK = ROOT / "images" / "requirements-gpu.txt"
 BUILD_SH = ROOT / "images" / "build.sh"
-# tools/ (lock_images) and the repository root (components/) are not packages on the path.
-sys.path[:0] = [str(ROOT / "tools"), str(ROOT)]
+# tools/ (lock_images) and images/ (use_tensorflow_cpu) are folders of scripts, not packages.
+sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "images")]
 
 
 def read_lock(path: Path) -> dict[str, str]:
@@ -115,7 +118,7 @@ def test_lock_is_exactly_the_runtime_closure_installed_here():
 
 def test_gpu_lock_adds_exactly_what_tensorflow_and_cuda_asks_for():
     lines = [ln.strip() for ln in GPU_LOCK.read_text().splitlines()]
-    assert "-r requirements.txt" in lines, f"{GPU_LOCK.name} must build on the CPU lock"
+    assert "-r requirements.txt" in lines, f"{GPU_LOCK.name} must build on the closure"
     gpu, cpu = read_lock(GPU_LOCK), read_lock(CPU_LOCK)
     assert not set(gpu) & set(cpu), f"{GPU_LOCK.name} re-pins CPU-lock packages"
     cuda = [
@@ -133,16 +136,70 @@ def test_gpu_lock_adds_exactly_what_tensorflow_and_cuda_asks_for():
     assert all(n.startswith("nvidia-") for n in gpu), f"non-CUDA packages in {GPU_LOCK.name}"
 
 
+def test_cpu_image_lock_is_the_closure_with_tensorflow_cpu():
+    """Same packages and versions as the venv's closure, tensorflow-cpu for tensorflow."""
+    closure, cpu = read_lock(CPU_LOCK), read_lock(CPU_IMAGE_LOCK)
+    assert "tensorflow" not in cpu, f"{CPU_IMAGE_LOCK.name} installs the CUDA-enabled tensorflow"
+    assert cpu.get("tensorflow-cpu") == closure["tensorflow"], (
+        f"{CPU_IMAGE_LOCK.name}: tensorflow-cpu=={cpu.get('tensorflow-cpu')}, "
+        f"closure tensorflow=={closure['tensorflow']}; run .venv/bin/python tools/lock_images.py"
+    )
+    rest = {n: v for n, v in cpu.items() if n != "tensorflow-cpu"}
+    assert rest == {n: v for n, v in closure.items() if n != "tensorflow"}, (
+        f"{CPU_IMAGE_LOCK.name} and {CPU_LOCK.name} differ beyond TensorFlow's distribution"
+    )
+
+
+def test_cpu_wheel_metadata_rewrite_changes_only_the_tensorflow_requirement():
+    from use_tensorflow_cpu import use_tensorflow_cpu
+
+    text = (ROOT / "pyproject.toml").read_text()
+    before = tomllib.loads(text)["project"]
+    after = tomllib.loads(use_tensorflow_cpu(text))["project"]
+    renamed = [d for d in after["dependencies"] if d not in before["dependencies"]]
+    assert renamed == [f"tensorflow-cpu=={read_lock(CPU_LOCK)['tensorflow']}"], renamed
+    assert len(after["dependencies"]) == len(before["dependencies"])
+    assert {k: v for k, v in after.items() if k != "dependencies"} == {
+        k: v for k, v in before.items() if k != "dependencies"
+    }, "the rewrite touched more than [project] dependencies"
+    assert "tensorflow-cpu" not in text, "pyproject.toml itself must keep plain tensorflow"
+
+
+@pytest.mark.parametrize(
+    "dependencies",
+    [
+        ['"keras==3.15.1"'],  # no tensorflow at all
+        ['"tensorflow==2.21.0"', '"tensorflow[and-cuda]==2.21.0"'],  # two
+        ['"tensorflow-cpu==2.21.0"'],  # already rewritten: refuse rather than pass silently
+    ],
+)
+def test_cpu_wheel_metadata_rewrite_refuses_anything_but_one_tensorflow(dependencies, tmp_path):
+    pyproject = tmp_path / "pyproject.toml"
+    body = "".join(f"  {d},\n" for d in dependencies)
+    pyproject.write_text(f'[project]\nname = "x"\ndependencies = [\n{body}]\n')
+    original = pyproject.read_text()
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "images" / "use_tensorflow_cpu.py"), str(pyproject)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: {pyproject}: ") and len(done.stderr.splitlines()) == 1
+    assert pyproject.read_text() == original, "a refused rewrite must leave the file as it was"
+
+
 def test_component_modules_import_in_this_environment():
     """The CI venv holds the locked set, so this is the image's import check."""
     modules = sorted(p.stem for p in (ROOT / "components").glob("*.py") if p.stem != "__init__")
     assert modules, "components/ has no component modules"
     for name in modules:
-        module = importlib.import_module(f"components.{name}")
+        module = importlib.import_module(f"cnnzoo.components.{name}")
         if hasattr(module, "op"):
             component = module.op("registry.example/cnnzoo:0.0.0-test")
             image = component.component_spec.implementation.container.image
-            assert image == "registry.example/cnnzoo:0.0.0-test", f"components.{name} ignores image"
+            assert image == "registry.example/cnnzoo:0.0.0-test", (
+                f"cnnzoo.components.{name} ignores image"
+            )
 
 
 # --- the Dockerfile --------------------------------------------------------------------
@@ -203,7 +260,7 @@ def test_every_base_image_is_pinned_to_a_version():
             aliases.add(words[2])
 
 
-def test_final_stage_is_non_root_with_labels_and_configs():
+def test_final_stage_is_non_root_with_labels_and_no_second_config_copy():
     final = stages(dockerfile_instructions())[-1]
     users = [args for kw, args in final if kw == "USER"]
     assert users, "the final stage sets no USER: the image would run as root"
@@ -212,13 +269,13 @@ def test_final_stage_is_non_root_with_labels_and_configs():
     labels = " ".join(args for kw, args in final if kw == "LABEL")
     for key in ("source", "version", "revision", "title", "licenses"):
         assert f"org.opencontainers.image.{key}=" in labels, f"OCI label {key} missing"
+    # The profiles and cluster.yaml are package data (cnnzoo.configs) in the venv; a copy
+    # beside it, named by CNNZOO_CONFIG_DIR, would be a second source that can drift.
     env = " ".join(args for kw, args in final if kw == "ENV")
-    match = re.search(r"CNNZOO_CONFIG_DIR=(\S+)", env)
-    assert match, "the image does not set CNNZOO_CONFIG_DIR"
+    assert "CNNZOO_CONFIG_DIR" not in env, "the image points CNNZOO_CONFIG_DIR at a copy"
     copies = [args for kw, args in final if kw == "COPY"]
-    assert any(c.split()[-1] == match.group(1) and " configs " in f" {c} " for c in copies), (
-        f"configs/ is not copied to CNNZOO_CONFIG_DIR={match.group(1)}"
-    )
+    assert copies == ["--from=builder /opt/venv /opt/venv"], f"the final stage copies {copies}"
+    assert "cnnzoo.configs" in (ROOT / "pyproject.toml").read_text()
 
 
 def test_no_caches_or_build_tools_reach_the_image():
@@ -266,7 +323,9 @@ def test_build_context_sends_only_what_the_image_installs():
         "cnnzoo/__init__.py",
         "configs/profiles/demo.yaml",
         "images/requirements.txt",
+        "images/requirements-cpu.txt",
         "images/requirements-gpu.txt",
+        "images/use_tensorflow_cpu.py",
     ]
     for path in needed:
         assert dockerignore_allows(path, patterns), f".dockerignore drops {path}"

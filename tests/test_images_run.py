@@ -13,6 +13,7 @@ the mounted output folder.
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import json
 import os
 import subprocess
@@ -111,6 +112,41 @@ def test_image_runs_as_the_non_root_user(engine, image):
 
 def test_version_is_the_package_version(engine, image):
     assert run_in(engine, image, "cnnzoo", "--version").strip() == f"cnnzoo {package_version()}"
+
+
+def test_cpu_flavour_runs_tensorflow_cpu_and_its_metadata_says_so(engine, image):
+    """tensorflow-cpu, not the CUDA-enabled tensorflow: cnnzoo's metadata in the image
+    requires it, pip check passes, and TensorFlow starts without a CUDA probe (the
+    CUDA-enabled wheel logs "failed call to cuInit" here). The profiles come from the
+    package data: the image sets no CNNZOO_CONFIG_DIR."""
+    probe = textwrap.dedent(
+        """
+        import importlib.metadata as md, os
+        import tensorflow as tf
+        print("devices", [d.device_type for d in tf.config.list_physical_devices()])
+        print("cuda", tf.test.is_built_with_cuda())
+        print("tensorflow-cpu", md.version("tensorflow-cpu"))
+        try:
+            print("tensorflow", md.version("tensorflow"))
+        except md.PackageNotFoundError:
+            print("tensorflow absent")
+        print("requires", sorted(r for r in md.requires("cnnzoo") if r.startswith("tensorflow")))
+        print("config dir", os.environ.get("CNNZOO_CONFIG_DIR"))
+        """
+    )
+    done = engine.docker("run", "--rm", *HARDENED, image, "python", "-c", probe, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert "devices ['CPU']" in lines and "cuda False" in lines, done.stdout
+    version = md.version("tensorflow")  # the venv's; the CPU lock pins the same
+    assert f"tensorflow-cpu {version}" in lines and "tensorflow absent" in lines, done.stdout
+    assert f"requires ['tensorflow-cpu=={version}']" in lines, done.stdout
+    assert "config dir None" in lines, done.stdout
+    assert "cuInit" not in done.stderr, done.stderr
+    checked = run_in(engine, image, "pip", "check")
+    assert "No broken requirements found" in checked
+    profile = yaml.safe_load(run_in(engine, image, "cnnzoo", "profile", "--profile", "full"))
+    assert profile["batch_size"] == 258 and profile["img_size"] == 100, profile
 
 
 def test_no_build_tools_caches_or_index_settings_in_the_image(engine, image):
@@ -249,7 +285,7 @@ def test_two_model_pipeline_under_the_docker_runner(engine, image, phases, tmp_p
     record_json = json.loads((run_dir / "run.json").read_text())
     assert record_json["status"] == "succeeded" and record_json["runner"] == "docker"
     log = (run_dir / "run.log").read_text()
-    tasks = 3 + 3 * 2  # ingest, split, report + per model: route, train, evaluate
+    tasks = 5 + 2 * 2  # fingerprint, ingest, split, plan, report + per model: train, evaluate
     assert log.count(f"Found image '{image}'") == tasks, "not every task ran in the image"
     evals = {}
     for path in (run_dir / "kfp").rglob("*"):
