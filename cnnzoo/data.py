@@ -3,13 +3,17 @@
 The split is decoded once into TFRecord shards of raw uint8 pixels, so reading it
 only parses fixed-size records: batches of serialized examples are parsed together
 (``tf.io.parse_example``), the pixels are reinterpreted with ``tf.io.decode_raw`` and
-the parsed uint8 arrays are cached in memory (a split is small). Images leave the
-pipeline as float32 in 0..255; every model scales its own inputs.
+the parsed uint8 arrays are cached in memory while the part fits in a budget
+(``cache_budget_mb``, 4 GiB by default); a larger part is streamed from its shards every
+epoch (they already hold decoded pixels, so streaming costs a read and a parse, not a
+decode), and memory stays bounded by the shuffle buffer. Images leave the pipeline as
+float32 in 0..255; every model scales its own inputs.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,8 @@ from cnnzoo.errors import CnnzooError
 from cnnzoo.fsutil import read_json
 
 SPLIT_NAMES = ("train", "val", "test")
+#: Default memory budget of the in-memory cache (MiB of decoded uint8 pixels).
+CACHE_BUDGET_MB = 4096
 
 
 def read_split_info(split_dir: str | os.PathLike) -> dict[str, Any]:
@@ -57,6 +63,7 @@ def load_split(
     shuffle_buffer: int = 2048,
     seed: int = 42,
     cache: bool = True,
+    cache_budget_mb: float = CACHE_BUDGET_MB,
 ):
     """A ``tf.data.Dataset`` of one part of a split dataset.
 
@@ -68,7 +75,10 @@ def load_split(
             order is the record order of ``split.json``'s ``files`` list, every time.
         shuffle_buffer: upper bound on the shuffle buffer (examples).
         seed: shuffle seed.
-        cache: keep the parsed uint8 pixels in memory after the first pass.
+        cache: keep the parsed uint8 pixels in memory after the first pass, if they fit
+            in ``cache_budget_mb``.
+        cache_budget_mb: the largest part (MiB of pixels) cached in memory; a larger
+            one is streamed from its shards every epoch.
 
     Returns:
         A dataset of ``(images, labels)``: float32 ``(B, S, S, 3)`` in 0..255 and
@@ -95,6 +105,13 @@ def load_split(
         raise CnnzooError(f"{Path(split_dir) / 'split.json'}: split {name!r} has no shards")
     size = int(info["img_size"])
     count = int(part.get("count", 0))
+    if cache and count * size * size * 3 > cache_budget_mb * 1024**2:
+        cache = False
+        print(
+            f"data: {name} ({count} images, {count * size * size * 3 / 1024**2:,.0f} MiB) is "
+            f"over the cache budget ({cache_budget_mb:g} MiB); streaming it from its shards",
+            file=sys.stderr,
+        )
 
     features = {
         "image": tf.io.FixedLenFeature([], tf.string),

@@ -364,8 +364,11 @@ class _Run:
                 training=True,
                 shuffle_buffer=profile.shuffle_buffer,
                 seed=profile.seed,
+                cache_budget_mb=profile.cache_budget_mb,
             )
-            val_ds = load_split(self.split_dir, "val", profile.batch_size)
+            val_ds = load_split(
+                self.split_dir, "val", profile.batch_size, cache_budget_mb=profile.cache_budget_mb
+            )
             steps_cap = profile.steps_cap(self.model_name)
             if steps_cap is not None:  # a pipeline check of a random-weight backbone
                 train_ds = train_ds.take(steps_cap)

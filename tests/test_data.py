@@ -125,6 +125,20 @@ def test_small_shuffle_buffer_and_no_cache(split_dir):
     assert sorted(ids) == list(range(23))
 
 
+def test_a_part_over_the_cache_budget_is_streamed_with_the_same_epochs(split_dir, capsys):
+    """Over the budget the part is not cached; the seeded epochs are the same ones."""
+    cached = load_split(split_dir, "train", batch_size=5, training=True, seed=4)
+    assert "streaming" not in capsys.readouterr().err
+    streamed = load_split(
+        split_dir, "train", batch_size=5, training=True, seed=4, cache_budget_mb=0.001
+    )
+    err = capsys.readouterr().err
+    assert "over the cache budget (0.001 MiB); streaming it from its shards" in err
+    assert [_ids(streamed) for _ in range(2)] == [_ids(cached) for _ in range(2)]
+    val = load_split(split_dir, "val", batch_size=3, cache_budget_mb=0)
+    assert _ids(val)[0] == list(range(7))
+
+
 def test_read_split_info(split_dir):
     info = read_split_info(split_dir)
     assert info["img_size"] == SIZE and info["classes"] == CLASSES
