@@ -124,3 +124,11 @@ BENCH_ARGS ?=
 .PHONY: bench
 bench: install ## input path and training speed vs the notebook's way (benchmarks/bench.py)
 	$(PY) -m benchmarks.bench $(BENCH_ARGS)
+
+.PHONY: bench-quick
+bench-quick: install ## the benchmark at tiny sizes: checks that it runs (what CI runs), not timed
+	$(PY) -m benchmarks.bench --quick $(BENCH_ARGS)
+
+.PHONY: bench-memory
+bench-memory: install ## time and peak memory of split and training at 2k, 20k, 100k images
+	$(PY) -m benchmarks.memory $(BENCH_ARGS)

@@ -85,8 +85,24 @@ def test_bench_quick_prints_every_section_and_the_final_figure():
     check = re.search(r"^sha256 check in split: [-+][\d.]+ s .*: ([\d.]+)x\)$", out, re.M)
     assert feed and prep and train and check, out
     assert float(prep.group(1)) > 0 and _number(train.group(3)) > 0
+    targets = re.findall(r"^target (.+): (\d+\.\d\d)x, (met|MISSED)\b", out, re.M)
+    assert len(targets) == 3, out  # feed, training, preparation (the pipeline is skipped)
+    assert all(float(figure) > 0 for _, figure, _ in targets)
+    assert re.search(r"^target orchestration <= 1.3x: not measured$", out, re.M), out
+    assert re.search(r"^fixed cost per task: [\d.]+ s; the 14-model run has 31 tasks", out, re.M)
+    assert re.search(r"^notebook: image_dataset_from_directory\s+\d+\s+[\d,]+\s+[\d,]+-", out, re.M)
     final = out.strip().splitlines()[-1]
     m = re.fullmatch(r"input feed speedup vs notebook \(100px\): (\d+\.\d\d)x", final)
     assert m, final
     assert float(m.group(1)) > 0
     assert float(m.group(1)) == pytest.approx(float(feed.group(1)), abs=0.006)
+
+
+@pytest.mark.slow
+def test_bench_memory_prints_a_row_per_size():
+    out = _run("benchmarks.memory", "--sizes", "60", "120", timeout=900)
+    rows = [ln.split() for ln in out.splitlines() if re.match(r"^\d[\d,]* ", ln)]
+    assert [r[0] for r in rows] == ["70", "130"], out  # + 2 test images per class
+    for r in rows:
+        figures = [_number(c) for c in r[1:] if c != "/"][:8]
+        assert len(figures) == 8 and all(f > 0 for f in figures), r
