@@ -103,6 +103,7 @@ def test_resolved_profile_round_trips():
         ("models.simple.nope=1", "unknown key 'models.simple.nope'"),
         ("models.resnett.epochs=1", "models.resnett: unknown model configuration"),
         ("batch_size=0", "batch_size must be >= 1, got 0"),
+        ("cache_budget_mb=-1", "cache_budget_mb must be >= 0, got -1"),
         ("batch_size=ten", "--set batch_size=ten: batch_size must be an integer, got 'ten'"),
         ("batch_size=2.5", "batch_size must be an integer, got 2.5"),
         ("max_epochs=-1", "max_epochs must be >= 1"),
