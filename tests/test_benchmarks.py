@@ -89,7 +89,9 @@ def test_bench_quick_prints_every_section_and_the_final_figure():
     assert len(targets) == 3, out  # feed, training, preparation (the pipeline is skipped)
     assert all(float(figure) > 0 for _, figure, _ in targets)
     assert re.search(r"^target orchestration <= 1.3x: not measured$", out, re.M), out
-    assert re.search(r"^fixed cost per task: [\d.]+ s; the 14-model run has 31 tasks", out, re.M)
+    assert re.search(
+        r"^fixed cost per task: [\d.]+ s \(.*\); the 14-model run has 31 tasks", out, re.M
+    )
     assert re.search(r"^notebook: image_dataset_from_directory\s+\d+\s+[\d,]+\s+[\d,]+-", out, re.M)
     final = out.strip().splitlines()[-1]
     m = re.fullmatch(r"input feed speedup vs notebook \(100px\): (\d+\.\d\d)x", final)
