@@ -107,4 +107,7 @@ def test_bench_memory_prints_a_row_per_size():
     assert [r[0] for r in rows] == ["70", "130"], out  # + 2 test images per class
     for r in rows:
         figures = [_number(c) for c in r[1:] if c != "/"][:8]
-        assert len(figures) == 8 and all(f > 0 for f in figures), r
+        assert len(figures) == 8, r
+        # seconds (printed to 0.1 s) may round to 0 on a tiny set; rates and memory may not
+        assert all(f >= 0 for f in figures[:4:2]) and all(f > 0 for f in figures[1::2]), r
+        assert figures[4] > 0 and figures[6] > 0, r
