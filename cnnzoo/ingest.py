@@ -9,7 +9,10 @@ are copied byte for byte; any other decodable image (grayscale, alpha, CMYK, pal
 are composited onto white; an animated image (GIF, APNG, WebP) keeps its first frame and
 its manifest entry says so in ``note``. Decoding is strict: a decoder's warning (a JPEG
 cut short, a PNG chunk with a bad CRC or no ``IEND``) counts as an error, see
-:func:`_strict_check`. Undecodable files, pixel bombs and things that
+:func:`_strict_check`. The pixels of that strict decode of an RGB JPEG (at the smallest
+DCT scale with both sides at least :data:`DECODED_MIN_SIDE`) are kept, packed in a few
+``decoded/pixels-NNNNN.bin`` files, so the split step resizes them instead of decoding
+the JPEG a second time. Undecodable files, pixel bombs and things that
 are not regular files (pipes, broken links) are skipped and listed in the manifest; file
 and class names that are not valid UTF-8 get ``%XX`` for their undecodable bytes.
 Problems with the layout (including fewer than two classes), or too many bad files, stop
@@ -25,7 +28,7 @@ import stat
 import sys
 import tempfile
 import warnings
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -52,6 +55,11 @@ KIND = "ingest"
 #: Larger image files are skipped unread (a sparse or bogus file must not fill memory).
 MAX_IMAGE_BYTES = 512 * 1024**2
 TEST_FOLDERS = ("test", "val")  # first one present is the test set
+#: A JPEG's kept decode has both sides at least this (or is full size): the split step
+#: resizes it for any ``img_size`` up to this, the ``full`` profile's 100 px.
+DECODED_MIN_SIDE = 100
+#: Kept decodes are packed into files of about this size.
+DECODED_FILE_BYTES = 256 * 1024**2
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -315,15 +323,16 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split())[:300]
 
 
-def _strict_check(fmt: str | None, data: bytes) -> str | None:
+def _strict_check(fmt: str | None, data: bytes) -> tuple[str | None, np.ndarray | None]:
     """Why ``data`` (a JPEG or PNG) is damaged although a tolerant decoder would accept
-    it, or None.
+    it (or None), and a JPEG's decoded pixels.
 
     Pillow decodes a JPEG cut short with an end-of-image marker appended as a
     grey-filled image (libjpeg only warns), and does not check a PNG's chunk CRCs or its
     ``IEND``. JPEGs are therefore decoded by libjpeg-turbo through ``simplejpeg`` with
-    ``strict=True`` (every warning is an error) at the smallest DCT scale: every
-    coefficient is still entropy-decoded, only the inverse DCT is reduced. PNGs go
+    ``strict=True`` (every warning is an error) at the smallest DCT scale whose sides are
+    at least :data:`DECODED_MIN_SIDE`: every coefficient is still entropy-decoded, only
+    the inverse DCT is reduced; those RGB pixels are returned. PNGs go
     through Pillow's ``verify()``, which reads every chunk, checks its CRC and wants
     ``IEND``.
     """
@@ -331,20 +340,31 @@ def _strict_check(fmt: str | None, data: bytes) -> str | None:
         import simplejpeg
 
         try:
-            simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=1, min_width=1, strict=True)
+            pixels = simplejpeg.decode_jpeg(
+                data,
+                colorspace="RGB",
+                min_height=DECODED_MIN_SIDE,
+                min_width=DECODED_MIN_SIDE,
+                strict=True,
+            )
         except ValueError as e:
-            return f"corrupt or truncated JPEG (libjpeg: {_one_line(e)})"
-    elif fmt == "PNG":
+            return f"corrupt or truncated JPEG (libjpeg: {_one_line(e)})", None
+        return None, pixels
+    if fmt == "PNG":
         try:
             with Image.open(io.BytesIO(data)) as check:
                 check.verify()
         except Exception as e:  # SyntaxError for a bad CRC, OSError for a cut file...
-            return f"corrupt or truncated PNG ({_one_line(e)})"
-    return None
+            return f"corrupt or truncated PNG ({_one_line(e)})", None
+    return None, None
 
 
 def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
-    """Decode ``src`` and write it under ``tmp``; return its manifest entry or an error."""
+    """Decode ``src`` and write it under ``tmp``; return its manifest entry or an error.
+
+    A JPEG copied as is also gets ``"pixels"``: its kept decode (removed from the entry
+    by :func:`_process_all`, which packs it).
+    """
     try:
         st = src.stat()
         if not stat.S_ISREG(st.st_mode):  # a FIFO would block read_bytes forever
@@ -362,7 +382,7 @@ def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
         sixteen = _is_sixteen_bit_rgb(img)
         frames = getattr(img, "n_frames", 1) if getattr(img, "is_animated", False) else 1
         width, height = img.size
-        problem = _strict_check(fmt, data)
+        problem, pixels = _strict_check(fmt, data)
         if problem:
             return {"error": problem}
         if fmt != "JPEG" or img.mode != "RGB":
@@ -388,7 +408,11 @@ def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
         rel, out = item.convert_rel, buf.getvalue()
     target = tmp / rel
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(out)
+    if out is data:
+        _link_or_copy(src, st, target, data)
+    else:
+        target.write_bytes(out)
+    kept = pixels if rel == item.copy_rel and fmt == "JPEG" else None
     entry = {
         "path": rel,
         "source_path": item.source_rel,
@@ -400,12 +424,82 @@ def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
     }
     if frames > 1:
         entry["note"] = f"animated {fmt} with {frames} frames: first frame used"
+    if kept is not None:
+        entry["pixels"] = kept
     return entry
 
 
+def _link_or_copy(src: Path, st: os.stat_result, target: Path, data: bytes) -> None:
+    """Put ``data``, read from ``src`` (``st``: its stat before the read), at ``target``.
+
+    A hard link when ``src`` is on the same file system and unchanged since it was read
+    (creating a file and writing its bytes costs far more than the decode on some file
+    systems); a copy of ``data`` otherwise. A linked file is the source file: cnnzoo never
+    writes to an ingested image, and split refuses one whose sha256 changed.
+    """
+    try:
+        os.link(src, target)
+    except OSError:  # another file system, or links not allowed: copy instead
+        target.write_bytes(data)
+        return
+    now = os.stat(target)
+    if (now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
+        target.unlink()  # the source changed after it was read: keep what was validated
+        target.write_bytes(data)
+
+
+class _DecodedWriter:
+    """Appends kept decodes to ``decoded/pixels-NNNNN.bin`` files under ``tmp``, in order."""
+
+    def __init__(self, tmp: Path) -> None:
+        self._dir = tmp / "decoded"
+        self._file: Any = None
+        self._name = ""
+        self._offset = 0
+        self._count = 0
+
+    def add(self, pixels: np.ndarray) -> dict[str, Any]:
+        """Write ``pixels`` (uint8 HxWx3); return their manifest record."""
+        raw = pixels.tobytes()
+        if self._file is None or self._offset + len(raw) > DECODED_FILE_BYTES:
+            self.close()
+            self._dir.mkdir(exist_ok=True)
+            self._name = f"decoded/pixels-{self._count:05d}.bin"
+            self._file = open(self._dir.parent / self._name, "wb")  # noqa: SIM115
+            self._offset = 0
+            self._count += 1
+        record = {
+            "file": self._name,
+            "offset": self._offset,
+            "width": int(pixels.shape[1]),
+            "height": int(pixels.shape[0]),
+            "min_side": DECODED_MIN_SIDE,
+            "sha256": hashlib.sha256(raw).hexdigest(),
+        }
+        self._file.write(raw)
+        self._offset += len(raw)
+        return record
+
+    def close(self) -> None:
+        """Close the file being written."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> _DecodedWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _process_all(root: Path, tmp: Path, items: list[_Item]) -> list[dict[str, Any]]:
-    """Decode every item in a thread pool (Pillow releases the GIL while decoding)."""
-    results: list[dict[str, Any] | None] = [None] * len(items)
+    """Decode every item in a thread pool (the decoders release the GIL).
+
+    Results are taken in item order, so the kept decodes are packed in a deterministic
+    order (the same data gives the same bytes).
+    """
+    results: list[dict[str, Any]] = []
     totals = {s: sum(1 for it in items if it.split == s) for s in ("train", "test")}
     done = {"train": 0, "test": 0}
     next_report = {"train": 0.1, "test": 0.1}
@@ -414,15 +508,18 @@ def _process_all(root: Path, tmp: Path, items: list[_Item]) -> list[dict[str, An
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     # Oversized images are skipped, not decoded: Pillow's warning becomes an error. The
     # filter is set here, in the calling thread, because catch_warnings is not thread-safe.
-    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=workers) as pool:
+    with (
+        _DecodedWriter(tmp) as packer,
+        warnings.catch_warnings(),
+        ThreadPoolExecutor(max_workers=workers) as pool,
+    ):
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        futures = {
-            pool.submit(_decode_and_write, root / it.read_rel, tmp, it): i
-            for i, it in enumerate(items)
-        }
-        for fut in as_completed(futures):
-            i = futures[fut]
-            results[i] = fut.result()
+        entries = pool.map(lambda it: _decode_and_write(root / it.read_rel, tmp, it), items)
+        for i, entry in enumerate(entries):
+            pixels = entry.pop("pixels", None)
+            if pixels is not None:
+                entry["decoded"] = packer.add(pixels)
+            results.append(entry)
             split = items[i].split
             done[split] += 1
             frac = done[split] / totals[split]
@@ -435,7 +532,7 @@ def _process_all(root: Path, tmp: Path, items: list[_Item]) -> list[dict[str, An
                 )
                 while next_report[split] <= frac:
                     next_report[split] += 0.1
-    return [r for r in results if r is not None]
+    return results
 
 
 # --- manifest --------------------------------------------------------------------------

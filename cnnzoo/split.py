@@ -8,13 +8,17 @@ go to validation and the remainder to training. Training records are then writte
 in one seeded shuffled order (so a streaming shuffle buffer sees mixed classes);
 validation and test records are in class order, then path order.
 
-Every image is decoded and resized exactly once, in a thread pool (Pillow releases the
-GIL while decoding and resizing), to ``img_size`` x ``img_size``. JPEGs are decoded at
-the smallest DCT scale (1/2, 1/4, 1/8) still at least ``img_size`` (Pillow's ``draft``,
-about 1.6x faster on photos), then resized with Pillow's bilinear filter (``Image.BILINEAR``; when
-shrinking, Pillow widens the filter to cover the source pixels, i.e. it antialiases,
-unlike the notebook's ``tf.image.resize`` bilinear). Records hold raw uint8 HWC pixels,
-so training never decodes a JPEG again. Output format: ``docs/architecture.md``.
+Every image is resized once, in a thread pool (the decoders and Pillow's resize release
+the GIL), to ``img_size`` x ``img_size``. A JPEG is not decoded again: ingest kept the
+pixels of its strict decode (libjpeg-turbo at the smallest DCT scale, M/8, with both
+sides at least ``cnnzoo.ingest.DECODED_MIN_SIDE``), and split resizes those. Only for
+an ``img_size`` above that, or an ingest without kept decodes, is the JPEG decoded
+here, the same way at the smallest scale still at least ``img_size`` (or
+``DECODED_MIN_SIDE``, so both ways give the same bytes). Other formats are decoded by
+Pillow. The resize is Pillow's bilinear filter (``Image.BILINEAR``; when shrinking,
+Pillow widens the filter to cover the source pixels, i.e. it antialiases, unlike the
+notebook's ``tf.image.resize`` bilinear). Records hold raw uint8 HWC pixels, so training
+never decodes a JPEG again. Output format: ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -44,13 +48,15 @@ from cnnzoo.fsutil import (
     scratch_directory,
 )
 from cnnzoo.gcs import download_tree, is_gcs
+from cnnzoo.ingest import DECODED_MIN_SIDE
 from cnnzoo.outputs import GcsOutput, require_complete
 
 SPLIT_INFO = "split.json"
 #: The kind of output split writes (its ownership marker, see cnnzoo.fsutil).
 KIND = "split"
 SPLITS = ("train", "val", "test")
-RESIZE_METHOD = "PIL JPEG draft + bilinear"
+RESIZE_METHOD = "libjpeg-turbo DCT scaling + PIL bilinear"
+_JPEG_MAGIC = b"\xff\xd8\xff"
 MAX_SHARD_IMAGES = 1000
 MAX_SHARD_BYTES = 100 * 1024**2
 #: Below this many images the decoding runs in the calling thread.
@@ -110,41 +116,93 @@ def load_image(path: str | os.PathLike | io.BytesIO, img_size: int) -> bytes:
     Returns:
         ``img_size * img_size * 3`` bytes, row-major HWC.
     """
-    with Image.open(path) as img:
-        img.draft("RGB", (img_size, img_size))  # JPEG only: decode at a reduced scale
-        rgb = img.convert("RGB")
+    data = path.getvalue() if isinstance(path, io.BytesIO) else Path(path).read_bytes()
+    return resized_pixels(data, img_size)
+
+
+def _resize(rgb: Image.Image, img_size: int) -> bytes:
     if rgb.size != (img_size, img_size):
         rgb = rgb.resize((img_size, img_size), Image.BILINEAR)
     return rgb.tobytes()
+
+
+def resized_pixels(data: bytes, img_size: int) -> bytes:
+    """The pixels of the image file ``data``, resized to ``img_size`` squared (RGB uint8).
+
+    A JPEG is decoded by libjpeg-turbo (``simplejpeg``, strict as in ingest) at the
+    smallest DCT scale (M/8) whose both sides are still at least ``img_size`` and
+    ``DECODED_MIN_SIDE`` (the scale of ingest's kept decode); any other format through
+    Pillow. The bilinear resize is Pillow's.
+    """
+    if data[:3] == _JPEG_MAGIC:
+        import simplejpeg
+
+        side = max(img_size, DECODED_MIN_SIDE)
+        pixels = simplejpeg.decode_jpeg(
+            data, colorspace="RGB", min_height=side, min_width=side, strict=True
+        )
+        return _resize(Image.fromarray(pixels, "RGB"), img_size)
+    with Image.open(io.BytesIO(data)) as img:
+        rgb = img.convert("RGB")
+    return _resize(rgb, img_size)
 
 
 class _ChangedFile(Exception):
     """An ingested file whose bytes no longer match the manifest's sha256."""
 
 
-def _load_job(job: tuple[str, int, str | None]) -> bytes:
-    path, img_size, sha256 = job
+def _load_job(job: tuple[str, int, str | None, dict[str, Any] | None]) -> bytes:
+    path, img_size, sha256, kept = job
+    if kept is None or sha256 is not None:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            raise RuntimeError(f"{path}: cannot read ({e.strerror})") from None
+        # Read once, hashed and decoded from memory: checking costs a hash, not a second
+        # read. With a kept decode the file is still checked, so the ingested data as a
+        # whole stays what ingest recorded.
+        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+            raise _ChangedFile(path)
+    if kept is not None:
+        return _load_kept(kept, img_size, sha256 is not None)
     try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise RuntimeError(f"{path}: cannot read ({e.strerror})") from None
-    # Read once, hashed and decoded from memory: checking costs a hash, not a second read.
-    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-        raise _ChangedFile(path)
-    try:
-        return load_image(io.BytesIO(data), img_size)
+        return resized_pixels(data, img_size)
     except Exception as e:  # reported with the path in the parent
         raise RuntimeError(f"{path}: {type(e).__name__}: {e}") from None
 
 
+def _load_kept(kept: dict[str, Any], img_size: int, verify: bool) -> bytes:
+    """Resize ingest's kept decode (``kept``: its manifest record, ``file`` made absolute)."""
+    width, height = kept["width"], kept["height"]
+    try:
+        with open(kept["file"], "rb") as f:
+            f.seek(kept["offset"])
+            raw = f.read(width * height * 3)
+    except OSError as e:
+        raise RuntimeError(f"{kept['file']}: cannot read ({e.strerror})") from None
+    if verify and hashlib.sha256(raw).hexdigest() != kept["sha256"]:
+        raise _ChangedFile(f"{kept['file']} (at byte {kept['offset']})")
+    pixels = np.frombuffer(raw, np.uint8).reshape(height, width, 3)
+    return _resize(Image.fromarray(pixels, "RGB"), img_size)
+
+
 def _decoded(
-    paths: list[str], img_size: int, workers: int, hashes: list[str | None] | None = None
+    paths: list[str],
+    img_size: int,
+    workers: int,
+    hashes: list[str | None] | None = None,
+    kept: list[dict[str, Any] | None] | None = None,
 ) -> Iterator[bytes]:
     """Yield decoded images in ``paths`` order, decoding in ``workers`` threads.
 
-    With ``hashes``, each file's sha256 is checked first (:class:`_ChangedFile`).
+    With ``hashes``, each file's sha256 is checked first (:class:`_ChangedFile`). Where
+    ``kept`` has a record (ingest's kept decode, its ``file`` absolute), that is resized
+    instead of the file being decoded (and with ``hashes``, its own sha256 checked).
     """
-    jobs = [(p, img_size, h) for p, h in zip(paths, hashes or [None] * len(paths), strict=True)]
+    none = [None] * len(paths)
+    jobs = [
+        (p, img_size, h, k) for p, h, k in zip(paths, hashes or none, kept or none, strict=True)
+    ]
     if workers <= 1:
         yield from map(_load_job, jobs)
         return
@@ -156,6 +214,15 @@ def _decoded(
     finally:
         # On an error, drop the queued images instead of decoding them all first.
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _kept_for(
+    record: dict[str, Any] | None, ingested: Path, img_size: int
+) -> dict[str, Any] | None:
+    """Ingest's kept decode to resize, its file made absolute; None to decode the file."""
+    if record is None or img_size > record["min_side"]:
+        return None  # the kept scale is too small for this img_size: decode the JPEG
+    return dict(record, file=str(ingested / record["file"]))
 
 
 def shard_size(img_size: int) -> int:
@@ -192,6 +259,15 @@ def _read_manifest(ingested: Path) -> dict[str, Any]:
             raise CnnzooError(f"{path}: listed file {f['path']} is missing from {ingested}")
         if not isinstance(f.get("sha256"), str):
             raise CnnzooError(f"{path}: file {f['path']} has no sha256")
+        kept = f.get("decoded")
+        if kept is not None:
+            keys = ("file", "offset", "width", "height", "min_side", "sha256")
+            if not isinstance(kept, dict) or any(k not in kept for k in keys):
+                raise CnnzooError(
+                    f"{path}: file {f['path']} has a bad 'decoded' record (keys: {keys})"
+                )
+            if not (ingested / kept["file"]).is_file():
+                raise CnnzooError(f"{path}: listed file {kept['file']} is missing from {ingested}")
     return manifest
 
 
@@ -306,6 +382,7 @@ def split_dataset(
         "splits": {},
     }
     sha256 = {f["path"]: f["sha256"] for f in manifest["files"]}
+    decoded = {f["path"]: f["decoded"] for f in manifest["files"] if "decoded" in f}
     with atomic_directory(dest, overwrite, kind=KIND) as tmp:
         for name in SPLITS:
             items = assigned[name]
@@ -313,7 +390,8 @@ def split_dataset(
             shards = [f"{name}-{k:05d}-of-{n_shards:05d}.tfrecord" for k in range(n_shards)]
             paths = [str(ingested / p) for p, _ in items]
             hashes = [sha256[p] for p, _ in items] if verify else None
-            images = _decoded(paths, img_size, workers, hashes)
+            kept = [_kept_for(decoded.get(p), ingested, img_size) for p, _ in items]
+            images = _decoded(paths, img_size, workers, hashes, kept)
             writer = None
             try:
                 for i, ((_, label), raw) in enumerate(zip(items, images, strict=True)):

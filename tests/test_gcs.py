@@ -95,6 +95,7 @@ def test_ingest_to_gcs_dest(gcs_emulator, tmp_path):
     assert sorted(objects) == sorted(
         ["ingested/manifest.json", "ingested/.cnnzoo.json"]
         + [f"ingested/{f['path']}" for f in m["files"]]
+        + sorted({f"ingested/{f['decoded']['file']}" for f in m["files"] if "decoded" in f})
     )
     marker = json.loads(objects["ingested/.cnnzoo.json"])  # the commit marker, written last
     assert (marker["kind"], marker["state"]) == ("ingest", "complete")

@@ -1,5 +1,6 @@
 """Ingest: layout checks, decoding and RGB conversion, manifest, archives and sources."""
 
+import hashlib
 import io
 import json
 import shutil
@@ -116,8 +117,51 @@ def test_bad_files_skipped_and_odd_modes_converted(tmp_path):
     assert Image.open(out / "images/train/bee/rgb16.png").getpixel((0, 0)) == (128, 128, 128)
     r, g, b = Image.open(out / "images/train/bee/cmyk.png").getpixel((0, 0))
     assert r > 200 and g < 60 and b < 60  # CMYK (0, 100%, 100%, 0) is red
-    # images, manifest and the ownership marker only
-    assert len(list(out.rglob("*.*"))) == len(m["files"]) + 2
+    # images, the packed kept decodes, manifest and the ownership marker only
+    kept = {f["path"]: f["decoded"] for f in m["files"] if "decoded" in f}
+    copied_jpegs = [
+        f["path"] for f in m["files"] if (out / f["path"]).read_bytes()[:3] == b"\xff\xd8\xff"
+    ]
+    assert sorted(kept) == sorted(copied_jpegs) and kept  # every JPEG copied as is, only those
+    packed = sorted({d["file"] for d in kept.values()})
+    assert packed == ["decoded/pixels-00000.bin"]
+    assert len(list(out.rglob("*.*"))) == len(m["files"]) + len(packed) + 2
+    blob = (out / packed[0]).read_bytes()
+    for path, d in kept.items():
+        raw = blob[d["offset"] : d["offset"] + d["width"] * d["height"] * 3]
+        assert hashlib.sha256(raw).hexdigest() == d["sha256"]
+        with Image.open(out / path) as img:  # the strict decode at the smallest scale >= 100
+            assert (d["width"], d["height"]) == img.size  # these test images are small
+            fresh = np.asarray(img.convert("RGB"))
+        pixels = np.frombuffer(raw, np.uint8).reshape(fresh.shape)
+        assert np.abs(pixels.astype(int) - fresh).max() <= 2  # libjpeg-turbo vs Pillow
+    assert sum(d["width"] * d["height"] * 3 for d in kept.values()) == len(blob)
+
+
+def test_kept_decodes_are_at_the_smallest_scale_at_least_100_px(tmp_path):
+    """A 450x230 JPEG is kept at 1/2 scale (225x115): 1/4 would give 57 px < 100."""
+    src = write_image_folder(tmp_path / "src", n_train=2, n_test=1)
+    big = src / "train" / "ant" / "big.jpg"
+    big.write_bytes(jpeg_bytes(rgb_image(450, seed=3).resize((450, 230))))
+    m = ingest(str(src), tmp_path / "out")
+    d = _files_by_source(m)["train/ant/big.jpg"]["decoded"]
+    assert (d["width"], d["height"], d["min_side"]) == (225, 115, 100)
+    # The source is hard-linked, not copied, on one file system; the bytes are the same.
+    out = tmp_path / "out" / "images" / "train" / "ant" / "big.jpg"
+    assert out.stat().st_ino == big.stat().st_ino
+
+
+def test_a_source_on_another_file_system_is_copied(tmp_path, monkeypatch):
+    def no_links(*args, **kwargs):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr("cnnzoo.ingest.os.link", no_links)
+    src = write_image_folder(tmp_path / "src", n_train=2, n_test=1)
+    m = ingest(str(src), tmp_path / "out")
+    for f in m["files"]:
+        out = tmp_path / "out" / f["path"]
+        assert out.stat().st_ino != (src / f["source_path"]).stat().st_ino
+        assert out.read_bytes() == (src / f["source_path"]).read_bytes()
 
 
 @pytest.mark.parametrize("max_pixels", [1000, 3000])  # 4096 px: Pillow errors / only warns

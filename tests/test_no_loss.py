@@ -318,7 +318,9 @@ def test_gcs_rewrite_killed_mid_upload_is_refused_by_split(gcs_emulator, tmp_pat
     m = ingest(str(big), uri)
     assert _marker(gcs_emulator, bucket, "data")["state"] == "complete"
     names = set(gcs_emulator.objects(bucket, "data/"))
-    assert names == {f"data/{f['path']}" for f in m["files"]} | {
+    kept = {f"data/{f['decoded']['file']}" for f in m["files"] if "decoded" in f}
+    assert kept == {"data/decoded/pixels-00000.bin"}
+    assert names == {f"data/{f['path']}" for f in m["files"]} | kept | {
         "data/manifest.json",
         f"data/{MARKER}",
     }  # nothing of the first, smaller dataset is left

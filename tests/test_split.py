@@ -1,6 +1,7 @@
 """Split: seeded stratified assignment, TFRecord contents, determinism, errors."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from cnnzoo import split as split_mod
 from cnnzoo.cli import main
 from cnnzoo.errors import CnnzooError
 from cnnzoo.ingest import ingest
-from cnnzoo.split import assign_splits, load_image, split_dataset
+from cnnzoo.split import SPLITS, assign_splits, load_image, split_dataset
 
 SIZE = 12
 
@@ -175,3 +176,74 @@ def test_tiny_split_fixture(tiny_split):
     assert info["img_size"] == 72
     assert sum(v["count"] for v in info["splits"].values()) == 40
     assert info["splits"]["test"]["count"] == 10
+
+
+@pytest.fixture(scope="module")
+def ingested_large(tmp_path_factory):
+    """2 classes x 8 train (+ 2 val) JPEGs of 260 px: kept at 1/2 scale (130 px)."""
+    base = tmp_path_factory.mktemp("ing_large")
+    src = write_image_folder(base / "src", n_train=8, n_test=2, size=260)
+    ingest(str(src), base / "ingested")
+    return base / "ingested"
+
+
+def _without_kept_decodes(ingested, dest):
+    shutil.copytree(ingested, dest)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    for f in manifest["files"]:
+        f.pop("decoded")
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(dest / "decoded")
+    return dest
+
+
+@pytest.mark.parametrize("img_size", [SIZE, 100, 120])
+def test_kept_decode_gives_the_bytes_of_a_fresh_decode(ingested_large, tmp_path, img_size):
+    """Split resizes ingest's kept decode; the records equal decoding the JPEGs in split."""
+    manifest = json.loads((ingested_large / "manifest.json").read_text())
+    assert {(f["decoded"]["width"], f["decoded"]["min_side"]) for f in manifest["files"]} == {
+        (130, 100)
+    }
+    plain = _without_kept_decodes(ingested_large, tmp_path / "plain")
+    read = []
+    for name, source in (("kept", ingested_large), ("decoded", plain)):
+        info = split_dataset(source, tmp_path / name, img_size=img_size, seed=3)
+        read.append(
+            [
+                img.tobytes()
+                for part in SPLITS
+                for img, _ in _read_records(tmp_path / name, info, part)
+            ]
+        )
+    assert read[0] == read[1] and len(read[0]) == 20
+
+
+def test_kept_decode_is_used_and_checked(ingested_large, tmp_path, monkeypatch):
+    manifest = json.loads((ingested_large / "manifest.json").read_text())
+    calls = []
+    real = split_mod.resized_pixels
+    monkeypatch.setattr(split_mod, "resized_pixels", lambda *a: calls.append(1) or real(*a))
+    split_dataset(ingested_large, tmp_path / "s", img_size=SIZE)
+    assert calls == []  # no JPEG decoded in split
+    # A changed kept decode is refused like a changed image, naming the file and offset.
+    tampered = tmp_path / "tampered"
+    shutil.copytree(ingested_large, tampered)
+    kept = manifest["files"][5]["decoded"]
+    with open(tampered / kept["file"], "r+b") as f:
+        f.seek(kept["offset"] + 7)
+        f.write(b"\x00\x01\x02")
+    with pytest.raises(CnnzooError, match=rf"{kept['file']} \(at byte {kept['offset']}\): sha256"):
+        split_dataset(tampered, tmp_path / "t", img_size=SIZE)
+    assert not (tmp_path / "t").exists()
+    # Above the kept scale (img_size 140 > min_side 100) the JPEGs are decoded again.
+    split_dataset(ingested_large, tmp_path / "big", img_size=140)
+    assert len(calls) == 20
+
+
+def test_a_missing_kept_decode_file_is_named(ingested_large, tmp_path):
+    copy = tmp_path / "ing"
+    shutil.copytree(ingested_large, copy)
+    (copy / "decoded" / "pixels-00000.bin").unlink()
+    with pytest.raises(CnnzooError, match="listed file decoded/pixels-00000.bin is missing"):
+        split_dataset(copy, tmp_path / "s", img_size=SIZE)
+    assert not (tmp_path / "s").exists()
