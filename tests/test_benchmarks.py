@@ -80,7 +80,19 @@ def test_bench_quick_prints_every_section_and_the_final_figure():
     for section in ("== 1.", "== 2.", "== 3.", "== 4."):
         assert section in out
     feed = re.search(r"^ratio cnnzoo / notebook: ([\d.]+)x$", out, re.M)
-    prep = re.search(r"^ratio PIL loop time / cnnzoo time: ([\d.]+)x$", out, re.M)
+    prep = re.search(
+        r"^ratio PIL loop time / cnnzoo time \(best round of each\): ([\d.]+)x$", out, re.M
+    )
+    rounds = re.findall(
+        r"^round \d: ingest [\d.]+ s \+ split [\d.]+ s vs PIL loop [\d.]+ s: "
+        r"([\d.]+)x \(load average [\d.]+\)$",
+        out,
+        re.M,
+    )
+    assert len(rounds) == 2 and all(float(r) > 0 for r in rounds), out
+    assert re.search(
+        r"^== 3\. data preparation .*\[load average [\d.]+ [\d.]+ [\d.]+\]$", out, re.M
+    ), out
     train = re.search(r"^simple\s+\d+\s+([\d,.]+)\s+([\d,.]+)\s+([\d.]+)x", out, re.M)
     check = re.search(r"^sha256 check in split: [-+][\d.]+ s .*: ([\d.]+)x\)$", out, re.M)
     assert feed and prep and train and check, out
