@@ -182,6 +182,11 @@ def _load_kept(kept: dict[str, Any], img_size: int, verify: bool) -> bytes:
         raise RuntimeError(f"{kept['file']}: cannot read ({e.strerror})") from None
     if verify and hashlib.sha256(raw).hexdigest() != kept["sha256"]:
         raise _ChangedFile(f"{kept['file']} (at byte {kept['offset']})")
+    if len(raw) != width * height * 3:  # only unverified: a hash check catches it first
+        raise RuntimeError(
+            f"{kept['file']}: {len(raw)} bytes at byte {kept['offset']}, expected "
+            f"{width}x{height}x3 (cut short since ingest)"
+        )
     pixels = np.frombuffer(raw, np.uint8).reshape(height, width, 3)
     return _resize(Image.fromarray(pixels, "RGB"), img_size)
 
@@ -262,7 +267,15 @@ def _read_manifest(ingested: Path) -> dict[str, Any]:
         kept = f.get("decoded")
         if kept is not None:
             keys = ("file", "offset", "width", "height", "min_side", "sha256")
-            if not isinstance(kept, dict) or any(k not in kept for k in keys):
+            if (
+                not isinstance(kept, dict)
+                or any(k not in kept for k in keys)
+                or not isinstance(kept["file"], str)
+                or not all(
+                    isinstance(kept[k], int) and kept[k] >= 0
+                    for k in ("offset", "width", "height", "min_side")
+                )
+            ):
                 raise CnnzooError(
                     f"{path}: file {f['path']} has a bad 'decoded' record (keys: {keys})"
                 )

@@ -247,3 +247,25 @@ def test_a_missing_kept_decode_file_is_named(ingested_large, tmp_path):
     with pytest.raises(CnnzooError, match="listed file decoded/pixels-00000.bin is missing"):
         split_dataset(copy, tmp_path / "s", img_size=SIZE)
     assert not (tmp_path / "s").exists()
+
+
+def test_a_kept_decode_cut_short_is_named_even_unverified(ingested_large, tmp_path):
+    copy = tmp_path / "ing"
+    shutil.copytree(ingested_large, copy)
+    packed = copy / "decoded" / "pixels-00000.bin"
+    packed.write_bytes(packed.read_bytes()[:1000])  # cut inside the first kept decode
+    for verify, message in ((True, "sha256 differs"), (False, "cut short since ingest")):
+        with pytest.raises(CnnzooError, match=message):
+            split_dataset(copy, tmp_path / "s", img_size=SIZE, verify=verify)
+        assert not (tmp_path / "s").exists()
+
+
+def test_a_bad_kept_decode_record_is_named(ingested_large, tmp_path):
+    copy = tmp_path / "ing"
+    shutil.copytree(ingested_large, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"][2]["decoded"]["offset"] = "zero"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    bad = manifest["files"][2]["path"]
+    with pytest.raises(CnnzooError, match=f"file {bad} has a bad 'decoded' record"):
+        split_dataset(copy, tmp_path / "s", img_size=SIZE)
