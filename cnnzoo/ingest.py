@@ -362,8 +362,8 @@ def _strict_check(fmt: str | None, data: bytes) -> tuple[str | None, np.ndarray 
 def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
     """Decode ``src`` and write it under ``tmp``; return its manifest entry or an error.
 
-    A JPEG copied as is also gets ``"pixels"``: its kept decode (removed from the entry
-    by :func:`_process_all`, which packs it).
+    A JPEG copied as is also gets ``"pixels"``: its kept decode as ``(bytes, width,
+    height, sha256)`` (removed from the entry by :func:`_process_all`, which packs it).
     """
     try:
         st = src.stat()
@@ -424,8 +424,9 @@ def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
     }
     if frames > 1:
         entry["note"] = f"animated {fmt} with {frames} frames: first frame used"
-    if kept is not None:
-        entry["pixels"] = kept
+    if kept is not None:  # made bytes and hashed here, in the worker thread
+        raw = kept.tobytes()
+        entry["pixels"] = (raw, kept.shape[1], kept.shape[0], hashlib.sha256(raw).hexdigest())
     return entry
 
 
@@ -458,9 +459,8 @@ class _DecodedWriter:
         self._offset = 0
         self._count = 0
 
-    def add(self, pixels: np.ndarray) -> dict[str, Any]:
-        """Write ``pixels`` (uint8 HxWx3); return their manifest record."""
-        raw = pixels.tobytes()
+    def add(self, raw: bytes, width: int, height: int, sha256: str) -> dict[str, Any]:
+        """Write ``raw`` (uint8 HxWx3 pixels, their sha256); return their manifest record."""
         if self._file is None or self._offset + len(raw) > DECODED_FILE_BYTES:
             self.close()
             self._dir.mkdir(exist_ok=True)
@@ -471,10 +471,10 @@ class _DecodedWriter:
         record = {
             "file": self._name,
             "offset": self._offset,
-            "width": int(pixels.shape[1]),
-            "height": int(pixels.shape[0]),
+            "width": int(width),
+            "height": int(height),
             "min_side": DECODED_MIN_SIDE,
-            "sha256": hashlib.sha256(raw).hexdigest(),
+            "sha256": sha256,
         }
         self._file.write(raw)
         self._offset += len(raw)
@@ -518,7 +518,7 @@ def _process_all(root: Path, tmp: Path, items: list[_Item]) -> list[dict[str, An
         for i, entry in enumerate(entries):
             pixels = entry.pop("pixels", None)
             if pixels is not None:
-                entry["decoded"] = packer.add(pixels)
+                entry["decoded"] = packer.add(*pixels)
             results.append(entry)
             split = items[i].split
             done[split] += 1
