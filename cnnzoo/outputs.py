@@ -149,7 +149,10 @@ def _read_marker(client: Any, uri: str) -> tuple[dict[str, Any] | None, Any]:
         blob = client.bucket(bucket).get_blob(folder_prefix(prefix) + MARKER, retry=retry_policy())
         if blob is None:
             return None, None
-        data = blob.download_as_bytes(retry=retry_policy())
+        # The generation whose metadata was read, through its own handle: a download may
+        # refresh a handle's metadata from the response (the emulator's lacks the generation).
+        exact = client.bucket(bucket).blob(blob.name, generation=blob.generation)
+        data = exact.download_as_bytes(retry=retry_policy())
     except NotFound:
         return None, None
     except api_errors() as e:

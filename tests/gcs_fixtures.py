@@ -135,45 +135,44 @@ class _GenerationMatchBucket:
         self._bucket = bucket
 
     def blob(self, name: str, *args, **kwargs):
-        return _GenerationMatchBlob(self._bucket, self._bucket.blob(name, *args, **kwargs))
+        return _generation_match_blob(self._bucket, self._bucket.blob(name, *args, **kwargs))
 
     def __getattr__(self, name: str):
         return getattr(self._bucket, name)
 
 
-class _GenerationMatchBlob:
-    def __init__(self, bucket, blob) -> None:
-        self._bucket = bucket
-        self._blob = blob
+def _generation_match_blob(bucket, blob):
+    """A real ``Blob`` (so ``transfer_manager`` takes it) whose writes check first."""
+    from google.cloud.storage import Blob
 
-    def _check(self, kwargs: dict) -> None:
-        from google.api_core.exceptions import PreconditionFailed
+    class _GenerationMatchBlob(Blob):
+        def _check(self, kwargs: dict) -> None:
+            from google.api_core.exceptions import PreconditionFailed
 
-        expected = kwargs.get("if_generation_match")
-        if expected is None:
-            return
-        current = self._bucket.get_blob(self._blob.name)
-        actual = int(current.generation) if current is not None else 0
-        if actual != int(expected):
-            raise PreconditionFailed(
-                f"gs://{self._bucket.name}/{self._blob.name}: generation is {actual}, "
-                f"if_generation_match was {expected}"
-            )
+            expected = kwargs.get("if_generation_match")
+            if expected is None:
+                return
+            current = bucket.get_blob(self.name)
+            actual = int(current.generation) if current is not None else 0
+            if actual != int(expected):
+                raise PreconditionFailed(
+                    f"gs://{bucket.name}/{self.name}: generation is {actual}, "
+                    f"if_generation_match was {expected}"
+                )
 
-    def upload_from_filename(self, *args, **kwargs):
-        self._check(kwargs)
-        return self._blob.upload_from_filename(*args, **kwargs)
+        def upload_from_filename(self, *args, **kwargs):
+            self._check(kwargs)
+            return super().upload_from_filename(*args, **kwargs)
 
-    def upload_from_string(self, *args, **kwargs):
-        self._check(kwargs)
-        return self._blob.upload_from_string(*args, **kwargs)
+        def upload_from_string(self, *args, **kwargs):
+            self._check(kwargs)
+            return super().upload_from_string(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
-        self._check(kwargs)
-        return self._blob.delete(*args, **kwargs)
+        def delete(self, *args, **kwargs):
+            self._check(kwargs)
+            return super().delete(*args, **kwargs)
 
-    def __getattr__(self, name: str):
-        return getattr(self._blob, name)
+    return _GenerationMatchBlob(blob.name, bucket, chunk_size=blob.chunk_size)
 
 
 def precondition_client(emulator: GcsEmulator, bucket: str):

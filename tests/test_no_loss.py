@@ -368,3 +368,59 @@ def test_gcs_missing_object_is_named_not_the_bucket(gcs_emulator, tmp_path, caps
     assert line == f"error: gs://{bucket}/nope.tar.gz: no such object"
     line = cli_error(capsys, ["split", f"gs://{bucket}/nothing", str(tmp_path / "s")])
     assert line.startswith(f"error: gs://{bucket}/nothing: not a complete cnnzoo ingest output")
+
+
+def test_gcs_output_generation_preconditions_refuse_a_racing_writer(
+    gcs_emulator, tmp_path, monkeypatch
+):
+    """The two races the `writing` check cannot see, settled by if_generation_match:
+    two writers that read "no marker" at the same moment, and a writer whose marker was
+    taken over while it wrote (its `complete` must not land)."""
+    from gcs_fixtures import precondition_client
+
+    import cnnzoo.outputs
+    from cnnzoo.outputs import GcsOutput
+
+    bucket = gcs_emulator.new_bucket("race")
+    client = precondition_client(gcs_emulator, bucket)
+    uri = f"gs://{bucket}/data"
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "manifest.json").write_text("{}\n")
+
+    # Writer B reads the (absent) marker; before it writes its own, writer A takes the prefix.
+    real_read = cnnzoo.outputs._read_marker
+    first = GcsOutput(uri, "ingest", client=client)
+
+    def read_then_race(*args, **kwargs):
+        found = real_read(*args, **kwargs)
+        monkeypatch.setattr(cnnzoo.outputs, "_read_marker", real_read)
+        first.__enter__()
+        return found
+
+    monkeypatch.setattr(cnnzoo.outputs, "_read_marker", read_then_race)
+    second = GcsOutput(uri, "ingest", client=client)
+    with pytest.raises(CnnzooError) as e:
+        second.__enter__()
+    assert str(e.value) == (
+        f"{uri}: another cnnzoo process started writing it at the same moment; "
+        "wait for it to finish"
+    )
+    # A goes on: its output commits, and B left nothing behind.
+    first.upload(files)
+    first.__exit__(None, None, None)
+    assert _marker(gcs_emulator, bucket, "data")["state"] == "complete"
+    assert set(gcs_emulator.objects(bucket, "data/")) == {"data/manifest.json", f"data/{MARKER}"}
+
+    # A writer whose marker is rewritten by another process while it writes never commits.
+    with pytest.raises(CnnzooError) as e:
+        with GcsOutput(uri, "ingest", overwrite=True, client=client) as out:
+            out.upload(files)
+            gcs_emulator.client().bucket(bucket).blob(f"data/{MARKER}").upload_from_string(
+                json.dumps({"kind": "ingest", "state": "writing", "written": "now"})
+            )
+    assert str(e.value) == (
+        f"{uri}: another process took the commit marker over while this one was writing; "
+        "write it again"
+    )
+    assert _marker(gcs_emulator, bucket, "data")["state"] == "writing"
