@@ -18,9 +18,11 @@ resumes after the last completed epoch; a checkpoint made for a different model,
 profile or split is ignored (with a warning) and training starts over. The checkpoint
 is deleted once ``model.keras`` and ``history.json`` are written.
 
-Extra Keras callbacks (``train_model(..., callbacks=[...])``) run after train_model's
+Extra Keras callbacks (``train_model(..., callbacks=[...])``) run before train_model's
 own in every ``fit``: tests use them to simulate a preemption or a failure at a chosen
-epoch without replacing ``keras.Model.fit``.
+epoch without replacing ``keras.Model.fit``. train_model's own callbacks (epoch records,
+progress lines, resumable learning-rate and early-stopping state, the per-epoch
+checkpoint) are in :mod:`cnnzoo.train_callbacks`.
 """
 
 from __future__ import annotations
@@ -60,6 +62,13 @@ from cnnzoo.fsutil import (
 )
 from cnnzoo.gcs import is_gcs
 from cnnzoo.outputs import claim_folder
+from cnnzoo.train_callbacks import (
+    NonFiniteLoss,
+    checkpointer,
+    epoch_recorder,
+    progress_printer,
+    resumable,
+)
 
 #: The kind of output train writes (its ownership marker, see cnnzoo.fsutil).
 KIND = "train"
@@ -298,12 +307,9 @@ def _raise_if_bad_data(e: Exception, split_dir) -> None:
         ) from None
 
 
-class NonFiniteLoss(RuntimeError):
-    """The loss became NaN or infinite: the run failed, whatever its accuracy."""
-
-
 class _Run:
-    """State of one training run: epoch records and the best weights seen so far."""
+    """State of one training run: epoch records and the best weights seen so far (the
+    run the callbacks of :mod:`cnnzoo.train_callbacks` are bound to)."""
 
     def __init__(self, model_name, spec, stages, profile, info, split_dir, logs, train_count):
         self.model_name = model_name
@@ -393,7 +399,7 @@ class _Run:
                 callback_state = resumed["callbacks"] if resumed is not None else {}
                 stage_start = sum(1 for r in self.records if r["stage"] < k)
                 stateful = {
-                    "reduce_lr": _resumable(
+                    "reduce_lr": resumable(
                         keras.callbacks.ReduceLROnPlateau,
                         ("wait", "best", "cooldown_counter"),
                         callback_state.get("reduce_lr"),
@@ -403,7 +409,7 @@ class _Run:
                         min_delta=profile.min_delta,
                         verbose=1,
                     ),
-                    "early_stopping": _resumable(
+                    "early_stopping": resumable(
                         keras.callbacks.EarlyStopping,
                         ("wait", "best", "best_epoch", "stopped_epoch"),
                         callback_state.get("early_stopping"),
@@ -417,8 +423,8 @@ class _Run:
                 # the checkpoint comes last, to save what every other callback did.
                 callbacks = [
                     *self.extra_callbacks,
-                    _epoch_recorder(self, k),
-                    _progress_printer(self, k, sum(s.epochs for s in self.stages)),
+                    epoch_recorder(self, k),
+                    progress_printer(self, k, sum(s.epochs for s in self.stages)),
                     keras.callbacks.TensorBoard(
                         log_dir=f"{self.logs}/stage{k}" if two_stage else self.logs,
                         write_graph=True,
@@ -426,7 +432,7 @@ class _Run:
                     ),
                     stateful["reduce_lr"],
                     stateful["early_stopping"],
-                    _checkpointer(self, checkpoint, k, stage_start + stage.epochs, stateful),
+                    checkpointer(self, checkpoint, k, stage_start + stage.epochs, stateful),
                 ]
                 self.fit_started = time.perf_counter()
                 model.fit(
@@ -544,160 +550,6 @@ def distribution_strategy():
     return tf.distribute.get_strategy()
 
 
-def _epoch_recorder(run: _Run, stage: int):
-    """A callback recording each epoch's metrics, learning rate and time into ``run``.
-
-    It also keeps a copy of the weights whenever ``val_loss`` improves on the best so far
-    (over all stages), so the saved model is the best one without checkpoint files.
-    """
-    import keras
-
-    class EpochRecorder(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self._t0 = time.perf_counter()
-            # float32 in the optimizer; 7 significant digits give back 0.001, not 0.0010000000475
-            self._lr = float(f"{float(self.model.optimizer.learning_rate.numpy()):.7g}")
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            record = {
-                "epoch": epoch + 1,
-                "stage": stage,
-                "loss": _finite(logs.get("loss")),
-                "accuracy": _finite(logs.get("accuracy")),
-                "val_loss": _finite(logs.get("val_loss")),
-                "val_accuracy": _finite(logs.get("val_accuracy")),
-                "learning_rate": self._lr,
-                "time_s": round(time.perf_counter() - self._t0, 3),
-            }
-            run.records.append(record)
-            for key in ("loss", "val_loss"):
-                if key in logs and record[key] is None:
-                    raise NonFiniteLoss(
-                        f"{key} is {logs[key]} after epoch {epoch + 1}: training "
-                        "diverged (try a lower learning rate); no model saved"
-                    )
-            if _is_better(record, run):
-                run.best_val_loss = record["val_loss"]
-                run.best_epoch = epoch + 1
-                run.best_weights = [(w, w.numpy()) for w in self.model.weights]
-
-    return EpochRecorder()
-
-
-def _checkpoint_score(record: dict[str, Any], monitor: str) -> tuple | None:
-    """How good an epoch is by the profile's ``checkpoint_monitor`` (lower is better).
-
-    ``val_accuracy`` breaks ties (frequent on a small validation set) by ``val_loss``.
-    None when the monitored value is missing (not finite).
-    """
-    if monitor == "val_accuracy":
-        if record["val_accuracy"] is None:
-            return None
-        loss = record["val_loss"]
-        return (-record["val_accuracy"], math.inf if loss is None else loss)
-    return None if record["val_loss"] is None else (record["val_loss"],)
-
-
-def _is_better(record: dict[str, Any], run: _Run) -> bool:
-    """Whether ``record`` (just appended to ``run.records``) beats the best epoch so far."""
-    monitor = run.profile.checkpoint_monitor
-    score = _checkpoint_score(record, monitor)
-    if score is None:
-        return False
-    if run.best_epoch is None:
-        return True
-    return score < _checkpoint_score(run.records[run.best_epoch - 1], monitor)
-
-
-def _progress_printer(run: _Run, stage: int, total_epochs: int):
-    """A callback printing one ``[cnnzoo]`` line per epoch to stderr (after the recorder).
-
-    ``cnnzoo run`` relays ``[cnnzoo]`` lines to its console, so a local run shows each
-    model's progress; ``total_epochs`` is the cap over all stages (early stopping may end
-    a run before it).
-    """
-    import keras
-
-    class ProgressPrinter(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            print(
-                epoch_line(run.model_name, run.records[-1], total_epochs, len(run.stages) > 1),
-                file=sys.stderr,
-                flush=True,
-            )
-
-    return ProgressPrinter()
-
-
-def epoch_line(model_name: str, record: dict[str, Any], total_epochs: int, staged: bool) -> str:
-    """The console line for one epoch record (see :func:`_epoch_recorder`).
-
-    Example: ``[cnnzoo] train mid: epoch 3/12 loss 1.2345 acc 0.4500 val_loss 1.3000
-    val_acc 0.4000 (2.1 s)``; two-stage runs add ``stage K`` after the epoch.
-    """
-
-    def num(key: str) -> str:
-        value = record.get(key)
-        return "n/a" if value is None else f"{value:.4f}"
-
-    stage = f" stage {record['stage']}" if staged else ""
-    return (
-        f"[cnnzoo] train {model_name}: epoch {record['epoch']}/{total_epochs}{stage} "
-        f"loss {num('loss')} acc {num('accuracy')} val_loss {num('val_loss')} "
-        f"val_acc {num('val_accuracy')} ({record['time_s']:.1f} s)"
-    )
-
-
-def _resumable(cls, keys: tuple[str, ...], state: dict[str, Any] | None, **kwargs):
-    """An instance of the Keras callback ``cls`` whose attributes ``keys`` can be saved.
-
-    ``state`` (from :meth:`state` of an earlier instance) is put back after the
-    callback's own ``on_train_begin`` has reset it.
-    """
-
-    class Resumable(cls):
-        def on_train_begin(self, logs=None):
-            super().on_train_begin(logs)
-            if state is not None:
-                for key in keys:
-                    setattr(self, key, state[key])
-
-        def state(self) -> dict[str, Any]:
-            return {key: _plain(getattr(self, key)) for key in keys}
-
-    Resumable.__name__ = cls.__name__
-    return Resumable(**kwargs)
-
-
-def _checkpointer(run: _Run, checkpoint, stage: int, stage_end: int, stateful):
-    """A callback saving the run's state to ``checkpoint`` at the end of every epoch.
-
-    It must come after every other callback: it saves what they did (the reduced
-    learning rate, the ``state()`` of the ``stateful`` callbacks by name, the
-    early-stopping decision). Keras' TensorBoard callback writes an epoch's summaries
-    inside ``writer.as_default()``, whose exit flushes them, so an epoch that is in
-    the checkpoint is in the logs too; an epoch logged but killed before its
-    checkpoint is written (a window of one file write) is logged again on resume.
-    """
-    import keras
-
-    class Checkpointer(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            states = {name: callback.state() for name, callback in stateful.items()}
-            done = bool(self.model.stop_training) or epoch + 1 >= stage_end
-            run.save_checkpoint(self.model, checkpoint, stage, done, states)
-
-    return Checkpointer()
-
-
-def _plain(value):
-    """A callback attribute as plain JSON data (numpy scalars become Python numbers)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return value.item() if hasattr(value, "item") else float(value)
-
-
 def _restore(snapshot: list) -> None:
     for variable, value in snapshot:
         variable.assign(value)
@@ -773,14 +625,6 @@ def _log_hparams(model_logs: str, model_name, spec, profile: Profile, history) -
             if history[k] is not None
         },
     )
-
-
-def _finite(value) -> float | None:
-    """A float for JSON, or None for a missing or non-finite value (JSON has no NaN)."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _one_line(text: str) -> str:

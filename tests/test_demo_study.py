@@ -12,7 +12,8 @@ from helpers import notebook_profile
 
 from cnnzoo.config import load_profile
 from cnnzoo.models import build_model, set_batchnorm_momentum
-from cnnzoo.train import epoch_line, train_model
+from cnnzoo.train import train_model
+from cnnzoo.train_callbacks import epoch_line
 
 CUSTOM_CNNS = ("simple", "mid", "resnet", "inception", "resnet_aug")
 
@@ -42,7 +43,7 @@ def test_epoch_line_text():
 def test_checkpoint_monitor_picks_the_best_epoch(monitor, best):
     from types import SimpleNamespace
 
-    from cnnzoo.train import _is_better
+    from cnnzoo.train_callbacks import is_better
 
     epochs = [(1.6, 0.2), (1.2, 0.3), (1.9, 0.45), (1.5, 0.45), (None, None)]
     run = SimpleNamespace(
@@ -50,7 +51,7 @@ def test_checkpoint_monitor_picks_the_best_epoch(monitor, best):
     )
     for i, (loss, acc) in enumerate(epochs, start=1):
         run.records.append({"epoch": i, "val_loss": loss, "val_accuracy": acc})
-        if _is_better(run.records[-1], run):
+        if is_better(run.records[-1], run):
             run.best_epoch = i
     assert run.best_epoch == best
 
