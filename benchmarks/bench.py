@@ -13,7 +13,7 @@ sides, photo-like noise) at the seed notebook's scale: 11,453 training images af
    each run;
 3. data preparation (``cnnzoo.ingest`` + ``cnnzoo.split``) against a plain single-process
    Pillow decode-and-resize loop over the same files;
-4. a local pipeline run of two configurations (``cnnzoo.pipeline_runner.run_local``, on a
+4. a local pipeline run of two configurations (``cnnzoo.local_run.run_local``, on a
    300-per-class subset) against the same steps called in sequence in one Python
    process, and the measured fixed cost of one task (a fresh Python process importing
    what a task imports), which explains the difference;
@@ -523,7 +523,8 @@ def bench_pipeline(data: Path, work: Path, quick: bool) -> tuple[float, float] |
     """
     overrides = ["max_epochs=1"] + (["img_size=72"] if quick else [])
     try:
-        from cnnzoo.pipeline_runner import Study, run_local
+        from cnnzoo.local_run import run_local
+        from cnnzoo.study import Study
     except Exception as e:  # the pipeline extras may be missing on a trimmed install
         return f"unavailable ({type(e).__name__}: {e})"
     t0 = time.perf_counter()

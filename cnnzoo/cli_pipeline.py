@@ -119,7 +119,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 @command("run", "run the whole pipeline locally (kfp.local, one subprocess per step)", _run_args)
 def _run(ns: argparse.Namespace) -> int:
     from cnnzoo.fsutil import read_json
-    from cnnzoo.pipeline_runner import run_local
+    from cnnzoo.local_run import run_local
     from cnnzoo.render import summary_table
 
     result = run_local(

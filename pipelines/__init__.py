@@ -2,8 +2,8 @@
 
 ``cnnzoo.pipelines.cnn_comparison`` wires the components of ``cnnzoo.components`` into
 the study's DAG. The default images live here, without importing kfp, so the CLI can
-show them cheaply; the runners (``cnnzoo.pipeline_runner``) import this package, never
-the reverse.
+show them cheaply; the runners (``cnnzoo.local_run``, ``cnnzoo.pipeline_runner``) import this
+package, never the reverse.
 """
 
 from cnnzoo import __version__

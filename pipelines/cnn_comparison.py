@@ -3,8 +3,9 @@
 ``build_pipeline(image, gpu_image, placement)`` returns the ``@dsl.pipeline``; the
 images and the cluster placement are fixed at compile time, everything about the data
 and the study (data URI, model list, the resolved profile, TensorBoard root, output
-location) is a run-time parameter. The runners in ``cnnzoo.pipeline_runner`` (local and
-cluster) import this module; it imports only the components and the ``cnnzoo`` library.
+location) is a run-time parameter. The runners (``cnnzoo.local_run``, local, and
+``cnnzoo.pipeline_runner``, cluster) import this module; it imports only the components
+and the ``cnnzoo`` library.
 
 DAG::
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import io
 
-from cnnzoo import pipeline_runner
+from cnnzoo import local_run
 
 
 def test_progress_shows_step_lines_with_elapsed_time(monkeypatch):
     clock = iter([100.0, 101.0, 103.5, 110.0, 152.25, 160.0, 165.5])
-    monkeypatch.setattr(pipeline_runner.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(local_run.time, "monotonic", lambda: next(clock))
     log, console = io.StringIO(), io.StringIO()
-    progress = pipeline_runner._Progress(log, console)
+    progress = local_run._Progress(log, console)
     progress.write(
         "[cnnzoo] ingest demo: started\n"  # 100.0
         "some TensorFlow chatter\n"
@@ -41,9 +41,9 @@ def test_progress_shows_step_lines_with_elapsed_time(monkeypatch):
 
 def test_a_repeat_of_a_configuration_gets_its_own_elapsed_time(monkeypatch):
     clock = iter([10.0, 12.0, 20.0, 31.5])
-    monkeypatch.setattr(pipeline_runner.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(local_run.time, "monotonic", lambda: next(clock))
     console = io.StringIO()
-    progress = pipeline_runner._Progress(io.StringIO(), console)
+    progress = local_run._Progress(io.StringIO(), console)
     progress.write(
         "[cnnzoo] train mid/seed-42: started\n"  # 10.0
         "[cnnzoo] train mid/seed-7: started\n"  # 12.0

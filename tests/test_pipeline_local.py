@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from cnnzoo.cli import main
+from cnnzoo.local_run import run_pipeline_locally
 from cnnzoo.models import get_spec, list_models
-from cnnzoo.pipeline_runner import compile_pipeline, run_pipeline_locally
+from cnnzoo.pipeline_runner import compile_pipeline
 from cnnzoo.study import Study, profile_json
 
 REPORT_FILES = [
