@@ -2,10 +2,11 @@
 
 :func:`build_report` ranks the evaluation records of a run (:mod:`cnnzoo.records`) and
 writes ``report.html``, ``report.md``, ``comparison.csv`` and ``comparison.json``
-(texts from :mod:`cnnzoo.render`) into one report folder, replaced whole and
-atomically. Every test accuracy carries its 95% interval, every configuration its exact
-McNemar test against the best on the same test images, and the first lines say which
-are tied with the best and which are clearly behind; the numbers come from
+(texts from :mod:`cnnzoo.render`, the page from :mod:`cnnzoo.render_html`) into one
+report folder, replaced whole and atomically. Every test accuracy carries its 95%
+interval, every configuration its exact McNemar test against the best on the same test
+images, and the first lines say which are tied with the best and which are clearly
+behind (:mod:`cnnzoo.verdict`); the numbers come from
 :func:`cnnzoo.stats.compare_configurations`. With repeated seeds (the profile's
 ``repeats``) a configuration's row is the mean over its seeds, ranked by that mean.
 :func:`report_run` rebuilds the report of a finished run from its run manifest
@@ -20,22 +21,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cnnzoo.columns import DERIVED_KEYS, NUMERIC_KEYS, format_p, format_value, table_columns
 from cnnzoo.errors import CnnzooError
 from cnnzoo.records import EvaluationRecord, finite
 from cnnzoo.reference import notebook_test_accuracy
-from cnnzoo.render import (
-    DERIVED_KEYS,
-    NUMERIC_KEYS,
-    comparison_records,
-    csv_text,
-    format_p,
-    format_value,
-    headline,
-    html_text,
-    json_text,
-    markdown_text,
-    table_columns,
-)
+from cnnzoo.render import comparison_records, csv_text, json_text, markdown_text
+from cnnzoo.render_html import html_text
+from cnnzoo.verdict import headline, statistics_summary
 
 #: The ownership kind of a report folder (``.cnnzoo.json``; see :mod:`cnnzoo.fsutil`).
 REPORT_KIND = "report"
@@ -222,33 +214,6 @@ def _add_stats(row: dict[str, Any], stats: dict[str, Any], versus: bool = True) 
         row["significance"] = f"{vs['verdict']}, {format_p(vs['p_value'])}"
 
 
-def _statistics_summary(ranked: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """comparison.json's ``statistics``: the groups against the best, every order flip,
-    and the methods (what :data:`cnnzoo.render.STATS_NOTE` says, as data)."""
-    from cnnzoo.stats import ALPHA, order_flips
-
-    repeats = any((r.get("repeats") or 1) > 1 for r in ranked)
-    return {
-        "alpha": ALPHA,
-        "tied_with_best": [r["model"] for r in ranked if r["vs_best"] == "tied"],
-        "behind_best": [r["model"] for r in ranked if r["vs_best"] == "behind"],
-        "not_tested": [r["model"] for r in ranked if r["vs_best"] == "untested"],
-        "order_flips": order_flips(
-            {r["model"]: {s["seed"]: s["test_accuracy"] for s in r["seeds"]} for r in ranked}
-        )
-        if repeats
-        else [],
-        "methods": {
-            "test_accuracy_ci": "Wilson score interval, 95%, over the test images (seeds pooled)",
-            "vs_best": "exact McNemar test (two-sided binomial on discordant images) against "
-            "the best on the same test images, per paired seed; behind only if every seed "
-            "separates them; p_vs_best is the largest p; no multiple-comparison correction",
-            "gap_ci": "Newcombe hybrid score interval (1998, method 10) of train - test accuracy",
-            "test_accuracy_std": "sample standard deviation over seeds (n - 1)",
-        },
-    }
-
-
 def markdown_table(evaluations: Sequence[EvaluationRecord | dict[str, Any]]) -> str:
     """The results table as Markdown (best configuration in bold), failures listed below.
 
@@ -363,7 +328,7 @@ def build_report(
         "profile_vs_full": [
             {"key": k, "full": a, "this_run": b} for k, a, b in (differences or [])
         ],
-        "statistics": _statistics_summary(ranked_rows),
+        "statistics": statistics_summary(ranked_rows),
     }
     texts = {
         "html": html_text(rows, failed, context, differences),

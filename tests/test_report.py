@@ -28,12 +28,14 @@ from fixtures.report_run import (
 from PIL import Image
 
 from cnnzoo.cli import main
+from cnnzoo.columns import format_value
 from cnnzoo.errors import CnnzooError
 from cnnzoo.models import list_models
 from cnnzoo.plots import epoch_markers
 from cnnzoo.reference import NOTEBOOK_TEST_ACCURACY
-from cnnzoo.render import STATS_NOTE, format_value, summary_table
+from cnnzoo.render import summary_table
 from cnnzoo.report import build_report, markdown_table, profile_differences
+from cnnzoo.verdict import STATS_NOTE
 
 
 class _Page(HTMLParser):
