@@ -16,9 +16,23 @@ from cnnzoo.errors import CnnzooError
 def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "run_dir",
+        nargs="?",
+        default=None,
         help="a finished run's folder (runs/<timestamp>; its run.json names the run manifest) "
         "or a report folder holding run-manifest.json",
     )
+    p.add_argument(
+        "--evaluations",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="instead of RUN_DIR: the 'cnnzoo evaluate' outputs to compare (steps run by "
+        "hand); needs --out",
+    )
+    p.add_argument("--data", default=None, metavar="INGESTED", help="with --evaluations: "
+                   "the ingest output, for the report's data section")  # fmt: skip
+    p.add_argument("--split", default=None, metavar="SPLIT", help="with --evaluations: "
+                   "the split output, for the report's split section")  # fmt: skip
     p.add_argument(
         "--out",
         default=None,
@@ -30,9 +44,23 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 
 @command("report", "rebuild the comparison report from a finished run's outputs", _report_args)
 def _report(ns: argparse.Namespace) -> int:
-    from cnnzoo.report import report_run
+    from cnnzoo.report import report_files, report_run
 
-    paths, notes = report_run(ns.run_dir, ns.out, overwrite=ns.overwrite)
+    if ns.run_dir is not None and ns.evaluations is not None:
+        raise CnnzooError("report: give RUN_DIR or --evaluations JSON..., not both")
+    if ns.run_dir is None and ns.evaluations is None:
+        raise CnnzooError("report: give RUN_DIR (a finished run) or --evaluations JSON...")
+    if ns.evaluations is None:
+        if ns.data or ns.split:
+            raise CnnzooError("report: --data and --split go with --evaluations")
+        paths, notes = report_run(ns.run_dir, ns.out, overwrite=ns.overwrite)
+    else:
+        if ns.out is None:
+            raise CnnzooError("report: --evaluations needs --out DIR (where to write the report)")
+        notes = []
+        paths = report_files(
+            ns.evaluations, ns.out, dataset=ns.data, splits=ns.split, overwrite=ns.overwrite
+        )
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
     print(f"report: {paths['html']}")

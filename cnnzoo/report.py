@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -435,3 +436,53 @@ def report_run(
         overwrite=overwrite,
     )
     return paths, found.notes
+
+
+def report_files(
+    evaluation_files: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    dataset: str | os.PathLike | None = None,
+    splits: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> dict[str, str]:
+    """A report over evaluation records named one by one (``cnnzoo report --evaluations``):
+    for steps run by hand, where no run manifest exists. The list given is the manifest:
+    it is stored beside the report, so ``cnnzoo report OUT_DIR`` rebuilds it later.
+
+    Args:
+        evaluation_files: ``cnnzoo evaluate`` outputs; two of one model must differ in seed.
+        out_dir: the report folder (missing, empty or an earlier report, or ``overwrite``).
+        dataset: the ingest output folder, for the report's data section (optional).
+        splits: the split output folder, for its split section (optional).
+        overwrite: replace an ``out_dir`` that cnnzoo did not write.
+
+    Raises:
+        CnnzooError: a file is missing or not a valid record (named), two records are the
+            same run, or as :func:`build_report`.
+    """
+    from cnnzoo.config import run_label
+    from cnnzoo.discovery import ArtifactRef, RunManifest
+    from cnnzoo.fsutil import read_json
+    from cnnzoo.records import read_evaluation
+
+    paths = [Path(p).absolute() for p in evaluation_files]
+    records = [read_evaluation(p) for p in paths]
+    per_model = Counter(r.model for r in records)
+    runs: dict[str, ArtifactRef] = {}
+    for record, path in zip(records, paths, strict=True):
+        label = run_label(record.model, record.seed, per_model[record.model])
+        if label in runs:
+            raise CnnzooError(
+                f"{path}: the same run as {runs[label].path} (model {record.model}, seed "
+                f"{record.seed}); give each run once"
+            )
+        runs[label] = ArtifactRef(path)
+    context: dict[str, Any] = {}
+    refs = {}
+    for key, folder, name in (("data", dataset, "manifest.json"), ("split", splits, "split.json")):
+        if folder is not None:
+            refs[key] = ArtifactRef(Path(folder).absolute())
+            context[key] = read_json(refs[key].path / name)
+    manifest = RunManifest(evaluations=runs, dataset=refs.get("data"), splits=refs.get("split"))
+    return build_report(records, out_dir, context, manifest=manifest, overwrite=overwrite)

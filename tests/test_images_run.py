@@ -236,7 +236,9 @@ def test_steps_run_in_the_image_hardened(engine, image, phases, tmp_path):
                          mounts=mounts)  # fmt: skip
         evaluated = run_in(engine, image, "cnnzoo", "evaluate", "/out/models/simple",
                            "/out/split", "/out/evals/simple.json", mounts=mounts)  # fmt: skip
-        run_in(engine, image, "cnnzoo", "report", "/out", "--out", "/out/report", mounts=mounts)
+        run_in(engine, image, "cnnzoo", "report", "--evaluations", "/out/evals/simple.json",
+               "--data", "/out/ingested", "--split", "/out/split", "--out", "/out/report",
+               mounts=mounts)  # fmt: skip
 
     manifest = json.loads((out / "ingested" / "manifest.json").read_text())
     assert len(manifest["classes"]) == 5

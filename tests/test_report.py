@@ -729,3 +729,52 @@ def test_the_report_step_writes_a_manifest_that_cnnzoo_report_reads(tmp_path):
     assert notes == []
     assert Path(rebuilt["json"]).read_text() == Path(paths["json"]).read_text()
     assert Path(rebuilt["markdown"]).read_text() == Path(paths["markdown"]).read_text()
+
+
+def test_cli_report_over_evaluations_named_one_by_one(tmp_path, capsys):
+    """Steps run by hand have no run manifest: the records are named on the command line,
+    and the report keeps that list as its manifest, so it can be rebuilt from itself."""
+    from fixtures.report_run import MANIFEST, SPLIT
+
+    evals = tmp_path / "evals"
+    evals.mkdir()
+    for name, seed in (("simple", 1), ("mid", 2)):
+        (evals / f"{name}.json").write_text(json.dumps(_one(name, seed)))
+    (evals / "stray.json").write_text(json.dumps(dict(_one("resnet", 3))))  # not named: unused
+    data, split = tmp_path / "ingested", tmp_path / "split"
+    data.mkdir()
+    split.mkdir()
+    (data / "manifest.json").write_text(json.dumps(MANIFEST))
+    (split / "split.json").write_text(json.dumps(SPLIT))
+    out = tmp_path / "report"
+    argv = ["report", "--evaluations", str(evals / "simple.json"), str(evals / "mid.json")]
+    assert main([*argv, "--data", str(data), "--split", str(split), "--out", str(out)]) == 0
+    assert f"report: {out / 'report.html'}" in capsys.readouterr().out.splitlines()
+    rows = json.loads((out / "comparison.json").read_text())["rows"]
+    assert sorted(r["model"] for r in rows) == ["mid", "simple"]
+    assert "broken &lt;1&gt;.jpg" in (out / "report.html").read_text(encoding="utf-8")
+    manifest = json.loads((out / "run-manifest.json").read_text())
+    assert manifest["artifacts"]["evaluations"]["simple"]["path"] == "../evals/simple.json"
+    assert main(["report", str(out), "--out", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "comparison.json").read_text())["rows"]
+    assert [r["model"] for r in again] == [r["model"] for r in rows]
+
+    # What is wrong is named in one line, and nothing is written.
+    capsys.readouterr()
+    assert _error(capsys, ["report", "--evaluations", str(evals / "simple.json")]) == (
+        "error: report: --evaluations needs --out DIR (where to write the report)"
+    )
+    assert _error(capsys, ["report"]) == (
+        "error: report: give RUN_DIR (a finished run) or --evaluations JSON..."
+    )
+    assert _error(capsys, ["report", str(out), "--evaluations", str(evals / "mid.json")]) == (
+        "error: report: give RUN_DIR or --evaluations JSON..., not both"
+    )
+    twice = [*argv, str(evals / "simple.json"), "--out", str(tmp_path / "twice")]
+    assert _error(capsys, twice) == (
+        f"error: {evals / 'simple.json'}: the same run as {evals / 'simple.json'} (model "
+        "simple, seed None); give each run once"
+    )
+    missing = evals / "gone.json"
+    assert _error(capsys, ["report", "--evaluations", str(missing), "--out", str(tmp_path / "m")])
+    assert not (tmp_path / "twice").exists() and not (tmp_path / "m").exists()
