@@ -163,6 +163,9 @@ def train_model(
         _remove_own_temporaries(Path(out_dir))
         if checkpoint_dir is not None and not is_gcs(str(checkpoint_dir)):
             stack.enter_context(output_lock(checkpoint_dir))  # one writer (gs://: see Checkpoint)
+        if logs_dir is not None and not is_gcs(str(logs_dir)):
+            # Two trainings with different OUT must not interleave in one logs folder.
+            stack.enter_context(output_lock(Path(logs_dir) / (logs_name or model_name)))
         return _train_model_locked(
             model_name,
             split_dir,

@@ -161,6 +161,19 @@ def test_a_second_writer_is_refused_naming_the_first(tmp_path, capsys, raw, tiny
         finally:
             train_holder.kill()
             train_holder.wait()
+        # A shared --logs folder: another OUT, the same model's logs, one writer.
+        logs = tmp_path / "tb"
+        logs_holder = _hold_lock(logs / "simple")
+        try:
+            other = tmp_path / "other-model"
+            argv = ["train", "simple", str(tiny_split), str(other), "--logs", str(logs)]
+            line = cli_error(capsys, argv)
+            assert line.startswith(f"error: {logs / 'simple'}: another cnnzoo process is writing")
+            assert f"(pid {logs_holder.pid}" in line
+            assert not other.exists()
+        finally:
+            logs_holder.kill()
+            logs_holder.wait()
     finally:
         holder.kill()  # SIGKILL: the kernel releases the flock
         holder.wait()
