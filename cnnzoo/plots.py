@@ -12,6 +12,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from cnnzoo.records import finite
+
 STRATEGY_COLORS = {
     "scratch": "#1f77b4",
     "augment": "#17becf",
@@ -44,10 +46,6 @@ def _color(strategy: str | None) -> str:
     return STRATEGY_COLORS.get(strategy or "", _OTHER_COLOR)
 
 
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _strategy_legend(ax, strategies: Sequence[str]) -> None:
     from matplotlib.patches import Patch
 
@@ -74,7 +72,7 @@ def bar_chart_test_accuracy(rows: Sequence[dict[str, Any]]) -> bytes:
     Returns:
         PNG bytes.
     """
-    rows = [r for r in rows if _finite(r["test_accuracy"])]
+    rows = [r for r in rows if finite(r["test_accuracy"])]
     fig, ax = _figure(8, 0.35 * max(len(rows), 3) + 1.2)
     rows = rows[::-1]
     names = [r["model"] for r in rows]
@@ -97,9 +95,7 @@ def bar_chart_test_accuracy(rows: Sequence[dict[str, Any]]) -> bytes:
         )
     per_seed = False
     for i, r in enumerate(rows):  # one dot per seed
-        seeds = [
-            s["test_accuracy"] for s in r.get("seeds") or [] if _finite(s.get("test_accuracy"))
-        ]
+        seeds = [s["test_accuracy"] for s in r.get("seeds") or [] if finite(s.get("test_accuracy"))]
         if len(seeds) > 1:
             per_seed = True
             ax.scatter(
@@ -115,7 +111,7 @@ def bar_chart_test_accuracy(rows: Sequence[dict[str, Any]]) -> bytes:
         end = 100 * ci[1] if ci else bar.get_width()
         ax.text(end + 0.8, bar.get_y() + bar.get_height() / 2, f"{v:.2f}%", va="center", fontsize=8)
     refs = [r.get("reference_accuracy") for r in rows]
-    marked = [(i, 100 * v) for i, v in enumerate(refs) if _finite(v)]
+    marked = [(i, 100 * v) for i, v in enumerate(refs) if finite(v)]
     if marked:  # the original study's figure, as a tick across each bar
         ax.scatter(
             [v for _, v in marked],
@@ -144,7 +140,7 @@ def bar_chart_test_accuracy(rows: Sequence[dict[str, Any]]) -> bytes:
 
 
 def _interval(ci: Any) -> tuple[float, float] | None:
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_finite(v) for v in ci):
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(finite(v) for v in ci):
         return float(ci[0]), float(ci[1])
     return None
 
@@ -175,10 +171,10 @@ def accuracy_vs_params(rows: Sequence[dict[str, Any]]) -> bytes:
     rows = [
         r
         for r in rows
-        if _finite(r["trainable_params"])
+        if finite(r["trainable_params"])
         and r["trainable_params"] > 0
-        and _finite(r["train_accuracy"])
-        and _finite(r["test_accuracy"])
+        and finite(r["train_accuracy"])
+        and finite(r["test_accuracy"])
     ]
     fig, ax = _figure(8, 5)
     xs = [r["trainable_params"] for r in rows]
@@ -211,7 +207,7 @@ def gap_vs_params(rows: Sequence[dict[str, Any]]) -> bytes:
     rows = [
         r
         for r in rows
-        if _finite(r["trainable_params"]) and r["trainable_params"] > 0 and _finite(r["gap"])
+        if finite(r["trainable_params"]) and r["trainable_params"] > 0 and finite(r["gap"])
     ]
     fig, ax = _figure(8, 5)
     ax.axhline(0, color="black", lw=0.8)
@@ -229,7 +225,7 @@ def gap_vs_params(rows: Sequence[dict[str, Any]]) -> bytes:
 
 
 def _series(epochs: Sequence[dict[str, Any]], key: str) -> list[float]:
-    return [float(e[key]) if _finite(e.get(key)) else math.nan for e in epochs]
+    return [float(e[key]) if finite(e.get(key)) else math.nan for e in epochs]
 
 
 def epoch_markers(epochs: Sequence[dict[str, Any]]) -> tuple[list[float], list[float]]:
@@ -250,7 +246,7 @@ def epoch_markers(epochs: Sequence[dict[str, Any]]) -> tuple[list[float], list[f
             stages.append(x)
             continue
         lr0, lr1 = prev.get("learning_rate"), cur.get("learning_rate")
-        if _finite(lr0) and _finite(lr1) and lr1 < lr0 * (1 - 1e-6):
+        if finite(lr0) and finite(lr1) and lr1 < lr0 * (1 - 1e-6):
             drops.append(x)
     return drops, stages
 

@@ -29,6 +29,8 @@ from collections.abc import Mapping, Sequence
 from statistics import NormalDist
 from typing import Any
 
+from cnnzoo.records import finite
+
 #: Two-sided 95% normal quantile (1.959963984540054).
 Z95 = NormalDist().inv_cdf(0.975)
 #: The significance level of the ties with the best.
@@ -182,20 +184,16 @@ def _correct(run: Mapping[str, Any]) -> tuple[int, int] | None:
     if isinstance(labels, list) and isinstance(preds, list) and len(labels) == len(preds) > 0:
         return sum(1 for y, p in zip(labels, preds, strict=True) if y == p), len(labels)
     n, acc = run.get("test_count"), run.get("test_accuracy")
-    if isinstance(n, int) and n > 0 and _finite(acc):
+    if isinstance(n, int) and n > 0 and finite(acc):
         return round(acc * n), n
     return None
 
 
 def _train_correct(run: Mapping[str, Any]) -> tuple[int, int] | None:
     n, acc = run.get("train_count"), run.get("train_accuracy")
-    if isinstance(n, int) and n > 0 and _finite(acc):
+    if isinstance(n, int) and n > 0 and finite(acc):
         return round(acc * n), n
     return None
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _sum_counts(counts: Sequence[tuple[int, int] | None]) -> tuple[int, int] | None:
@@ -286,8 +284,8 @@ def compare_configurations(runs_by_model: Mapping[str, Sequence[Mapping[str, Any
                     else None,
                 }
             )
-        accs = [s["test_accuracy"] for s in seeds if _finite(s["test_accuracy"])]
-        gaps = [s["gap"] for s in seeds if _finite(s["gap"])]
+        accs = [s["test_accuracy"] for s in seeds if finite(s["test_accuracy"])]
+        gaps = [s["gap"] for s in seeds if finite(s["gap"])]
         mean, std = mean_std(accs) if accs else (None, None)
         gap_mean, gap_std = mean_std(gaps) if gaps else (None, None)
         pooled = _sum_counts([_correct(r) for r in runs])
@@ -321,9 +319,7 @@ def compare_configurations(runs_by_model: Mapping[str, Sequence[Mapping[str, Any
         models[m]["vs_best"] = _versus(runs_by_model[best], runs_by_model[m])
         groups[models[m]["vs_best"]["verdict"]].append(m)
     per_seed = {
-        m: {
-            s["seed"]: s["test_accuracy"] for s in models[m]["seeds"] if _finite(s["test_accuracy"])
-        }
+        m: {s["seed"]: s["test_accuracy"] for s in models[m]["seeds"] if finite(s["test_accuracy"])}
         for m in order
     }
     return {
