@@ -419,6 +419,25 @@ def export_folder(src: str | os.PathLike, output_uri: str, *parts: str, client: 
     return copy_tree(src, output_location(output_uri, *parts), client)
 
 
+def _delete_local_folder(path: Path, what: str) -> None:
+    """Delete ``path`` and what it holds (gone already is fine).
+
+    Raises:
+        CnnzooError: part of it could not be deleted (one line naming the first file), so
+            old and new content are never mixed without a word.
+    """
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        where = e.filename or path
+        raise CnnzooError(
+            f"{where}: cannot delete the old {what} ({e.strerror or e}); remove {path} "
+            "yourself or choose another folder"
+        ) from None
+
+
 def claim_folder(
     location: str, kind: str, *, overwrite: bool = False, replace: bool = False, what: str = ""
 ) -> None:
@@ -451,7 +470,7 @@ def claim_folder(
         path = Path(location)
         check_replaceable(path, kind, overwrite)
         if replace:
-            shutil.rmtree(path, ignore_errors=True)
+            _delete_local_folder(path, what or kind)
         path.mkdir(parents=True, exist_ok=True)
         if output_kind(path) != kind:
             write_marker(path, kind)
