@@ -11,8 +11,9 @@ its manifest entry says so in ``note``. Decoding is strict: a decoder's warning 
 cut short, a PNG chunk with a bad CRC or no ``IEND``) counts as an error, see
 :func:`_strict_check`. The pixels of that strict decode of an RGB JPEG (at the smallest
 DCT scale with both sides at least :data:`DECODED_MIN_SIDE`) are kept, packed in a few
-``decoded/pixels-NNNNN.bin`` files, so the split step resizes them instead of decoding
-the JPEG a second time. Undecodable files, pixel bombs and things that
+``decoded/pixels-NNNNN.bin`` files (one per chunk of :data:`CHUNK_ITEMS` images), so the
+split step resizes them instead of decoding the JPEG a second time. A large dataset is
+decoded by a pool of processes, one per CPU. Undecodable files, pixel bombs and things that
 are not regular files (pipes, broken links) are skipped and listed in the manifest; file
 and class names that are not valid UTF-8 get ``%XX`` for their undecodable bytes.
 Problems with the layout (including fewer than two classes), or too many bad files, stop
@@ -23,12 +24,18 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
+import multiprocessing
+import multiprocessing.context
 import os
+import signal
 import stat
 import sys
 import tempfile
+import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -58,8 +65,14 @@ TEST_FOLDERS = ("test", "val")  # first one present is the test set
 #: A JPEG's kept decode has both sides at least this (or is full size): the split step
 #: resizes it for any ``img_size`` up to this, the ``full`` profile's 100 px.
 DECODED_MIN_SIDE = 100
-#: Kept decodes are packed into files of about this size.
+#: Kept decodes are packed into files of at most this size.
 DECODED_FILE_BYTES = 256 * 1024**2
+#: Images per chunk: the unit of work of ingest's decoding processes, and of the kept
+#: decodes' files (chunk C's are ``decoded/pixels-CCCCC.bin``).
+CHUNK_ITEMS = 256
+#: From this many images on, a machine with several CPUs decodes in a process pool (its
+#: start costs more than it saves below).
+PROCESS_THRESHOLD = 1024
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -83,6 +96,7 @@ def ingest(
     max_bad_fraction: float = 0.01,
     *,
     overwrite: bool = False,
+    processes: int | None = None,
 ) -> dict:
     """Validate the dataset at ``source`` and write it, with ``manifest.json``, to ``dest``.
 
@@ -96,6 +110,9 @@ def ingest(
         max_bad_fraction: the largest fraction of a split's files that may be undecodable.
         overwrite: replace ``dest`` even if it is not an earlier ingest output (by
             default an existing, non-empty ``dest`` must be one).
+        processes: decoding processes; None: one per CPU from
+            :data:`PROCESS_THRESHOLD` images on, threads of this process below; 0:
+            threads. The output is the same whichever is used.
 
     Returns:
         The manifest dictionary that was written.
@@ -115,7 +132,9 @@ def ingest(
         # upload for complete.
         with GcsOutput(str(dest), KIND, overwrite=overwrite) as out:
             with tempfile.TemporaryDirectory(prefix="cnnzoo-ingest-out-") as scratch:
-                manifest = ingest(source, Path(scratch) / "ingested", max_bad_fraction)
+                manifest = ingest(
+                    source, Path(scratch) / "ingested", max_bad_fraction, processes=processes
+                )
                 out.upload(Path(scratch) / "ingested")
         return manifest
     # Downloads and extracted archives go beside DEST, not to /tmp, which is often small
@@ -137,7 +156,7 @@ def ingest(
         refuse_replacing(root.resolve())
         classes, test_source, items = _scan(root, source)
         with atomic_directory(dest, overwrite, kind=KIND) as tmp:
-            results = _process_all(root, tmp, items)
+            results = _process_all(root, tmp, items, processes)
             manifest = _build_manifest(
                 source, classes, test_source, items, results, max_bad_fraction
             )
@@ -450,24 +469,33 @@ def _link_or_copy(src: Path, st: os.stat_result, target: Path, data: bytes) -> N
 
 
 class _DecodedWriter:
-    """Appends kept decodes to ``decoded/pixels-NNNNN.bin`` files under ``tmp``, in order."""
+    """Appends one chunk's kept decodes to ``decoded/pixels-CCCCC.bin`` under ``tmp``.
 
-    def __init__(self, tmp: Path) -> None:
+    Chunk ``C`` (items ``C * CHUNK_ITEMS`` onwards) has its own file, so chunks can be
+    written by different processes and the same data still gives the same files on any
+    machine; a chunk over :data:`DECODED_FILE_BYTES` continues in
+    ``pixels-CCCCC-1.bin``, ``-2`` and so on. No file is made for a chunk with no kept
+    decode.
+    """
+
+    def __init__(self, tmp: Path, chunk: int) -> None:
         self._dir = tmp / "decoded"
+        self._chunk = chunk
         self._file: Any = None
         self._name = ""
         self._offset = 0
-        self._count = 0
+        self._parts = 0
 
     def add(self, raw: bytes, width: int, height: int, sha256: str) -> dict[str, Any]:
         """Write ``raw`` (uint8 HxWx3 pixels, their sha256); return their manifest record."""
         if self._file is None or self._offset + len(raw) > DECODED_FILE_BYTES:
             self.close()
             self._dir.mkdir(exist_ok=True)
-            self._name = f"decoded/pixels-{self._count:05d}.bin"
+            part = f"-{self._parts}" if self._parts else ""
+            self._name = f"decoded/pixels-{self._chunk:05d}{part}.bin"
             self._file = open(self._dir.parent / self._name, "wb")  # noqa: SIM115
             self._offset = 0
-            self._count += 1
+            self._parts += 1
         record = {
             "file": self._name,
             "offset": self._offset,
@@ -493,45 +521,126 @@ class _DecodedWriter:
         self.close()
 
 
-def _process_all(root: Path, tmp: Path, items: list[_Item]) -> list[dict[str, Any]]:
-    """Decode every item in a thread pool (the decoders release the GIL).
+def _strict_decoding() -> None:
+    """Pillow's switches for ingest's decodes, in this process (see :func:`_process_all`)."""
+    # Truncated data must surface as an error, whoever set Pillow's switch in this process.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    # Oversized images are skipped, not decoded: Pillow's warning becomes an error.
+    warnings.simplefilter("error", Image.DecompressionBombWarning)
 
-    Results are taken in item order, so the kept decodes are packed in a deterministic
-    order (the same data gives the same bytes).
+
+def _worker_init() -> None:
+    """Start of a decoding process: Ctrl-C is the parent's to handle (it stops the pool)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _strict_decoding()
+
+
+def _process_chunk(job: tuple[str, str, int, list[_Item]]) -> list[dict[str, Any]]:
+    """Decode one chunk of items in order, packing its kept decodes (in a worker process)."""
+    root, tmp, chunk, items = job
+    results = []
+    with _DecodedWriter(Path(tmp), chunk) as packer:
+        for it in items:
+            entry = _decode_and_write(Path(root) / it.read_rel, Path(tmp), it)
+            pixels = entry.pop("pixels", None)
+            if pixels is not None:
+                entry["decoded"] = packer.add(*pixels)
+            results.append(entry)
+    return results
+
+
+def _decoding_processes(n_items: int, processes: int | None) -> int:
+    """How many processes decode ``n_items`` images; 0 means threads in this process."""
+    if processes is not None:
+        return processes
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if (cpus or 1) < 2 or n_items < PROCESS_THRESHOLD:
+        return 0
+    return min(cpus or 1, 32, math.ceil(n_items / CHUNK_ITEMS))
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """``fork`` where this process runs no other thread (the ingest step, ``cnnzoo
+    ingest``): workers start in milliseconds; ``spawn`` otherwise (forking a process
+    whose other threads may hold locks is unsafe)."""
+    if threading.active_count() == 1 and "tensorflow" not in sys.modules:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def _process_all(
+    root: Path, tmp: Path, items: list[_Item], processes: int | None = None
+) -> list[dict[str, Any]]:
+    """Decode every item; return their manifest entries (or errors) in item order.
+
+    Items are cut into chunks of :data:`CHUNK_ITEMS`. A large dataset's chunks are
+    decoded by a pool of processes, one per CPU, each chunk in one process
+    (``processes`` overrides how many; 0: threads); a small one's items by threads of
+    this process (the decoders release the GIL, the rest of the per-image work does not).
+    Either way chunk ``C``'s kept decodes go to its own files in item order, so the same
+    data gives the same bytes, however it was decoded.
     """
     results: list[dict[str, Any]] = []
     totals = {s: sum(1 for it in items if it.split == s) for s in ("train", "test")}
     done = {"train": 0, "test": 0}
     next_report = {"train": 0.1, "test": 0.1}
-    workers = min(32, 2 * (os.cpu_count() or 1))
-    # Truncated data must surface as an error, whoever set Pillow's switch in this process.
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    # Oversized images are skipped, not decoded: Pillow's warning becomes an error. The
-    # filter is set here, in the calling thread, because catch_warnings is not thread-safe.
-    with (
-        _DecodedWriter(tmp) as packer,
-        warnings.catch_warnings(),
-        ThreadPoolExecutor(max_workers=workers) as pool,
-    ):
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        entries = pool.map(lambda it: _decode_and_write(root / it.read_rel, tmp, it), items)
-        for i, entry in enumerate(entries):
-            pixels = entry.pop("pixels", None)
-            if pixels is not None:
-                entry["decoded"] = packer.add(*pixels)
-            results.append(entry)
-            split = items[i].split
-            done[split] += 1
-            frac = done[split] / totals[split]
-            # Small splits get one line at the end; larger ones one every 10%.
-            if done[split] == totals[split] or (totals[split] >= 20 and frac >= next_report[split]):
-                print(
-                    f"ingest: {split} {done[split]}/{totals[split]} ({frac:.0%})",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                while next_report[split] <= frac:
-                    next_report[split] += 0.1
+
+    def progress(item: _Item) -> None:
+        split = item.split
+        done[split] += 1
+        frac = done[split] / totals[split]
+        # Small splits get one line at the end; larger ones one every 10%.
+        if done[split] == totals[split] or (totals[split] >= 20 and frac >= next_report[split]):
+            print(
+                f"ingest: {split} {done[split]}/{totals[split]} ({frac:.0%})",
+                file=sys.stderr,
+                flush=True,
+            )
+            while next_report[split] <= frac:
+                next_report[split] += 0.1
+
+    n_proc = _decoding_processes(len(items), processes)
+    chunks = [items[i : i + CHUNK_ITEMS] for i in range(0, len(items), CHUNK_ITEMS)]
+    # catch_warnings is not thread-safe: the filter is set here, in the calling thread
+    # (and, for a pool, again in each process it starts).
+    with warnings.catch_warnings():
+        _strict_decoding()
+        if n_proc:
+            jobs = [(str(root), str(tmp), c, chunk) for c, chunk in enumerate(chunks)]
+            with ProcessPoolExecutor(
+                n_proc, mp_context=_pool_context(), initializer=_worker_init
+            ) as pool:
+                try:
+                    for chunk, entries in zip(chunks, pool.map(_process_chunk, jobs), strict=True):
+                        for it, entry in zip(chunk, entries, strict=True):
+                            results.append(entry)
+                            progress(it)
+                except BrokenProcessPool:
+                    raise CnnzooError(
+                        f"ingest: a decoding process died (out of memory?) on {root}; "
+                        "run again with fewer processes"
+                    ) from None
+                finally:
+                    pool.shutdown(wait=True, cancel_futures=True)
+            return results
+        workers = min(32, 2 * (os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            entries = pool.map(lambda it: _decode_and_write(root / it.read_rel, tmp, it), items)
+            packer: _DecodedWriter | None = None
+            try:
+                for i, entry in enumerate(entries):
+                    if i % CHUNK_ITEMS == 0:
+                        if packer is not None:
+                            packer.close()
+                        packer = _DecodedWriter(tmp, i // CHUNK_ITEMS)
+                    pixels = entry.pop("pixels", None)
+                    if pixels is not None:
+                        entry["decoded"] = packer.add(*pixels)
+                    results.append(entry)
+                    progress(items[i])
+            finally:
+                if packer is not None:
+                    packer.close()
     return results
 
 

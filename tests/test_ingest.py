@@ -3,6 +3,7 @@
 import hashlib
 import io
 import json
+import multiprocessing
 import shutil
 import tarfile
 import zipfile
@@ -403,3 +404,46 @@ def test_png_bytes_helper_roundtrip():
     with Image.open(io.BytesIO(data)) as img:
         assert img.tile[0].args == "RGB;16B"
     assert png_bytes(rgb_image(4))[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` but the ownership marker (it records a time), by path."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != ".cnnzoo.json"
+    }
+
+
+@pytest.mark.parametrize(
+    ("processes", "start"), [(1, "fork"), (2, "fork"), (2, "spawn"), (None, "fork")]
+)
+def test_decoding_processes_give_the_same_bytes_as_threads(tmp_path, monkeypatch, processes, start):
+    # Chunks of 8 images, so 32 images make four chunks: several per process.
+    monkeypatch.setattr("cnnzoo.ingest.CHUNK_ITEMS", 8)
+    monkeypatch.setattr("cnnzoo.ingest._pool_context", lambda: multiprocessing.get_context(start))
+    src = write_image_folder(tmp_path / "src", classes=("ant", "bee", "cow"), n_train=8, n_test=2)
+    (src / "train" / "bee" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    (src / "train" / "cow" / "grey.png").write_bytes(png_bytes(Image.new("L", (5, 5), 7)))
+    threads = ingest(str(src), tmp_path / "threads", max_bad_fraction=0.2, processes=0)
+    pooled = ingest(str(src), tmp_path / "pool", max_bad_fraction=0.2, processes=processes)
+    assert pooled == threads
+    assert _tree(tmp_path / "pool") == _tree(tmp_path / "threads")
+    # One kept-decode file per chunk that holds a copied JPEG, in item order.
+    packed = sorted({f["decoded"]["file"] for f in threads["files"] if "decoded" in f})
+    assert packed == [f"decoded/pixels-{c:05d}.bin" for c in range(4)]
+    assert [s["path"] for s in threads["skipped"]] == ["train/bee/bad.jpg"]
+
+
+def test_a_chunk_over_the_file_size_limit_continues_in_a_second_file(tmp_path, monkeypatch):
+    src = write_image_folder(tmp_path / "src", n_train=3, n_test=0, test_name=None)
+    monkeypatch.setattr("cnnzoo.ingest.DECODED_FILE_BYTES", 2 * 16 * 16 * 3)  # two images
+    m = ingest(str(src), tmp_path / "out", processes=0)
+    files = [f["decoded"]["file"] for f in m["files"]]
+    assert (
+        files
+        == ["decoded/pixels-00000.bin"] * 2
+        + ["decoded/pixels-00000-1.bin"] * 2
+        + ["decoded/pixels-00000-2.bin"] * 2
+    )
+    assert [f["decoded"]["offset"] for f in m["files"]] == [0, 768] * 3
