@@ -50,6 +50,7 @@ from cnnzoo.fsutil import (
 from cnnzoo.gcs import download_tree, is_gcs
 from cnnzoo.ingest import DECODED_MIN_SIDE
 from cnnzoo.outputs import GcsOutput, require_complete
+from cnnzoo.tfrecord import RecordWriter, example_bytes
 
 SPLIT_INFO = "split.json"
 #: The kind of output split writes (its ownership marker, see cnnzoo.fsutil).
@@ -212,7 +213,7 @@ def _decoded(
         yield from map(_load_job, jobs)
         return
     # Threads, not processes: Pillow's decoders and resize release the GIL, and a thread
-    # pool neither re-imports the caller (TensorFlow) nor copies its threads.
+    # pool neither re-imports the caller nor copies its threads.
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
         yield from pool.map(_load_job, jobs)
@@ -379,8 +380,6 @@ def split_dataset(
     if workers is None:
         workers = 1 if total < _POOL_THRESHOLD else min(os.cpu_count() or 1, 16)
 
-    import tensorflow as tf
-
     label_index = {c: i for i, c in enumerate(classes)}
     per_shard = shard_size(img_size)
     info: dict[str, Any] = {
@@ -411,20 +410,8 @@ def split_dataset(
                     if i % per_shard == 0:
                         if writer is not None:
                             writer.close()
-                        writer = tf.io.TFRecordWriter(str(tmp / shards[i // per_shard]))
-                    example = tf.train.Example(
-                        features=tf.train.Features(
-                            feature={
-                                "image": tf.train.Feature(
-                                    bytes_list=tf.train.BytesList(value=[raw])
-                                ),
-                                "label": tf.train.Feature(
-                                    int64_list=tf.train.Int64List(value=[label_index[label]])
-                                ),
-                            }
-                        )
-                    )
-                    writer.write(example.SerializeToString(deterministic=True))
+                        writer = RecordWriter(tmp / shards[i // per_shard])
+                    writer.write(example_bytes(raw, label_index[label]))
                     if (i + 1) % 2000 == 0:
                         print(f"split: {name} {i + 1}/{len(items)}", file=sys.stderr, flush=True)
             except _ChangedFile as e:

@@ -118,14 +118,16 @@ def write_hparams_config(logs_root: str | os.PathLike) -> None:
         CnnzooError: a ``gs://`` upload failed.
     """
     from cnnzoo.gcs import is_gcs, upload_tree
+    from cnnzoo.tfrecord import write_event_file
 
     if is_gcs(str(logs_root)):
         with tempfile.TemporaryDirectory(prefix="cnnzoo-hparams-") as tmp:
             write_hparams_config(tmp)
             upload_tree(tmp, str(logs_root).rstrip("/"))
         return
-    import tensorflow as tf
-    from tensorboard.plugins.hparams import api as hp
+    # summary_v2, not hparams.api: the api module imports Keras (and so TensorFlow), and
+    # the report step writes this file without either (cnnzoo.tfrecord).
+    from tensorboard.plugins.hparams import summary_v2 as hp
 
     from cnnzoo.config import PRECISIONS
     from cnnzoo.models import BASES, STRATEGIES, list_models
@@ -147,14 +149,8 @@ def write_hparams_config(logs_root: str | os.PathLike) -> None:
         hp.Metric("epoch_loss", group="validation", display_name="val loss (last)"),
         hp.Metric("epoch_accuracy", group="train", display_name="train accuracy (last)"),
     ]
-    tf.io.gfile.makedirs(str(logs_root))
-    writer = tf.summary.create_file_writer(str(logs_root))
-    try:
-        with writer.as_default():
-            hp.hparams_config(hparams=params, metrics=metrics)
-        writer.flush()
-    finally:
-        writer.close()
+    summary = hp.hparams_config_pb(hparams=params, metrics=metrics)
+    write_event_file(logs_root, [summary.SerializeToString()])
 
 
 def tensorboard_access(context: dict[str, Any]) -> list[tuple[str, str, str]]:
