@@ -271,9 +271,12 @@ def pil_decode_loop(paths: list[str], img_size: int = IMG_SIZE) -> int:
 
 
 def job_prep(job: dict[str, Any]) -> dict[str, Any]:
-    """Time ``ingest`` + ``split`` (as ``cnnzoo`` runs them) and the plain Pillow loop."""
-    import tensorflow as tf  # noqa: F401  (imported before timing: split uses it)
+    """Time ``ingest`` + ``split`` (as ``cnnzoo`` runs them) and the plain Pillow loop.
 
+    Neither step imports TensorFlow (its import would cost more than the split), so
+    neither does this job. Last, the same steps confined to one CPU (no pool, one thread)
+    give the ratio per core.
+    """
     from cnnzoo.ingest import ingest
     from cnnzoo.split import split_dataset
 
@@ -304,6 +307,24 @@ def job_prep(job: dict[str, Any]) -> dict[str, Any]:
             shutil.rmtree(ingested)
             shutil.rmtree(split)
     best_cnnzoo = min(rounds, key=lambda t: t["ingest_s"] + t["split_s"])
+    # As on a one-CPU machine: cnnzoo sees one usable CPU (no pool; threads share it).
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        t0 = time.perf_counter()
+        ingest(str(data), work / "ingested-1cpu")
+        split_dataset(
+            work / "ingested-1cpu",
+            work / "split-1cpu",
+            img_size=IMG_SIZE,
+            seed=SEED,
+            val_fraction=VAL_FRACTION,
+        )
+    finally:
+        os.sched_setaffinity(0, cpus)
+    one_cpu_s = time.perf_counter() - t0
+    shutil.rmtree(work / "ingested-1cpu")
+    shutil.rmtree(work / "split-1cpu")
     # What checking each file's sha256 against the manifest costs: the split again with
     # and without the check (files now in the page cache).
     best = {True: math.inf, False: math.inf}
@@ -326,6 +347,8 @@ def job_prep(job: dict[str, Any]) -> dict[str, Any]:
         "ingest_s": best_cnnzoo["ingest_s"],
         "split_s": best_cnnzoo["split_s"],
         "pil_s": min(t["pil_s"] for t in rounds),
+        "one_cpu_s": one_cpu_s,
+        "cpus": len(cpus),
         "rounds": rounds,
         "split_verified_s": best[True],
         "split_unverified_s": best[False],
@@ -365,14 +388,24 @@ def job_sequence(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def job_imports(job: dict[str, Any]) -> dict[str, Any]:
-    """Import what one pipeline task imports (the fixed part of a task's cost)."""
+    """Import what one pipeline task imports (the fixed part of a task's cost).
+
+    ``job["tensorflow"]``: a train or evaluate task (kfp, TensorFlow and cnnzoo's train
+    and evaluate); otherwise a task that needs no TensorFlow (fingerprint, plan, ingest,
+    split, report: kfp and cnnzoo's ingest, split and report).
+    """
     t0 = time.perf_counter()
-    import kfp  # noqa: F401
-    import tensorflow  # noqa: F401
+    import kfp.dsl  # noqa: F401
 
-    import cnnzoo.evaluate  # noqa: F401
-    import cnnzoo.train  # noqa: F401
+    if job.get("tensorflow", True):
+        import tensorflow  # noqa: F401
 
+        import cnnzoo.evaluate  # noqa: F401
+        import cnnzoo.train  # noqa: F401
+    else:
+        import cnnzoo.ingest  # noqa: F401
+        import cnnzoo.report  # noqa: F401
+        import cnnzoo.split  # noqa: F401
     return {"import_s": time.perf_counter() - t0, "peak_rss_mb": _peak_rss_mb()}
 
 
@@ -503,20 +536,36 @@ def _subset(data: Path, dest: Path, per_class: int) -> Path:
     return dest
 
 
-def task_cost(models: int) -> tuple[int, float]:
-    """Tasks of a local run of ``models`` configurations and the fixed cost of one task.
+#: Tasks of a local run that import no TensorFlow: fingerprint, plan, ingest, split, report.
+LIGHT_TASKS = 5
+
+
+def task_cost() -> tuple[float, float]:
+    """The fixed cost of one task: the wall time of a fresh Python process importing
+    what a task without TensorFlow imports, and what a train or evaluate task imports;
+    best of two each.
 
     Returns:
-        ``(tasks, seconds)``: ingest, split, report and a train and an evaluate task per
-        model; the wall time of a fresh Python process importing what a task imports
-        (kfp, TensorFlow, cnnzoo's train and evaluate), best of two.
+        ``(light seconds, TensorFlow task seconds)``.
     """
-    best = min(run_worker({"kind": "imports"})["wall_s"] for _ in range(2))
-    return 3 + 2 * models, best
+    light = min(run_worker({"kind": "imports", "tensorflow": False})["wall_s"] for _ in range(2))
+    heavy = min(run_worker({"kind": "imports", "tensorflow": True})["wall_s"] for _ in range(2))
+    return light, heavy
 
 
-def bench_pipeline(data: Path, work: Path, quick: bool) -> tuple[float, float] | str:
+def fixed_cost(models: int, light: float, heavy: float) -> float:
+    """CPU seconds a local run of ``models`` configurations spends starting tasks beyond
+    one process that imports everything once: every task's start, less that one."""
+    return LIGHT_TASKS * light + 2 * models * heavy - heavy
+
+
+def bench_pipeline(
+    data: Path, work: Path, quick: bool, rounds: int = 2
+) -> tuple[float, float] | str:
     """Time a local pipeline run of two configurations and the in-process sequence.
+
+    They alternate for ``rounds`` rounds (each side's best counts: single runs of about
+    20 s swing by a few seconds on this machine).
 
     Returns:
         ``(pipeline seconds, sequence seconds)``, or why the pipeline could not run.
@@ -527,26 +576,39 @@ def bench_pipeline(data: Path, work: Path, quick: bool) -> tuple[float, float] |
         from cnnzoo.study import Study
     except Exception as e:  # the pipeline extras may be missing on a trimmed install
         return f"unavailable ({type(e).__name__}: {e})"
-    t0 = time.perf_counter()
-    try:
-        study = Study(
-            data_uri=str(data), models=tuple(PIPELINE_MODELS), profile="demo", overrides=overrides
+    pipeline, sequence = [], []
+    for r in range(rounds):
+        t0 = time.perf_counter()
+        try:
+            study = Study(
+                data_uri=str(data),
+                models=tuple(PIPELINE_MODELS),
+                profile="demo",
+                overrides=overrides,
+            )
+            run_local(
+                study, runs_dir=work / "runs", console=sys.stderr if r == 0 else io.StringIO()
+            )
+        except Exception as e:
+            return f"failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        pipeline.append(time.perf_counter() - t0)
+        seq = run_worker(
+            {
+                "kind": "sequence",
+                "data": str(data),
+                "work": str(work / f"sequence-{r}"),
+                "profile": "demo",
+                "overrides": overrides,
+                "models": list(PIPELINE_MODELS),
+            }
         )
-        run_local(study, runs_dir=work / "runs", console=sys.stderr)
-    except Exception as e:
-        return f"failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-    pipeline_s = time.perf_counter() - t0
-    seq = run_worker(
-        {
-            "kind": "sequence",
-            "data": str(data),
-            "work": str(work / "sequence"),
-            "profile": "demo",
-            "overrides": overrides,
-            "models": list(PIPELINE_MODELS),
-        }
-    )
-    return pipeline_s, seq["wall_s"]
+        sequence.append(seq["wall_s"])
+        print(
+            f"round {r + 1}: pipeline {pipeline[-1]:.1f} s, sequence {sequence[-1]:.1f} s "
+            f"(load average {os.getloadavg()[0]:.2f})",
+            flush=True,
+        )
+    return min(pipeline), min(sequence)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -728,6 +790,15 @@ def _run(s: dict[str, Any], args: argparse.Namespace, work: Path) -> int:
             f"(load average {t['load']:.2f})"
         )
     print(f"ratio PIL loop time / cnnzoo time (best round of each): {prep_ratio:.2f}x", flush=True)
+    from cnnzoo.workers import PROCESS_THRESHOLD
+
+    print(
+        f"on one CPU: cnnzoo ingest + split {prep['one_cpu_s']:.2f} s, "
+        f"{prep['pil_s'] / prep['one_cpu_s']:.2f}x the PIL loop; on {prep['cpus']} CPUs "
+        f"{prep_ratio:.2f}x (ingest and split run one process per CPU from "
+        f"{PROCESS_THRESHOLD:,} images on)",
+        flush=True,
+    )
     verified, unverified = prep["split_verified_s"], prep["split_unverified_s"]
     print(
         f"sha256 check in split: {verified - unverified:+.2f} s (split {verified:.2f} s, "
@@ -741,7 +812,8 @@ def _run(s: dict[str, Any], args: argparse.Namespace, work: Path) -> int:
         "steps in one process"
     )
     overhead: float | None = None
-    tasks, per_task = task_cost(len(PIPELINE_MODELS))
+    light, heavy = task_cost()
+    tasks = LIGHT_TASKS + 2 * len(PIPELINE_MODELS)
     if args.skip_pipeline:
         print("skipped (--skip-pipeline)")
     else:
@@ -753,7 +825,7 @@ def _run(s: dict[str, Any], args: argparse.Namespace, work: Path) -> int:
             pipeline_s, sequence_s = outcome
             overhead = pipeline_s / sequence_s
             print_table(
-                ["run", "seconds"],
+                ["run (best round)", "seconds"],
                 [
                     ["local pipeline (kfp.local)", f"{pipeline_s:.1f}"],
                     ["one process, in sequence", f"{sequence_s:.1f}"],
@@ -761,18 +833,26 @@ def _run(s: dict[str, Any], args: argparse.Namespace, work: Path) -> int:
             )
             print(f"ratio pipeline / sequence (overhead): {overhead:.2f}x")
             diff = pipeline_s - sequence_s
+            fixed = fixed_cost(len(PIPELINE_MODELS), light, heavy)
             print(
-                f"difference: {diff:.0f} s over {tasks} tasks = {diff / tasks:.1f} s per task "
-                f"(the one process starts and imports once; each task does it again)"
+                f"difference: {diff:.1f} s over {tasks} tasks; their fixed cost is {fixed:.1f} "
+                f"CPU s ({LIGHT_TASKS} tasks x {light:.2f} s + {2 * len(PIPELINE_MODELS)} "
+                f"TensorFlow tasks x {heavy:.2f} s, less the one process's {heavy:.2f} s), "
+                f"{fixed / len(os.sched_getaffinity(0)):.1f} s of wall time if spread over "
+                f"all {len(os.sched_getaffinity(0))} CPUs"
             )
-    full_tasks = 3 + 2 * 14
     print(
-        f"fixed cost per task: {per_task:.1f} s (a fresh Python process importing kfp, "
-        f"TensorFlow and cnnzoo's train and evaluate); the 14-model run has {full_tasks} "
-        f"tasks: up to {full_tasks * per_task:.0f} s of fixed cost",
+        f"fixed cost per task: {light:.2f} s without TensorFlow (kfp and cnnzoo), {heavy:.2f} s "
+        "for train and evaluate (+ TensorFlow): a fresh Python process importing what the "
+        "task imports"
+    )
+    full_models = 14
+    full = fixed_cost(full_models, light, heavy)
+    print(
+        f"the 14-model run: {LIGHT_TASKS + 2 * full_models} tasks, {full:.0f} CPU s of fixed "
+        "cost in all; it does not grow with the data or the epochs",
         flush=True,
     )
-
     print()
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"bench wall time: {time.perf_counter() - t_start:.0f} s")
@@ -795,7 +875,7 @@ def _run(s: dict[str, Any], args: argparse.Namespace, work: Path) -> int:
         print(
             f"target orchestration <= {TARGETS['orchestration']:g}x the in-process sequence: "
             f"{overhead:.2f}x, {_verdict(overhead, TARGETS['orchestration'], False)} "
-            f"({tasks} tasks, {per_task:.1f} s fixed cost each)"
+            f"({tasks} tasks, {light:.2f} / {heavy:.2f} s fixed cost each)"
         )
     print(FINAL_LINE.format(feed_ratio), flush=True)
     return 0

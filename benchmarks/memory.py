@@ -6,10 +6,11 @@ in fresh Python processes (``benchmarks.bench --worker``, so each peak resident 
 ``ru_maxrss``, is that step's own):
 
 - ``ingest`` and ``split`` at 100 px: seconds, images/s, peak RSS;
-- training: ``cnnzoo.data.load_split(train, training=True)`` at batch 258 for two epochs
-  (images/s of the second) and then a few steps of the ``simple`` model, once with the
-  training part cached in memory (budget larger than the part) and once streamed from
-  its shards (``cache_budget_mb=0``, what a part larger than the budget gets).
+- training: the ``simple`` model built, then ``cnnzoo.data.load_split(train,
+  training=True)`` at batch 258 for two epochs (images/s of the second) and a few
+  steps with validation, three ways: train and val parts cached in memory, both
+  streamed from their shards, and as training decides with the default
+  ``cache_budget_mb`` (:func:`cnnzoo.data.plan_cache`: peak under the budget).
 
 One size is on disk at a time (removed before the next), so the disk use is that of the
 largest size: about 1.5 GB per 20,000 images (JPEGs, ingest's kept decodes, shards).
@@ -98,21 +99,46 @@ def job_split(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def job_train_memory(job: dict[str, Any]) -> dict[str, Any]:
-    """Two epochs of the training feed, then a few ``simple`` steps; images/s, peak RSS."""
+    """Two epochs of the training feed, then a few ``simple`` steps with validation;
+    images/s, peak RSS.
+
+    ``job["mode"]``: ``cached`` (train and val parts in memory), ``streamed`` (both from
+    their shards), or ``budget``: what training decides with ``cache_budget_mb`` at the
+    profile default (:func:`cnnzoo.data.plan_cache` after the model is built, as
+    ``cnnzoo.train`` does).
+    """
     import keras
 
     from benchmarks.bench import _peak_rss_mb
-    from cnnzoo.data import load_split, read_split_info
+    from cnnzoo.config import Profile
+    from cnnzoo.data import load_split, plan_cache, read_split_info
     from cnnzoo.models import build_model
 
+    keras.utils.set_random_seed(SEED)
+    model = build_model("simple", num_classes=len(CLASSES), img_size=IMG_SIZE)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    defaults = Profile()
+    if job["mode"] == "budget":
+        plan = plan_cache(
+            job["split"],
+            ("train", "val"),
+            defaults.cache_budget_mb,
+            NOTEBOOK_BATCH,
+            defaults.shuffle_buffer,
+        )
+    else:
+        plan = dict.fromkeys(("train", "val"), job["mode"] == "cached")
     ds = load_split(
         job["split"],
         "train",
         NOTEBOOK_BATCH,
         training=True,
         seed=SEED,
-        cache_budget_mb=job["budget_mb"],
+        shuffle_buffer=defaults.shuffle_buffer,
+        cache=plan["train"],
+        cache_budget_mb=1e9,
     )
+    val = load_split(job["split"], "val", NOTEBOOK_BATCH, cache=plan["val"], cache_budget_mb=1e9)
     count = int(read_split_info(job["split"])["splits"]["train"]["count"])
     seconds = []
     for _ in range(2):
@@ -120,14 +146,13 @@ def job_train_memory(job: dict[str, Any]) -> dict[str, Any]:
         for _batch in ds:
             pass
         seconds.append(time.perf_counter() - t0)
-    keras.utils.set_random_seed(SEED)
-    model = build_model("simple", num_classes=len(CLASSES), img_size=IMG_SIZE)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    model.fit(ds, steps_per_epoch=TRAIN_STEPS, epochs=1, verbose=0)
+    model.fit(ds, steps_per_epoch=TRAIN_STEPS, epochs=1, validation_data=val, verbose=0)
     return {
         "first_epoch_per_s": count / seconds[0],
         "images_per_s": count / seconds[1],
         "peak_rss_mb": _peak_rss_mb(),
+        "plan": plan,
+        "budget_mb": defaults.cache_budget_mb,
     }
 
 
@@ -164,8 +189,9 @@ def measure(total: int, work: Path) -> dict[str, Any]:
     shutil.rmtree(data)  # ingest holds its own copy
     spl = _worker({"kind": "split", "ingested": str(ingested), "out": str(split)})
     shutil.rmtree(ingested)
-    cached = _worker({"kind": "train_memory", "split": str(split), "budget_mb": 1e9})
-    streamed = _worker({"kind": "train_memory", "split": str(split), "budget_mb": 0})
+    cached = _worker({"kind": "train_memory", "split": str(split), "mode": "cached"})
+    streamed = _worker({"kind": "train_memory", "split": str(split), "mode": "streamed"})
+    budget = _worker({"kind": "train_memory", "split": str(split), "mode": "budget"})
     shutil.rmtree(split)
     images = total + 2 * len(CLASSES)
     return {
@@ -176,7 +202,14 @@ def measure(total: int, work: Path) -> dict[str, Any]:
         "split": spl,
         "cached": cached,
         "streamed": streamed,
+        "budget": budget,
     }
+
+
+def _plan(r: dict[str, Any]) -> str:
+    ways = ", ".join("cached" if r["plan"][p] else "streamed" for p in ("train", "val"))
+    under = "under" if r["peak_rss_mb"] <= r["budget_mb"] else "OVER"
+    return f"{ways} / {r['peak_rss_mb']:.0f} ({under} {r['budget_mb']})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r['split']['seconds']:.1f} / {r['split']['peak_rss_mb']:.0f}",
                     f"{r['cached']['images_per_s']:,.0f} / {r['cached']['peak_rss_mb']:.0f}",
                     f"{r['streamed']['images_per_s']:,.0f} / {r['streamed']['peak_rss_mb']:.0f}",
+                    _plan(r["budget"]),
                     load,
                 ]
             )
@@ -223,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             "split s / RSS MB",
             "train cached img/s / RSS MB",
             "train streamed img/s / RSS MB",
+            "default budget: train, val / RSS MB",
             "load avg",
         ],
         rows,

@@ -105,8 +105,9 @@ class Profile(BaseModel):
     bn_momentum: Number | None = Field(None, ge=0, lt=1, description="in [0, 1) or null")
     random_weights_steps: StrictInt | None = Field(None, ge=1)
     checkpoint_monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
-    #: Largest split part (MiB of decoded pixels) training caches in memory; larger ones
-    #: are streamed from their shards, so peak memory stays bounded as the data grows.
+    #: Training's memory budget (MiB): the train and val parts are cached in memory only
+    #: while the process stays under it (cnnzoo.data.plan_cache), otherwise streamed from
+    #: their shards, so peak memory stays bounded as the data grows.
     cache_budget_mb: StrictInt = Field(4096, ge=0)
     models: dict[str, Schedule] = Field(default_factory=dict)
 

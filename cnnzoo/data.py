@@ -3,11 +3,12 @@
 The split is decoded once into TFRecord shards of raw uint8 pixels, so reading it
 only parses fixed-size records: batches of serialized examples are parsed together
 (``tf.io.parse_example``), the pixels are reinterpreted with ``tf.io.decode_raw`` and
-the parsed uint8 arrays are cached in memory while the part fits in a budget
-(``cache_budget_mb``, 4 GiB by default); a larger part is streamed from its shards every
-epoch (they already hold decoded pixels, so streaming costs a read and a parse, not a
-decode), and memory stays bounded by the shuffle buffer. Images leave the pipeline as
-float32 in 0..255; every model scales its own inputs.
+the parsed uint8 arrays are cached in memory while training's whole process stays
+under a budget (``cache_budget_mb``, 4 GiB by default; :func:`plan_cache`); a part that
+does not fit is streamed from its shards every epoch (they already hold decoded
+pixels, so streaming costs a read and a parse, not a decode), and memory stays
+bounded by the shuffle buffer. Images leave the pipeline as float32 in 0..255; every
+model scales its own inputs.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ from cnnzoo.fsutil import read_json
 SPLIT_NAMES = ("train", "val", "test")
 #: Default memory budget of the in-memory cache (MiB of decoded uint8 pixels).
 CACHE_BUDGET_MB = 4096
+#: Batches tf.data may hold at once beyond the cache (parallel parse, the float32 copies,
+#: prefetch): part of what :func:`plan_cache` keeps free of the budget.
+BATCHES_IN_FLIGHT = 8
+#: What training's first epochs add to the process beyond the data (activations,
+#: gradients, the optimizer's slots, TensorFlow's runtime caches): 0.5-1.0 GB from the
+#: built model to the peak for simple, mid and resnet at 100 px, batch 64, streamed.
+TRAINING_MARGIN_MB = 1536
 
 
 def read_split_info(split_dir: str | os.PathLike) -> dict[str, Any]:
@@ -53,6 +61,53 @@ def read_split_info(split_dir: str | os.PathLike) -> dict[str, Any]:
             f"{path}: 'img_size' must be a positive integer, got {info['img_size']!r}"
         )
     return info
+
+
+def resident_mb() -> float:
+    """This process's resident memory now, in MiB (Linux ``/proc/self/statm``; elsewhere
+    the peak so far, an upper bound)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 1024**2
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def plan_cache(
+    split_dir: str | os.PathLike,
+    parts: tuple[str, ...],
+    budget_mb: float,
+    batch_size: int,
+    shuffle_buffer: int,
+    resident: float | None = None,
+) -> dict[str, bool]:
+    """Which of ``parts`` training may cache in memory so its peak stays under ``budget_mb``.
+
+    The budget is for the whole process: what it holds now (``resident``, MiB; default
+    :func:`resident_mb`: TensorFlow and the built model), the shuffle buffer,
+    :data:`BATCHES_IN_FLIGHT` float32 batches and :data:`TRAINING_MARGIN_MB` for
+    training itself are taken off first, then parts are cached
+    in the order given while their pixels fit in what is left; the others are streamed
+    from their shards every epoch.
+
+    Returns:
+        ``{part: cache it}``.
+    """
+    info = read_split_info(split_dir)
+    size = int(info["img_size"])
+    image_mb = size * size * 3 / 1024**2
+    resident = resident_mb() if resident is None else resident
+    working = (shuffle_buffer + BATCHES_IN_FLIGHT * batch_size * 4) * image_mb
+    left = budget_mb - resident - working - TRAINING_MARGIN_MB
+    plan = {}
+    for part in parts:
+        need = int(info["splits"].get(part, {}).get("count", 0)) * image_mb
+        plan[part] = need <= left
+        if plan[part]:
+            left -= need
+    return plan
 
 
 def load_split(

@@ -24,18 +24,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import math
-import multiprocessing
-import multiprocessing.context
 import os
-import signal
 import stat
 import sys
 import tempfile
-import threading
 import warnings
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -55,6 +49,7 @@ from cnnzoo.fsutil import (
 from cnnzoo.gcs import is_gcs
 from cnnzoo.outputs import GcsOutput
 from cnnzoo.sources import is_junk_path, resolve_source, visible_children
+from cnnzoo.workers import pool_size, process_pool
 
 MANIFEST = "manifest.json"
 #: The kind of output ingest writes (its ownership marker, see cnnzoo.fsutil).
@@ -70,9 +65,6 @@ DECODED_FILE_BYTES = 256 * 1024**2
 #: Images per chunk: the unit of work of ingest's decoding processes, and of the kept
 #: decodes' files (chunk C's are ``decoded/pixels-CCCCC.bin``).
 CHUNK_ITEMS = 256
-#: From this many images on, a machine with several CPUs decodes in a process pool (its
-#: start costs more than it saves below).
-PROCESS_THRESHOLD = 1024
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -111,7 +103,7 @@ def ingest(
         overwrite: replace ``dest`` even if it is not an earlier ingest output (by
             default an existing, non-empty ``dest`` must be one).
         processes: decoding processes; None: one per CPU from
-            :data:`PROCESS_THRESHOLD` images on, threads of this process below; 0:
+            :data:`cnnzoo.workers.PROCESS_THRESHOLD` images on, threads of this process below; 0:
             threads. The output is the same whichever is used.
 
     Returns:
@@ -529,12 +521,6 @@ def _strict_decoding() -> None:
     warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 
-def _worker_init() -> None:
-    """Start of a decoding process: Ctrl-C is the parent's to handle (it stops the pool)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _strict_decoding()
-
-
 def _process_chunk(job: tuple[str, str, int, list[_Item]]) -> list[dict[str, Any]]:
     """Decode one chunk of items in order, packing its kept decodes (in a worker process)."""
     root, tmp, chunk, items = job
@@ -547,25 +533,6 @@ def _process_chunk(job: tuple[str, str, int, list[_Item]]) -> list[dict[str, Any
                 entry["decoded"] = packer.add(*pixels)
             results.append(entry)
     return results
-
-
-def _decoding_processes(n_items: int, processes: int | None) -> int:
-    """How many processes decode ``n_items`` images; 0 means threads in this process."""
-    if processes is not None:
-        return processes
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if (cpus or 1) < 2 or n_items < PROCESS_THRESHOLD:
-        return 0
-    return min(cpus or 1, 32, math.ceil(n_items / CHUNK_ITEMS))
-
-
-def _pool_context() -> multiprocessing.context.BaseContext:
-    """``fork`` where this process runs no other thread (the ingest step, ``cnnzoo
-    ingest``): workers start in milliseconds; ``spawn`` otherwise (forking a process
-    whose other threads may hold locks is unsafe)."""
-    if threading.active_count() == 1 and "tensorflow" not in sys.modules:
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("spawn")
 
 
 def _process_all(
@@ -599,29 +566,19 @@ def _process_all(
             while next_report[split] <= frac:
                 next_report[split] += 0.1
 
-    n_proc = _decoding_processes(len(items), processes)
     chunks = [items[i : i + CHUNK_ITEMS] for i in range(0, len(items), CHUNK_ITEMS)]
+    n_proc = pool_size(len(items), len(chunks), processes)
     # catch_warnings is not thread-safe: the filter is set here, in the calling thread
     # (and, for a pool, again in each process it starts).
     with warnings.catch_warnings():
         _strict_decoding()
         if n_proc:
             jobs = [(str(root), str(tmp), c, chunk) for c, chunk in enumerate(chunks)]
-            with ProcessPoolExecutor(
-                n_proc, mp_context=_pool_context(), initializer=_worker_init
-            ) as pool:
-                try:
-                    for chunk, entries in zip(chunks, pool.map(_process_chunk, jobs), strict=True):
-                        for it, entry in zip(chunk, entries, strict=True):
-                            results.append(entry)
-                            progress(it)
-                except BrokenProcessPool:
-                    raise CnnzooError(
-                        f"ingest: a decoding process died (out of memory?) on {root}; "
-                        "run again with fewer processes"
-                    ) from None
-                finally:
-                    pool.shutdown(wait=True, cancel_futures=True)
+            with process_pool(n_proc, f"ingest {root}", _strict_decoding) as pool:
+                for chunk, entries in zip(chunks, pool.map(_process_chunk, jobs), strict=True):
+                    for it, entry in zip(chunk, entries, strict=True):
+                        results.append(entry)
+                        progress(it)
             return results
         workers = min(32, 2 * (os.cpu_count() or 1))
         with ThreadPoolExecutor(max_workers=workers) as pool:

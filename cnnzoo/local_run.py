@@ -186,6 +186,7 @@ def run_pipeline_locally(
     run_dir: str | os.PathLike,
     console: TextIO | None = None,
     runner: str = "subprocess",
+    threads_per_task: int | None = None,
 ) -> Path:
     """Run a compiled pipeline package under ``kfp.local``, in a session process of its own.
 
@@ -195,6 +196,9 @@ def run_pipeline_locally(
         run_dir: the run's folder (gets ``kfp/`` outputs and ``run.log``).
         console: where progress lines go (default: stdout).
         runner: the kfp.local runner, one of :data:`LOCAL_RUNNERS`.
+        threads_per_task: TensorFlow's intra- and inter-op threads in each task
+            (``TF_NUM_INTRAOP_THREADS``/``TF_NUM_INTEROP_THREADS``, unless set already);
+            None: TensorFlow's default, one per CPU.
 
     Returns:
         The path of the report folder (the pipeline's ``comparison`` output).
@@ -219,6 +223,9 @@ def run_pipeline_locally(
     log_path = run_dir / "run.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if threads_per_task is not None:
+        env.setdefault("TF_NUM_INTRAOP_THREADS", str(threads_per_task))
+        env.setdefault("TF_NUM_INTEROP_THREADS", str(threads_per_task))
     with open(log_path, "w", encoding="utf-8") as log, _sigterm_interrupts():
         progress = _Progress(log, console)
         proc = subprocess.Popen(
@@ -296,6 +303,21 @@ def _session_main(session_file: str) -> int:
     return 0 if report else 1
 
 
+def _threads_per_task(study: Study, placement) -> int:
+    """TensorFlow threads for each task of a local run: the usable CPUs shared by the
+    trainings that run at once (the loop's iterations, capped by the placement's
+    ``parallelism``). Each TensorFlow process would otherwise start one thread per CPU,
+    and several at once oversubscribe the machine (measured in ``make bench``: two
+    1-epoch trainings on 2 CPUs took 5.9 and 14.8 s with 2 threads each, 4.8 and 10.6 s
+    with 1)."""
+    from cnnzoo.workers import usable_cpus
+
+    at_once = len(study.models) * max(1, int(study.resolved_profile().repeats))
+    if placement.parallelism:
+        at_once = min(at_once, placement.parallelism)
+    return max(1, usable_cpus() // max(1, at_once))
+
+
 def run_local(
     study: Study,
     runs_dir: str | os.PathLike = DEFAULT_RUNS_DIR,
@@ -362,9 +384,14 @@ def run_local(
     }
     atomic_write_json(run_dir / "run.json", record)
     _point_latest(runs_dir, run_dir)
+    threads = _threads_per_task(study, placement) if runner == "subprocess" else None
+    if threads is not None:
+        record["threads_per_task"] = threads
     console.write(
         f"run {run_dir.name}: {len(arguments['models'])} models, profile {study.profile}, "
-        f"data {study.data_uri} -> {run_dir}\n"
+        f"data {study.data_uri} -> {run_dir}"
+        + (f" ({threads} TensorFlow thread(s) per task)" if threads else "")
+        + "\n"
     )
     console.flush()
     start = time.monotonic()
@@ -373,7 +400,9 @@ def run_local(
             package = compile_pipeline(
                 run_dir / "pipeline.yaml", image, gpu_image, placement.for_local_run()
             )
-            report_dir = run_pipeline_locally(package, arguments, run_dir, console, runner)
+            report_dir = run_pipeline_locally(
+                package, arguments, run_dir, console, runner, threads_per_task=threads
+            )
     except KeyboardInterrupt as e:
         record.update(status="interrupted", signal=str(e) if str(e) else "SIGINT")
         raise

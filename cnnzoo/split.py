@@ -51,6 +51,7 @@ from cnnzoo.gcs import download_tree, is_gcs
 from cnnzoo.ingest import DECODED_MIN_SIDE
 from cnnzoo.outputs import GcsOutput, require_complete
 from cnnzoo.tfrecord import RecordWriter, example_bytes
+from cnnzoo.workers import pool_size, process_pool, usable_cpus
 
 SPLIT_INFO = "split.json"
 #: The kind of output split writes (its ownership marker, see cnnzoo.fsutil).
@@ -231,6 +232,55 @@ def _kept_for(
     return dict(record, file=str(ingested / record["file"]))
 
 
+def _write_shards(
+    tmp: Path,
+    shards: list[str],
+    per_shard: int,
+    labels: list[int],
+    images: Iterator[bytes],
+    name: str,
+) -> None:
+    """Write one split part's shards in this process from its decoded ``images``."""
+    writer = None
+    try:
+        for i, (label, raw) in enumerate(zip(labels, images, strict=True)):
+            if i % per_shard == 0:
+                if writer is not None:
+                    writer.close()
+                writer = RecordWriter(tmp / shards[i // per_shard])
+            writer.write(example_bytes(raw, label))
+            if (i + 1) % 2000 == 0:
+                print(f"split: {name} {i + 1}/{len(labels)}", file=sys.stderr, flush=True)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _write_shard(job: tuple[str, int, list[tuple[str, int, str | None, Any]]]) -> int:
+    """Write one shard (in a worker process): decode, resize and frame its images."""
+    path, img_size, entries = job
+    with RecordWriter(path) as writer:
+        for file, label, sha256, kept in entries:
+            writer.write(example_bytes(_load_job((file, img_size, sha256, kept)), label))
+    return len(entries)
+
+
+def _write_in_pool(
+    processes: int, jobs: list[tuple[str, int, list[tuple[str, int, str | None, Any]]]], what: str
+) -> None:
+    """Write the shards ``jobs`` describe in a pool of ``processes``, one shard per job."""
+    total = sum(len(job[2]) for job in jobs)
+    done, next_report = 0, 0.1
+    with process_pool(processes, what) as pool:
+        # Each shard is complete when its job returns; a job's error is raised here.
+        for count in pool.map(_write_shard, jobs):
+            done += count
+            if done == total or done / total >= next_report:
+                print(f"split: {done}/{total} images ({done / total:.0%})", file=sys.stderr)
+                while next_report <= done / total:
+                    next_report += 0.1
+
+
 def shard_size(img_size: int) -> int:
     """Images per TFRecord shard: at most 1000 and at most ~100 MB."""
     return max(1, min(MAX_SHARD_IMAGES, MAX_SHARD_BYTES // (img_size * img_size * 3)))
@@ -294,6 +344,7 @@ def split_dataset(
     test_fraction: float = 0.1,
     *,
     workers: int | None = None,
+    processes: int | None = None,
     overwrite: bool = False,
     verify: bool = True,
 ) -> dict:
@@ -314,7 +365,11 @@ def split_dataset(
         val_fraction: fraction of each class's (non-test) train files used for validation.
         test_fraction: fraction of each class held out as the test set when the
             dataset has no test folder.
-        workers: decoding processes; None picks one per CPU (in-process for small sets).
+        workers: decoding threads when no process pool is used; None: one per CPU (none
+            for small sets).
+        processes: processes writing the shards, each shard in one; None: one per CPU
+            from :data:`cnnzoo.workers.PROCESS_THRESHOLD` images on with two or more
+            CPUs, none below; 0: none (threads). The output is the same either way.
         overwrite: replace ``dest`` even if it is not an earlier split output.
         verify: check every file's sha256 against the manifest (``make bench`` turns it
             off to measure what it costs).
@@ -334,6 +389,7 @@ def split_dataset(
         "val_fraction": val_fraction,
         "test_fraction": test_fraction,
         "workers": workers,
+        "processes": processes,
         "verify": verify,
     }
     if is_gcs(dest):
@@ -377,11 +433,13 @@ def split_dataset(
                 f"({sum(len(v) for v in train_by_class.values())} train images); add images"
             )
     total = sum(len(v) for v in assigned.values())
+    per_shard = shard_size(img_size)
+    n_shards_total = sum(max(1, math.ceil(len(v) / per_shard)) for v in assigned.values())
+    n_proc = pool_size(total, n_shards_total, processes)
     if workers is None:
-        workers = 1 if total < _POOL_THRESHOLD else min(os.cpu_count() or 1, 16)
+        workers = 1 if total < _POOL_THRESHOLD else min(usable_cpus(), 16)
 
     label_index = {c: i for i, c in enumerate(classes)}
-    per_shard = shard_size(img_size)
     info: dict[str, Any] = {
         "classes": classes,
         "img_size": img_size,
@@ -396,43 +454,47 @@ def split_dataset(
     sha256 = {f["path"]: f["sha256"] for f in manifest["files"]}
     decoded = {f["path"]: f["decoded"] for f in manifest["files"] if "decoded" in f}
     with atomic_directory(dest, overwrite, kind=KIND) as tmp:
-        for name in SPLITS:
-            items = assigned[name]
-            n_shards = max(1, math.ceil(len(items) / per_shard))
-            shards = [f"{name}-{k:05d}-of-{n_shards:05d}.tfrecord" for k in range(n_shards)]
-            paths = [str(ingested / p) for p, _ in items]
-            hashes = [sha256[p] for p, _ in items] if verify else None
-            kept = [_kept_for(decoded.get(p), ingested, img_size) for p, _ in items]
-            images = _decoded(paths, img_size, workers, hashes, kept)
-            writer = None
-            try:
-                for i, ((_, label), raw) in enumerate(zip(items, images, strict=True)):
-                    if i % per_shard == 0:
-                        if writer is not None:
-                            writer.close()
-                        writer = RecordWriter(tmp / shards[i // per_shard])
-                    writer.write(example_bytes(raw, label_index[label]))
-                    if (i + 1) % 2000 == 0:
-                        print(f"split: {name} {i + 1}/{len(items)}", file=sys.stderr, flush=True)
-            except _ChangedFile as e:
-                raise CnnzooError(
-                    f"{e}: sha256 differs from {ingested / 'manifest.json'} (changed or "
-                    "half-written since ingest); ingest the data again"
-                ) from None
-            except RuntimeError as e:
-                raise CnnzooError(f"cannot decode ingested image {e}") from None
-            finally:
-                if writer is not None:
-                    writer.close()
-            per_class = {c: 0 for c in classes}
-            for _, label in items:
-                per_class[label] += 1
-            info["splits"][name] = {
-                "count": len(items),
-                "per_class": per_class,
-                "shards": shards,
-                "files": [p for p, _ in items],
-            }
-            print(f"split: {name} {len(items)} images in {n_shards} shard(s)", file=sys.stderr)
+        jobs: list[tuple[str, int, list[tuple[str, int, str | None, Any]]]] = []
+        try:
+            for name in SPLITS:
+                items = assigned[name]
+                n_shards = max(1, math.ceil(len(items) / per_shard))
+                shards = [f"{name}-{k:05d}-of-{n_shards:05d}.tfrecord" for k in range(n_shards)]
+                paths = [str(ingested / p) for p, _ in items]
+                hashes = [sha256[p] for p, _ in items] if verify else [None] * len(items)
+                kept = [_kept_for(decoded.get(p), ingested, img_size) for p, _ in items]
+                labels = [label_index[label] for _, label in items]
+                if n_proc:  # written below, every part's shards in one pool
+                    entries = list(zip(paths, labels, hashes, kept, strict=True))
+                    jobs += [
+                        (str(tmp / shard), img_size, entries[k * per_shard : (k + 1) * per_shard])
+                        for k, shard in enumerate(shards)
+                    ]
+                else:
+                    images = _decoded(paths, img_size, workers, hashes if verify else None, kept)
+                    _write_shards(tmp, shards, per_shard, labels, images, name)
+                per_class = {c: 0 for c in classes}
+                for _, label in items:
+                    per_class[label] += 1
+                info["splits"][name] = {
+                    "count": len(items),
+                    "per_class": per_class,
+                    "shards": shards,
+                    "files": [p for p, _ in items],
+                }
+                if not n_proc:
+                    print(
+                        f"split: {name} {len(items)} images in {n_shards} shard(s)",
+                        file=sys.stderr,
+                    )
+            if n_proc:
+                _write_in_pool(n_proc, jobs, f"split {ingested}")
+        except _ChangedFile as e:
+            raise CnnzooError(
+                f"{e}: sha256 differs from {ingested / 'manifest.json'} (changed or "
+                "half-written since ingest); ingest the data again"
+            ) from None
+        except RuntimeError as e:
+            raise CnnzooError(f"cannot decode ingested image {e}") from None
         atomic_write_json(tmp / SPLIT_INFO, info)
     return info

@@ -50,7 +50,7 @@ from cnnzoo.checkpoint import (
     run_fingerprint,
 )
 from cnnzoo.config import Profile
-from cnnzoo.data import load_split, read_split_info
+from cnnzoo.data import load_split, plan_cache, read_split_info
 from cnnzoo.errors import CnnzooError
 from cnnzoo.fsutil import (
     atomic_write_json,
@@ -366,6 +366,21 @@ class _Run:
             first_stage, continuing = 1, None
             if resume is not None:
                 first_stage, continuing = self._resume(model, checkpoint, resume)
+            # Peak memory stays under the budget: cache what fits beside the model.
+            cached = plan_cache(
+                self.split_dir,
+                ("train", "val"),
+                profile.cache_budget_mb,
+                profile.batch_size,
+                profile.shuffle_buffer,
+            )
+            for part, cache in cached.items():
+                if not cache:
+                    print(
+                        f"data: {part} streamed from its shards every epoch (cached it would "
+                        f"take this process over cache_budget_mb {profile.cache_budget_mb})",
+                        flush=True,
+                    )
             train_ds = load_split(
                 self.split_dir,
                 "train",
@@ -373,11 +388,9 @@ class _Run:
                 training=True,
                 shuffle_buffer=profile.shuffle_buffer,
                 seed=profile.seed,
-                cache_budget_mb=profile.cache_budget_mb,
+                cache=cached["train"],
             )
-            val_ds = load_split(
-                self.split_dir, "val", profile.batch_size, cache_budget_mb=profile.cache_budget_mb
-            )
+            val_ds = load_split(self.split_dir, "val", profile.batch_size, cache=cached["val"])
             steps_cap = profile.steps_cap(self.model_name)
             if steps_cap is not None:  # a pipeline check of a random-weight backbone
                 train_ds = train_ds.take(steps_cap)

@@ -155,3 +155,34 @@ def test_errors(tmp_path, split_dir):
     (broken / "test-00000-of-00001.tfrecord").unlink()
     with pytest.raises(CnnzooError, match="test-00000-of-00001.tfrecord: shard listed"):
         load_split(broken, "test", batch_size=2)
+
+
+def test_plan_cache_keeps_the_whole_process_under_the_budget(split_dir):
+    """Worked by hand: 8 px images are 192 B; train 23, val 7 images; shuffle buffer 100
+    and 8 batches of 4 x 5 images in flight: 260 images = 49,920 B besides the cache."""
+    from cnnzoo.data import TRAINING_MARGIN_MB, plan_cache
+
+    image_mb = 192 / 1024**2
+    fixed = 260 * image_mb + TRAINING_MARGIN_MB
+
+    def plan(budget_mb):
+        return plan_cache(split_dir, ("train", "val"), budget_mb, 5, 100, resident=500.0)
+
+    both = 500 + fixed + 30 * image_mb
+    assert plan(both) == {"train": True, "val": True}
+    # Short of both by one image: train (first) is cached, val (7 images) no longer fits.
+    assert plan(both - image_mb) == {"train": True, "val": False}
+    # Room for 22 images: not train (23), but val (7).
+    assert plan(500 + fixed + 22 * image_mb) == {"train": False, "val": True}
+    assert plan(500 + fixed - image_mb) == {"train": False, "val": False}
+    assert plan(0) == {"train": False, "val": False}
+
+
+def test_plan_cache_reads_the_resident_memory_of_this_process(split_dir):
+    from cnnzoo.data import plan_cache, resident_mb
+
+    now = resident_mb()
+    assert 10 < now < 100_000  # a Python process with numpy loaded, in MiB
+    # A budget of what the process holds now leaves nothing to cache.
+    assert plan_cache(split_dir, ("train",), now, 5, 100) == {"train": False}
+    assert plan_cache(split_dir, ("train",), now + 1e6, 5, 100) == {"train": True}

@@ -421,7 +421,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 def test_decoding_processes_give_the_same_bytes_as_threads(tmp_path, monkeypatch, processes, start):
     # Chunks of 8 images, so 32 images make four chunks: several per process.
     monkeypatch.setattr("cnnzoo.ingest.CHUNK_ITEMS", 8)
-    monkeypatch.setattr("cnnzoo.ingest._pool_context", lambda: multiprocessing.get_context(start))
+    monkeypatch.setattr("cnnzoo.workers.pool_context", lambda: multiprocessing.get_context(start))
     src = write_image_folder(tmp_path / "src", classes=("ant", "bee", "cow"), n_train=8, n_test=2)
     (src / "train" / "bee" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
     (src / "train" / "cow" / "grey.png").write_bytes(png_bytes(Image.new("L", (5, 5), 7)))

@@ -1,6 +1,8 @@
 """Split: seeded stratified assignment, TFRecord contents, determinism, errors."""
 
 import json
+import multiprocessing
+import re
 import shutil
 
 import numpy as np
@@ -269,3 +271,36 @@ def test_a_bad_kept_decode_record_is_named(ingested_large, tmp_path):
     bad = manifest["files"][2]["path"]
     with pytest.raises(CnnzooError, match=f"file {bad} has a bad 'decoded' record"):
         split_dataset(copy, tmp_path / "s", img_size=SIZE)
+
+
+@pytest.mark.parametrize(("processes", "start"), [(2, "fork"), (2, "spawn"), (None, "fork")])
+def test_shards_written_by_processes_are_the_bytes_of_one_process(
+    ingested, tmp_path, monkeypatch, processes, start
+):
+    monkeypatch.setattr(split_mod, "MAX_SHARD_IMAGES", 20)  # 3 train shards, 1 val, 1 test
+    monkeypatch.setattr("cnnzoo.workers.PROCESS_THRESHOLD", 10)  # None: a pool if 2+ CPUs
+    monkeypatch.setattr("cnnzoo.workers.pool_context", lambda: multiprocessing.get_context(start))
+    one = split_dataset(ingested, tmp_path / "one", img_size=SIZE, seed=3, processes=0, workers=1)
+    pool = split_dataset(ingested, tmp_path / "pool", img_size=SIZE, seed=3, processes=processes)
+    assert pool == one
+    assert tree_hashes(tmp_path / "pool") == tree_hashes(tmp_path / "one")
+    assert len(one["splits"]["train"]["shards"]) == 3
+
+
+@pytest.mark.parametrize("what", ["jpeg", "kept"])
+def test_a_change_found_by_a_worker_process_is_one_error_line(tmp_path, what):
+    src = write_image_folder(tmp_path / "src", n_train=8, n_test=1, size=260)
+    ingest(str(src), tmp_path / "ing")
+    if what == "jpeg":
+        (tmp_path / "ing" / "images" / "train" / "bee" / "bee003.jpg").write_bytes(b"garbage")
+        expected = "bee003.jpg: sha256 differs from"
+    else:
+        packed = tmp_path / "ing" / "decoded" / "pixels-00000.bin"
+        raw = bytearray(packed.read_bytes())
+        raw[-1] ^= 0xFF  # the last image's kept decode
+        packed.write_bytes(bytes(raw))
+        expected = "pixels-00000.bin (at byte"
+    with pytest.raises(CnnzooError, match=re.escape(expected)) as e:
+        split_dataset(tmp_path / "ing", tmp_path / "s", img_size=SIZE, processes=2)
+    assert "\n" not in str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ing", "src"]

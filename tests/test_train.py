@@ -240,3 +240,19 @@ def test_logs_folder_of_the_user_is_refused_unless_overwrite(tiny_split, tmp_pat
     assert not (mine / "thesis.txt").exists()
     assert output_kind(mine) == "tensorboard" and (mine / "train").is_dir()
     assert main(args) == 0  # its own logs now: replaced without --overwrite
+
+
+def test_parts_that_would_take_training_over_its_budget_are_streamed(tiny_split, tmp_path, capsys):
+    cached = train_model("simple", tiny_split, tmp_path / "cached", _profile())
+    assert "streamed from its shards" not in capsys.readouterr().out
+    streamed = train_model(
+        "simple", tiny_split, tmp_path / "streamed", _profile("cache_budget_mb=0")
+    )
+    out = capsys.readouterr().out
+    for part in ("train", "val"):
+        assert (
+            f"data: {part} streamed from its shards every epoch (cached it would take this "
+            "process over cache_budget_mb 0)"
+        ) in out
+    # Streaming reads the same seeded epochs: the same training, epoch for epoch.
+    assert [e["loss"] for e in streamed["epochs"]] == [e["loss"] for e in cached["epochs"]]
