@@ -72,7 +72,8 @@ def resident_mb() -> float:
     except (OSError, ValueError, IndexError):
         import resource
 
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; bytes on macOS
+        return peak / 1024**2 if sys.platform == "darwin" else peak / 1024
 
 
 def plan_cache(

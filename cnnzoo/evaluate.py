@@ -131,7 +131,8 @@ def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, An
 
     metrics = {}
     for part in ("test", "train", "val"):
-        ds = load_split(split_dir, part, batch_size, training=False)
+        # The test part is read twice (metrics, predictions); the others once: not cached.
+        ds = load_split(split_dir, part, batch_size, training=False, cache=part == "test")
         try:
             res = model.evaluate(ds, verbose=0, return_dict=True)
             if part == "test":

@@ -31,11 +31,18 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
+def atomic_write_bytes(
+    path: str | os.PathLike, data: bytes, temp_prefix: str | None = None
+) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename).
+
+    ``temp_prefix`` names the temporary file (default ``.<name>.``), for a folder whose
+    reader takes any file with some word in its name (TensorBoard: ``tfevents``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    prefix = temp_prefix or f".{path.name}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     try:
         # mkstemp creates 0600; outputs are read by later steps that may run as another user.
         os.fchmod(fd, 0o666 & ~_umask())
@@ -258,6 +265,19 @@ def remove_leftovers(dest: str | os.PathLike) -> list[Path]:
 
 _held: dict[str, list[Any]] = {}  # lock path -> [open file, depth]
 _held_guard = threading.Lock()
+
+
+def close_inherited_locks() -> None:
+    """In a forked child: close the copies of the parent's held lock files.
+
+    An ``flock`` belongs to the open file, which a fork shares: a child holding a copy
+    would keep :func:`output_lock`'s lock alive after the parent died. Closing the
+    child's copies leaves the parent's lock as it is.
+    """
+    for f, _depth in list(_held.values()):
+        with contextlib.suppress(OSError):
+            os.close(f.fileno())
+    _held.clear()
 
 
 def _lock_path(dest: Path) -> Path:

@@ -49,7 +49,7 @@ from cnnzoo.fsutil import (
 from cnnzoo.gcs import is_gcs
 from cnnzoo.outputs import GcsOutput
 from cnnzoo.sources import is_junk_path, resolve_source, visible_children
-from cnnzoo.workers import pool_size, process_pool
+from cnnzoo.workers import pool_size, process_pool, usable_cpus
 
 MANIFEST = "manifest.json"
 #: The kind of output ingest writes (its ownership marker, see cnnzoo.fsutil).
@@ -580,7 +580,7 @@ def _process_all(
                         results.append(entry)
                         progress(it)
             return results
-        workers = min(32, 2 * (os.cpu_count() or 1))
+        workers = min(32, 2 * usable_cpus())
         with ThreadPoolExecutor(max_workers=workers) as pool:
             entries = pool.map(lambda it: _decode_and_write(root / it.read_rel, tmp, it), items)
             packer: _DecodedWriter | None = None

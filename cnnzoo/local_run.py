@@ -46,6 +46,10 @@ from cnnzoo.pipelines import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
 from cnnzoo.study import Study
 
 DEFAULT_RUNS_DIR = "runs"
+#: Loop iterations kfp.local runs at once, whatever the loop's parallelism: kfp 2.17's
+#: ``ParallelExecutor`` caps its thread pool at 2 (``conservative_max``,
+#: kfp/local/orchestrator/enhanced_dag_orchestrator.py).
+KFP_LOCAL_LOOP_WORKERS = 2
 #: The kfp.local runners a local run can use (``run_local(runner=...)``).
 LOCAL_RUNNERS = ("subprocess", "docker")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -306,15 +310,16 @@ def _session_main(session_file: str) -> int:
 def _threads_per_task(study: Study, placement) -> int:
     """TensorFlow threads for each task of a local run: the usable CPUs shared by the
     trainings that run at once (the loop's iterations, capped by the placement's
-    ``parallelism``). Each TensorFlow process would otherwise start one thread per CPU,
-    and several at once oversubscribe the machine (measured in ``make bench``: two
-    1-epoch trainings on 2 CPUs took 5.9 and 14.8 s with 2 threads each, 4.8 and 10.6 s
-    with 1)."""
+    ``parallelism`` and by :data:`KFP_LOCAL_LOOP_WORKERS`). Each TensorFlow process
+    would otherwise start one thread per CPU, and several at once oversubscribe the
+    machine (measured with ``make bench``'s pipeline: two 1-epoch trainings on 2 CPUs
+    took 5.9 and 14.8 s with 2 threads each, 4.8 and 10.6 s with 1)."""
     from cnnzoo.workers import usable_cpus
 
     at_once = len(study.models) * max(1, int(study.resolved_profile().repeats))
     if placement.parallelism:
         at_once = min(at_once, placement.parallelism)
+    at_once = min(at_once, KFP_LOCAL_LOOP_WORKERS)
     return max(1, usable_cpus() // max(1, at_once))
 
 

@@ -428,8 +428,13 @@ def _delete_local_folder(path: Path, what: str) -> None:
     """
     try:
         shutil.rmtree(path)
-    except FileNotFoundError:
-        return
+    except FileNotFoundError as e:
+        if not os.path.lexists(path):
+            return  # gone already (or removed by someone else meanwhile): nothing mixes
+        raise CnnzooError(
+            f"{e.filename or path}: vanished while the old {what} were deleted; remove "
+            f"{path} yourself or choose another folder"
+        ) from None
     except OSError as e:
         where = e.filename or path
         raise CnnzooError(

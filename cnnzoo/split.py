@@ -8,18 +8,19 @@ go to validation and the remainder to training. Training records are then writte
 in one seeded shuffled order (so a streaming shuffle buffer sees mixed classes);
 validation and test records are in class order, then path order.
 
-Every image is resized once, in a thread pool (the decoders and Pillow's resize release
-the GIL), to ``img_size`` x ``img_size``. A JPEG is not decoded again: ingest kept the
-pixels of its strict decode (libjpeg-turbo at the smallest DCT scale, M/8, with both
-sides at least ``cnnzoo.ingest.DECODED_MIN_SIDE``), and split resizes those. Only for
-an ``img_size`` above that, or an ingest without kept decodes, is the JPEG decoded
-here, the same way at the smallest scale still at least ``img_size`` (or
-``DECODED_MIN_SIDE``, so both ways give the same bytes). Other formats are decoded by
-Pillow. The resize is Pillow's bilinear filter (``Image.BILINEAR``; when shrinking,
-Pillow widens the filter to cover the source pixels, i.e. it antialiases, unlike the
-notebook's ``tf.image.resize`` bilinear). Records hold raw uint8 HWC pixels, so training
-never decodes a JPEG again. Output format: ``docs/architecture.md``.
-"""
+Every image is resized once to ``img_size`` x ``img_size``: from
+:data:`cnnzoo.workers.PROCESS_THRESHOLD` images on with two or more CPUs by a pool of
+processes, one shard per job (each shard's bytes depend only on its images), below that
+in a thread pool (the decoders and Pillow's resize release the GIL). A JPEG is not
+decoded again: ingest kept the pixels of its strict decode (libjpeg-turbo at the
+smallest DCT scale, M/8, with both sides at least ``cnnzoo.ingest.DECODED_MIN_SIDE``),
+and split resizes those. Only for an ``img_size`` above that, or an ingest without kept
+decodes, is the JPEG decoded here, the same way at the smallest scale still at least
+``img_size`` (or ``DECODED_MIN_SIDE``, so both ways give the same bytes). Other formats
+are decoded by Pillow. The resize is Pillow's bilinear filter (``Image.BILINEAR``; when
+shrinking, Pillow widens the filter to cover the source pixels, i.e. it antialiases,
+unlike the notebook's ``tf.image.resize`` bilinear). Records hold raw uint8 HWC pixels,
+so training never decodes a JPEG again. Output format: ``docs/architecture.md``."""
 
 from __future__ import annotations
 

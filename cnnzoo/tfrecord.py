@@ -9,8 +9,9 @@ starts; so both formats are written here by hand, from the standard library and
 The formats are small and fixed: a TFRecord is ``uint64`` length (little-endian), masked
 CRC-32C of those 8 bytes, the data, masked CRC-32C of the data; the records are protobuf
 wire format (varints and length-delimited fields). ``tests/test_tfrecord.py`` checks the
-output byte for byte against TensorFlow's writers and reads it back with TensorFlow and
-TensorBoard.
+records and shards byte for byte against TensorFlow's writers, and the event files by
+reading them back with TensorFlow and TensorBoard (their wall times differ from run to
+run, so not byte for byte).
 """
 
 from __future__ import annotations
@@ -144,6 +145,8 @@ def event_bytes(
     Returns:
         The serialized Event.
     """
+    if file_version is not None and summary is not None:
+        raise ValueError("an Event holds a file_version or a summary, not both (a oneof)")
     out = b"\x09" + struct.pack("<d", wall_time)  # wall_time = 1, double
     if step:
         out += b"\x10" + _varint(step)  # step = 2, int64
@@ -187,5 +190,7 @@ def write_event_file(logdir: str | os.PathLike, summaries: Iterable[bytes], step
     events = [event_bytes(now, file_version=EVENT_FILE_VERSION)]
     events += [event_bytes(now, step, summary=s) for s in summaries]
     path = Path(logdir) / event_file_name(now)
-    atomic_write_bytes(path, b"".join(frame(e) for e in events))
+    # TensorBoard loads any file with "tfevents" in its name: a killed write's temporary
+    # file must not have it.
+    atomic_write_bytes(path, b"".join(frame(e) for e in events), temp_prefix=".cnnzoo-event.")
     return path

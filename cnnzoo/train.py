@@ -389,8 +389,15 @@ class _Run:
                 shuffle_buffer=profile.shuffle_buffer,
                 seed=profile.seed,
                 cache=cached["train"],
+                cache_budget_mb=math.inf,  # planned above, against the whole process
             )
-            val_ds = load_split(self.split_dir, "val", profile.batch_size, cache=cached["val"])
+            val_ds = load_split(
+                self.split_dir,
+                "val",
+                profile.batch_size,
+                cache=cached["val"],
+                cache_budget_mb=math.inf,
+            )
             steps_cap = profile.steps_cap(self.model_name)
             if steps_cap is not None:  # a pipeline check of a random-weight backbone
                 train_ds = train_ds.take(steps_cap)

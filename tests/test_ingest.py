@@ -21,6 +21,7 @@ from helpers import (
 )
 from PIL import Image
 
+import cnnzoo.ingest
 from cnnzoo import sources
 from cnnzoo.cli import main
 from cnnzoo.errors import CnnzooError
@@ -422,11 +423,23 @@ def test_decoding_processes_give_the_same_bytes_as_threads(tmp_path, monkeypatch
     # Chunks of 8 images, so 32 images make four chunks: several per process.
     monkeypatch.setattr("cnnzoo.ingest.CHUNK_ITEMS", 8)
     monkeypatch.setattr("cnnzoo.workers.pool_context", lambda: multiprocessing.get_context(start))
+    monkeypatch.setattr("cnnzoo.workers.PROCESS_THRESHOLD", 10)  # None: a pool, as 2 CPUs
+    monkeypatch.setattr("cnnzoo.workers.usable_cpus", lambda: 2)
+    pools = []
+    real_pool = cnnzoo.ingest.process_pool
+
+    def counted_pool(n, *args, **kwargs):
+        pools.append(n)
+        return real_pool(n, *args, **kwargs)
+
+    monkeypatch.setattr("cnnzoo.ingest.process_pool", counted_pool)
     src = write_image_folder(tmp_path / "src", classes=("ant", "bee", "cow"), n_train=8, n_test=2)
     (src / "train" / "bee" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
     (src / "train" / "cow" / "grey.png").write_bytes(png_bytes(Image.new("L", (5, 5), 7)))
     threads = ingest(str(src), tmp_path / "threads", max_bad_fraction=0.2, processes=0)
+    assert pools == []  # processes=0: threads
     pooled = ingest(str(src), tmp_path / "pool", max_bad_fraction=0.2, processes=processes)
+    assert pools == [processes or 2]
     assert pooled == threads
     assert _tree(tmp_path / "pool") == _tree(tmp_path / "threads")
     # One kept-decode file per chunk that holds a copied JPEG, in item order.

@@ -278,10 +278,21 @@ def test_shards_written_by_processes_are_the_bytes_of_one_process(
     ingested, tmp_path, monkeypatch, processes, start
 ):
     monkeypatch.setattr(split_mod, "MAX_SHARD_IMAGES", 20)  # 3 train shards, 1 val, 1 test
-    monkeypatch.setattr("cnnzoo.workers.PROCESS_THRESHOLD", 10)  # None: a pool if 2+ CPUs
+    monkeypatch.setattr("cnnzoo.workers.PROCESS_THRESHOLD", 10)  # None: a pool, as 2 CPUs
+    monkeypatch.setattr("cnnzoo.workers.usable_cpus", lambda: 2)
     monkeypatch.setattr("cnnzoo.workers.pool_context", lambda: multiprocessing.get_context(start))
+    pools = []
+    real_pool = split_mod.process_pool
+
+    def counted_pool(n, *args, **kwargs):
+        pools.append(n)
+        return real_pool(n, *args, **kwargs)
+
+    monkeypatch.setattr(split_mod, "process_pool", counted_pool)
     one = split_dataset(ingested, tmp_path / "one", img_size=SIZE, seed=3, processes=0, workers=1)
+    assert pools == []
     pool = split_dataset(ingested, tmp_path / "pool", img_size=SIZE, seed=3, processes=processes)
+    assert pools == [2]
     assert pool == one
     assert tree_hashes(tmp_path / "pool") == tree_hashes(tmp_path / "one")
     assert len(one["splits"]["train"]["shards"]) == 3

@@ -67,3 +67,26 @@ def test_bad_studies_are_rejected_with_one_line(study, local, message):
     with pytest.raises(CnnzooError, match=message) as e:
         study.arguments(local=local)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("models", "repeats", "parallelism", "cpus", "threads"),
+    [
+        (("simple",), 1, 4, 16, 16),  # one training at a time: every CPU
+        (("simple", "mid", "resnet"), 1, 4, 16, 8),  # kfp.local runs 2 iterations at once
+        (("simple", "mid", "resnet"), 1, 1, 16, 16),  # parallelism 1: one at a time
+        (("simple",), 2, 0, 16, 8),  # two repeats are two iterations
+        (("simple", "mid"), 1, 4, 2, 1),
+        (("simple", "mid"), 1, 4, 1, 1),  # never 0
+    ],
+)
+def test_local_tasks_share_the_cpus_between_the_trainings_that_run_at_once(
+    monkeypatch, models, repeats, parallelism, cpus, threads
+):
+    from cnnzoo.local_run import _threads_per_task
+    from cnnzoo.placement import load_placement
+
+    monkeypatch.setattr("cnnzoo.workers.usable_cpus", lambda: cpus)
+    study = Study(data_uri="demo", models=models, profile="demo", overrides=[f"repeats={repeats}"])
+    placement = load_placement().model_copy(update={"parallelism": parallelism})
+    assert _threads_per_task(study, placement) == threads

@@ -243,7 +243,9 @@ def test_logs_folder_of_the_user_is_refused_unless_overwrite(tiny_split, tmp_pat
 
 
 def test_parts_that_would_take_training_over_its_budget_are_streamed(tiny_split, tmp_path, capsys):
-    cached = train_model("simple", tiny_split, tmp_path / "cached", _profile())
+    cached = train_model(
+        "simple", tiny_split, tmp_path / "cached", _profile("cache_budget_mb=1000000")
+    )
     assert "streamed from its shards" not in capsys.readouterr().out
     streamed = train_model(
         "simple", tiny_split, tmp_path / "streamed", _profile("cache_budget_mb=0")
