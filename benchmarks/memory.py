@@ -84,8 +84,6 @@ def job_ingest(job: dict[str, Any]) -> dict[str, Any]:
 
 def job_split(job: dict[str, Any]) -> dict[str, Any]:
     """Split ``job["ingested"]`` at 100 px into ``job["out"]``."""
-    import tensorflow as tf  # noqa: F401  (imported before timing: split uses it)
-
     from benchmarks.bench import _peak_rss_mb
     from cnnzoo.split import split_dataset
 
@@ -103,21 +101,21 @@ def job_train_memory(job: dict[str, Any]) -> dict[str, Any]:
     images/s, peak RSS.
 
     ``job["mode"]``: ``cached`` (train and val parts in memory), ``streamed`` (both from
-    their shards), or ``budget``: what training decides with ``cache_budget_mb`` at the
-    profile default (:func:`cnnzoo.data.plan_cache` after the model is built, as
-    ``cnnzoo.train`` does).
+    their shards), or ``budget``: what training decides with the ``full`` profile's
+    ``cache_budget_mb`` and shuffle buffer (:func:`cnnzoo.data.plan_cache` after the
+    model is built, as ``cnnzoo.train`` does).
     """
     import keras
 
     from benchmarks.bench import _peak_rss_mb
-    from cnnzoo.config import Profile
+    from cnnzoo.config import load_profile
     from cnnzoo.data import load_split, plan_cache, read_split_info
     from cnnzoo.models import build_model
 
     keras.utils.set_random_seed(SEED)
     model = build_model("simple", num_classes=len(CLASSES), img_size=IMG_SIZE)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    defaults = Profile()
+    defaults = load_profile("full")  # the notebook's scale: batch 258, 100 px
     if job["mode"] == "budget":
         plan = plan_cache(
             job["split"],
