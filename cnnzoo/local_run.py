@@ -307,16 +307,17 @@ def _session_main(session_file: str) -> int:
     return 0 if report else 1
 
 
-def _threads_per_task(study: Study, placement) -> int:
+def _threads_per_task(study: Study, placement, models: list[str]) -> int:
     """TensorFlow threads for each task of a local run: the usable CPUs shared by the
-    trainings that run at once (the loop's iterations, capped by the placement's
+    trainings that run at once (the loop's iterations: ``models`` times the profile's
+    repeats, capped by the placement's
     ``parallelism`` and by :data:`KFP_LOCAL_LOOP_WORKERS`). Each TensorFlow process
     would otherwise start one thread per CPU, and several at once oversubscribe the
     machine (measured with ``make bench``'s pipeline: two 1-epoch trainings on 2 CPUs
     took 5.9 and 14.8 s with 2 threads each, 4.8 and 10.6 s with 1)."""
     from cnnzoo.workers import usable_cpus
 
-    at_once = len(study.models) * max(1, int(study.resolved_profile().repeats))
+    at_once = len(models) * max(1, int(study.resolved_profile().repeats))
     if placement.parallelism:
         at_once = min(at_once, placement.parallelism)
     at_once = min(at_once, KFP_LOCAL_LOOP_WORKERS)
@@ -389,7 +390,9 @@ def run_local(
     }
     atomic_write_json(run_dir / "run.json", record)
     _point_latest(runs_dir, run_dir)
-    threads = _threads_per_task(study, placement) if runner == "subprocess" else None
+    threads = (
+        _threads_per_task(study, placement, arguments["models"]) if runner == "subprocess" else None
+    )
     if threads is not None:
         record["threads_per_task"] = threads
     console.write(

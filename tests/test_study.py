@@ -89,4 +89,17 @@ def test_local_tasks_share_the_cpus_between_the_trainings_that_run_at_once(
     monkeypatch.setattr("cnnzoo.workers.usable_cpus", lambda: cpus)
     study = Study(data_uri="demo", models=models, profile="demo", overrides=[f"repeats={repeats}"])
     placement = load_placement().model_copy(update={"parallelism": parallelism})
-    assert _threads_per_task(study, placement) == threads
+    models = study.arguments(local=True)["models"]
+    assert _threads_per_task(study, placement, models) == threads
+
+
+def test_a_run_of_every_model_shares_the_cpus_too(monkeypatch):
+    from cnnzoo.local_run import _threads_per_task
+    from cnnzoo.models import list_models
+    from cnnzoo.placement import load_placement
+
+    monkeypatch.setattr("cnnzoo.workers.usable_cpus", lambda: 16)
+    study = Study(data_uri="demo", profile="demo")  # no models named: all fourteen
+    models = study.arguments(local=True)["models"]
+    assert models == list(list_models())
+    assert _threads_per_task(study, load_placement(), models) == 8
