@@ -102,8 +102,11 @@ def test_bench_quick_prints_every_section_and_the_final_figure():
     assert all(float(figure) > 0 for _, figure, _ in targets)
     assert re.search(r"^target orchestration <= 1.3x: not measured$", out, re.M), out
     assert re.search(
-        r"^fixed cost per task: [\d.]+ s \(.*\); the 14-model run has 31 tasks", out, re.M
-    )
+        r"^fixed cost per task: [\d.]+ s without TensorFlow .*, [\d.]+ s for train and evaluate",
+        out,
+        re.M,
+    ), out
+    assert re.search(r"^the 14-model run: 33 tasks, \d+ CPU s of fixed cost", out, re.M), out
     assert re.search(r"^notebook: image_dataset_from_directory\s+\d+\s+[\d,]+\s+[\d,]+-", out, re.M)
     final = out.strip().splitlines()[-1]
     m = re.fullmatch(r"input feed speedup vs notebook \(100px\): (\d+\.\d\d)x", final)
@@ -118,7 +121,10 @@ def test_bench_memory_prints_a_row_per_size():
     rows = [ln.split() for ln in out.splitlines() if re.match(r"^\d[\d,]* ", ln)]
     assert [r[0] for r in rows] == ["70", "130"], out  # + 2 test images per class
     for r in rows:
-        figures = [_number(c) for c in r[1:] if c != "/"][:8]
+        cells = [c for c in r[1:] if c != "/"]
+        figures = [_number(c) for c in cells[:8]]  # then the default budget's plan
+        assert cells[8:10] in (["cached,", "cached"], ["streamed,", "cached"]), r
+        assert "(under" in cells, r  # a tiny set stays under the 4096 MiB budget
         assert len(figures) == 8, r
         # seconds (printed to 0.1 s) may round to 0 on a tiny set; rates and memory may not
         assert all(f >= 0 for f in figures[:4:2]) and all(f > 0 for f in figures[1::2]), r
