@@ -7,13 +7,13 @@ sides, photo-like noise) at the seed notebook's scale: 11,453 training images af
 1. input feed rate alone (images/s delivered, no model, 100 px, batch 258, whole epochs
    after a warm-up epoch; median of the epochs and their spread): the notebook's
    ``keras.utils.image_dataset_from_directory`` on the JPEG folder (re-decodes every
-   epoch) against cnnzoo's split + ``cnnzoo.data.load_split``;
+   epoch) against cnnzoo's split + ``cnnzoo.data.loader.load_split``;
 2. training ``simple``, ``mid`` and ``resnet`` at 100 px fed each way (a fixed number of
    steps after warm-up steps): images/s, their ratio and the peak resident memory of
    each run;
-3. data preparation (``cnnzoo.ingest`` + ``cnnzoo.split``) against a plain single-process
+3. data preparation (``cnnzoo.data.ingest`` + ``cnnzoo.data.split``) against a plain single-process
    Pillow decode-and-resize loop over the same files;
-4. a local pipeline run of two configurations (``cnnzoo.local_run.run_local``, on a
+4. a local pipeline run of two configurations (``cnnzoo.orchestration.local_run.run_local``, on a
    300-per-class subset) against the same steps called in sequence in one Python
    process, and the measured fixed cost of one task (a fresh Python process importing
    what a task imports), which explains the difference;
@@ -72,8 +72,8 @@ def _render_jpeg(job: tuple[int, int, int, int, int, int]) -> tuple[bytes, int, 
     import numpy as np
     from PIL import Image
 
-    from cnnzoo.demo_data import CLASSES as SHAPES
-    from cnnzoo.demo_data import render_image
+    from cnnzoo.data.demo import CLASSES as SHAPES
+    from cnnzoo.data.demo import render_image
 
     seed, split_idx, class_idx, i, min_side, max_side = job
     rng = np.random.default_rng([seed, split_idx, class_idx, i])
@@ -172,7 +172,7 @@ def cnnzoo_dataset(split_dir: str, batch_size: int):
     Returns:
         ``(dataset, images per epoch)``.
     """
-    from cnnzoo.data import load_split, read_split_info
+    from cnnzoo.data.loader import load_split, read_split_info
 
     ds = load_split(split_dir, "train", batch_size, training=True, seed=SEED)
     return ds, int(read_split_info(split_dir)["splits"]["train"]["count"])
@@ -217,7 +217,7 @@ def job_train(job: dict[str, Any]) -> dict[str, Any]:
     """Train one model for whole epochs fed one way; images/s of the epochs after warm-up."""
     import keras
 
-    from cnnzoo.models import build_model
+    from cnnzoo.models.registry import build_model
 
     keras.utils.set_random_seed(SEED)
     ds, per_epoch = _dataset(job, job["batch_size"])
@@ -277,8 +277,8 @@ def job_prep(job: dict[str, Any]) -> dict[str, Any]:
     neither does this job. Last, the same steps confined to one CPU (no pool, one thread)
     give the ratio per core.
     """
-    from cnnzoo.ingest import ingest
-    from cnnzoo.split import split_dataset
+    from cnnzoo.data.ingest import ingest
+    from cnnzoo.data.split import split_dataset
 
     data, work = Path(job["data"]), Path(job["work"])
     paths = sorted(str(p) for p in data.rglob("*.jpg"))
@@ -359,12 +359,12 @@ def job_prep(job: dict[str, Any]) -> dict[str, Any]:
 
 def job_sequence(job: dict[str, Any]) -> dict[str, Any]:
     """The pipeline's steps called in order in this one process (the baseline of step 4)."""
-    from cnnzoo.config import load_profile
-    from cnnzoo.evaluate import evaluate_model
-    from cnnzoo.ingest import ingest
-    from cnnzoo.report import build_report
-    from cnnzoo.split import split_dataset
-    from cnnzoo.train import train_model
+    from cnnzoo.config.profile import load_profile
+    from cnnzoo.evaluation.evaluate import evaluate_model
+    from cnnzoo.data.ingest import ingest
+    from cnnzoo.reporting.report import build_report
+    from cnnzoo.data.split import split_dataset
+    from cnnzoo.training.train import train_model
 
     work = Path(job["work"])
     profile = load_profile(job["profile"], job["overrides"])
@@ -400,12 +400,12 @@ def job_imports(job: dict[str, Any]) -> dict[str, Any]:
     if job.get("tensorflow", True):
         import tensorflow  # noqa: F401
 
-        import cnnzoo.evaluate  # noqa: F401
-        import cnnzoo.train  # noqa: F401
+        import cnnzoo.evaluation.evaluate  # noqa: F401
+        import cnnzoo.training.train  # noqa: F401
     else:
-        import cnnzoo.ingest  # noqa: F401
-        import cnnzoo.report  # noqa: F401
-        import cnnzoo.split  # noqa: F401
+        import cnnzoo.data.ingest  # noqa: F401
+        import cnnzoo.reporting.report  # noqa: F401
+        import cnnzoo.data.split  # noqa: F401
     return {"import_s": time.perf_counter() - t0, "peak_rss_mb": _peak_rss_mb()}
 
 
@@ -572,8 +572,8 @@ def bench_pipeline(
     """
     overrides = ["max_epochs=1"] + (["img_size=72"] if quick else [])
     try:
-        from cnnzoo.local_run import run_local
-        from cnnzoo.study import Study
+        from cnnzoo.orchestration.local_run import run_local
+        from cnnzoo.orchestration.study import Study
     except Exception as e:  # the pipeline extras may be missing on a trimmed install
         return f"unavailable ({type(e).__name__}: {e})"
     pipeline, sequence = [], []
@@ -790,7 +790,7 @@ def _run(s: dict[str, Any], args: argparse.Namespace, work: Path) -> int:
             f"(load average {t['load']:.2f})"
         )
     print(f"ratio PIL loop time / cnnzoo time (best round of each): {prep_ratio:.2f}x", flush=True)
-    from cnnzoo.workers import PROCESS_THRESHOLD
+    from cnnzoo.core.workers import PROCESS_THRESHOLD
 
     print(
         f"on one CPU: cnnzoo ingest + split {prep['one_cpu_s']:.2f} s, "

@@ -162,7 +162,7 @@ def time_run(name, mode, ds, img_size, args, peaks, gpu: bool) -> Result:
     import keras
     import tensorflow as tf
 
-    from cnnzoo.models import build_model, get_spec, prepare_stage
+    from cnnzoo.models.registry import build_model, get_spec, prepare_stage
 
     mixed = mode != "float32"
     keras.backend.clear_session()
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import tensorflow as tf
 
-    from cnnzoo.models import get_spec, list_models
+    from cnnzoo.models.registry import get_spec, list_models
 
     models = args.models or list_models()
     for name in models:

@@ -6,11 +6,11 @@ in fresh Python processes (``benchmarks.bench --worker``, so each peak resident 
 ``ru_maxrss``, is that step's own):
 
 - ``ingest`` and ``split`` at 100 px: seconds, images/s, peak RSS;
-- training: the ``simple`` model built, then ``cnnzoo.data.load_split(train,
+- training: the ``simple`` model built, then ``cnnzoo.data.loader.load_split(train,
   training=True)`` at batch 258 for two epochs (images/s of the second) and a few
   steps with validation, three ways: train and val parts cached in memory, both
   streamed from their shards, and as training decides with the default
-  ``cache_budget_mb`` (:func:`cnnzoo.data.plan_cache`: peak under the budget).
+  ``cache_budget_mb`` (:func:`cnnzoo.data.loader.plan_cache`: peak under the budget).
 
 One size is on disk at a time (removed before the next), so the disk use is that of the
 largest size: about 1.5 GB per 20,000 images (JPEGs, ingest's kept decodes, shards).
@@ -75,7 +75,7 @@ def make_small_jpegs(dest: Path, total: int, seed: int = 0) -> float:
 def job_ingest(job: dict[str, Any]) -> dict[str, Any]:
     """Ingest ``job["data"]`` into ``job["out"]``."""
     from benchmarks.bench import _peak_rss_mb
-    from cnnzoo.ingest import ingest
+    from cnnzoo.data.ingest import ingest
 
     t0 = time.perf_counter()
     ingest(job["data"], job["out"])
@@ -85,7 +85,7 @@ def job_ingest(job: dict[str, Any]) -> dict[str, Any]:
 def job_split(job: dict[str, Any]) -> dict[str, Any]:
     """Split ``job["ingested"]`` at 100 px into ``job["out"]``."""
     from benchmarks.bench import _peak_rss_mb
-    from cnnzoo.split import split_dataset
+    from cnnzoo.data.split import split_dataset
 
     t0 = time.perf_counter()
     info = split_dataset(job["ingested"], job["out"], img_size=IMG_SIZE, seed=SEED)
@@ -102,15 +102,15 @@ def job_train_memory(job: dict[str, Any]) -> dict[str, Any]:
 
     ``job["mode"]``: ``cached`` (train and val parts in memory), ``streamed`` (both from
     their shards), or ``budget``: what training decides with the ``full`` profile's
-    ``cache_budget_mb`` and shuffle buffer (:func:`cnnzoo.data.plan_cache` after the
-    model is built, as ``cnnzoo.train`` does).
+    ``cache_budget_mb`` and shuffle buffer (:func:`cnnzoo.data.loader.plan_cache` after the
+    model is built, as ``cnnzoo.training.train`` does).
     """
     import keras
 
     from benchmarks.bench import _peak_rss_mb
-    from cnnzoo.config import load_profile
-    from cnnzoo.data import load_split, plan_cache, read_split_info
-    from cnnzoo.models import build_model
+    from cnnzoo.config.profile import load_profile
+    from cnnzoo.data.loader import load_split, plan_cache, read_split_info
+    from cnnzoo.models.registry import build_model
 
     keras.utils.set_random_seed(SEED)
     model = build_model("simple", num_classes=len(CLASSES), img_size=IMG_SIZE)

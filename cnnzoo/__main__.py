@@ -2,6 +2,6 @@
 
 import sys
 
-from cnnzoo.cli import main
+from cnnzoo.cli.main import main
 
 sys.exit(main())

@@ -16,7 +16,7 @@ def evaluate(
 
     ``metrics`` gets the test accuracy with its 95% interval (``test_accuracy_ci95_low``,
     ``_high``), the loss, train accuracy, gap, parameters and the training seed."""
-    from cnnzoo.evaluate import evaluate_model
+    from cnnzoo.evaluation.evaluate import evaluate_model
 
     print(f"[cnnzoo] evaluate {model.metadata.get('model', '')}: started", flush=True)
     result = evaluate_model(model.path, splits.path, evaluation.path)
@@ -29,7 +29,7 @@ def evaluate(
         return
     for key in ("test_accuracy", "test_loss", "train_accuracy", "gap", "total_params"):
         metrics.log_metric(key, result[key])
-    if result.get("test_accuracy_ci"):  # the 95% Wilson interval (cnnzoo.stats)
+    if result.get("test_accuracy_ci"):  # the 95% Wilson interval (cnnzoo.evaluation.stats)
         low, high = result["test_accuracy_ci"]
         metrics.log_metric("test_accuracy_ci95_low", low)
         metrics.log_metric("test_accuracy_ci95_high", high)

@@ -8,8 +8,8 @@ from cnnzoo.components import make_component
 
 
 def fingerprint(data_uri: str) -> str:
-    """The fingerprint of ``data_uri`` (``cnnzoo.fingerprint.data_fingerprint``)."""
-    from cnnzoo.fingerprint import data_fingerprint
+    """The fingerprint of ``data_uri`` (``cnnzoo.data.fingerprint.data_fingerprint``)."""
+    from cnnzoo.data.fingerprint import data_fingerprint
 
     value = data_fingerprint(data_uri)
     print(f"[cnnzoo] fingerprint {data_uri}: {value[:12]}", flush=True)

@@ -10,10 +10,10 @@ def ingest(data_uri: str, fingerprint: str, dataset: Output[Dataset]):
 
     ``fingerprint`` (the fingerprint step's listing hash of ``data_uri``) is not read: it
     is an input so that KFP's cache key of this step changes when the data does."""
-    import cnnzoo.ingest
+    import cnnzoo.data.ingest
 
     print(f"[cnnzoo] ingest {data_uri}: started", flush=True)
-    manifest = cnnzoo.ingest.ingest(data_uri, dataset.path)
+    manifest = cnnzoo.data.ingest.ingest(data_uri, dataset.path)
     counts = {split: sum(per_class.values()) for split, per_class in manifest["counts"].items()}
     dataset.metadata.update(
         {

@@ -3,7 +3,7 @@
 ``placements`` (every registered model's record, ``Placement.model_placements()``) is
 compiled into the pipeline; ``models`` and ``profile`` are the run's parameters. Each
 model gets ``profile.repeats`` records, one per training seed
-(:func:`cnnzoo.config.repeat_seeds`). The loop over the plan's output places each
+(:func:`cnnzoo.config.profile.repeat_seeds`). The loop over the plan's output places each
 run's train task from its record, so one train task serves every node pool.
 """
 
@@ -15,7 +15,7 @@ def plan(models: list, placements: dict, profile: str) -> list:
     ``"seed"`` and ``"repeat"`` (1-based)."""
     import json
 
-    from cnnzoo.config import profile_from_dict
+    from cnnzoo.config.profile import profile_from_dict
 
     unknown = [m for m in models if m not in placements]
     if unknown:

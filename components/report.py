@@ -30,10 +30,10 @@ def report(
     import shutil
     from pathlib import Path
 
-    from cnnzoo.discovery import ArtifactRef
-    from cnnzoo.outputs import export_folder, run_logs_root
-    from cnnzoo.report import report_artifacts
-    from cnnzoo.tblogs import write_hparams_config
+    from cnnzoo.reporting.discovery import ArtifactRef
+    from cnnzoo.storage.outputs import export_folder, run_logs_root
+    from cnnzoo.reporting.report import report_artifacts
+    from cnnzoo.tensorboard.logs import write_hparams_config
 
     print("[cnnzoo] report: started", flush=True)
     resolved = json.loads(profile)

@@ -12,8 +12,8 @@ def split(dataset: Input[Dataset], profile: str, splits: Output[Dataset]):
     whoever submitted the run."""
     import json
 
-    from cnnzoo.config import profile_from_dict
-    from cnnzoo.split import split_dataset
+    from cnnzoo.config.profile import profile_from_dict
+    from cnnzoo.data.split import split_dataset
 
     prof = profile_from_dict(json.loads(profile))
     print(f"[cnnzoo] split at {prof.img_size}px: started", flush=True)

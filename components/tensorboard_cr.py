@@ -15,9 +15,9 @@ def tensorboard_cr(run_id: str, run_name: str, tensorboard_root: str, output_uri
     or ``{"error": ...}``."""
     import json
 
-    from cnnzoo.errors import CnnzooError
-    from cnnzoo.outputs import run_logs_root
-    from cnnzoo.tensorboard_cr import apply_run_tensorboard
+    from cnnzoo.core.errors import CnnzooError
+    from cnnzoo.storage.outputs import run_logs_root
+    from cnnzoo.tensorboard.resource import apply_run_tensorboard
 
     try:
         ref = apply_run_tensorboard(run_id, run_logs_root(tensorboard_root, output_uri), run_name)

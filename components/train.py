@@ -21,7 +21,7 @@ def train(
     plan record's; -1 for the profile's) is this run's training seed. With
     ``repeats > 1`` in the profile every path below names the run
     ``<model_name>/seed-<seed>`` instead of ``<model_name>``
-    (:func:`cnnzoo.config.run_label`), so repeats do not collide.
+    (:func:`cnnzoo.config.profile.run_label`), so repeats do not collide.
 
     TensorBoard logs go to ``<tensorboard_root>/<model_name>/`` when a root is given
     (e.g. ``gs://bucket/tb/<run>``, one place for every model), else to
@@ -39,10 +39,10 @@ def train(
     import json
     import os
 
-    from cnnzoo.config import profile_from_dict, run_label
-    from cnnzoo.fsutil import atomic_write_text
-    from cnnzoo.outputs import export_folder, output_location, run_logs_root
-    from cnnzoo.train import train_model
+    from cnnzoo.config.profile import profile_from_dict, run_label
+    from cnnzoo.storage.local import atomic_write_text
+    from cnnzoo.storage.outputs import export_folder, output_location, run_logs_root
+    from cnnzoo.training.train import train_model
 
     prof = profile_from_dict(json.loads(profile))
     if seed >= 0:  # this repeat's seed, checked like any profile value

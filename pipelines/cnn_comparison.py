@@ -3,8 +3,8 @@
 ``build_pipeline(image, gpu_image, placement)`` returns the ``@dsl.pipeline``; the
 images and the cluster placement are fixed at compile time, everything about the data
 and the study (data URI, model list, the resolved profile, TensorBoard root, output
-location) is a run-time parameter. The runners (``cnnzoo.local_run``, local, and
-``cnnzoo.pipeline_runner``, cluster) import this module; it imports only the components
+location) is a run-time parameter. The runners (``cnnzoo.orchestration.local_run``, local, and
+``cnnzoo.orchestration.cluster``, cluster) import this module; it imports only the components
 and the ``cnnzoo`` library.
 
 DAG::
@@ -15,7 +15,7 @@ DAG::
                     } -> report(Collected(evaluations))
 
 Repeated seeds: the plan makes one record per model and training seed (the profile's
-``repeats``, seeds from :func:`cnnzoo.config.repeat_seeds`), so ``repeats: 3`` is three
+``repeats``, seeds from :func:`cnnzoo.config.profile.repeat_seeds`), so ``repeats: 3`` is three
 loop iterations per model, each its own train task with its own ``seed`` input (and
 paths ``<model>/seed-<seed>``); the report pairs the runs by seed.
 
@@ -58,9 +58,9 @@ from kfp import dsl, kubernetes
 
 from cnnzoo.components import evaluate, fingerprint, ingest, plan, report, split, train
 from cnnzoo.components import tensorboard_cr as tensorboard_cr_step
-from cnnzoo.models import list_models
+from cnnzoo.models.registry import list_models
 from cnnzoo.pipelines import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
-from cnnzoo.placement import GCP_SECRET_MOUNT_PATH, GcpSecret, Placement, Pool, load_placement
+from cnnzoo.orchestration.placement import GCP_SECRET_MOUNT_PATH, GcpSecret, Placement, Pool, load_placement
 
 PIPELINE_NAME = "cnn-comparison"
 
@@ -116,7 +116,7 @@ def build_pipeline(
         gpu_image: the image of tasks placed on a pool with an accelerator.
         placement: the cluster placement; None loads the default ``cluster.yaml``.
         default_profile: the ``profile`` parameter's default (a resolved profile as JSON,
-            :func:`cnnzoo.study.profile_json`); None resolves the ``demo`` profile now.
+            :func:`cnnzoo.orchestration.study.profile_json`); None resolves the ``demo`` profile now.
         caching: False compiles every task with caching off. (kfp's
             ``Client(...).create_run_from_pipeline_package(enable_caching=False)`` alone
             reaches only the root DAG's tasks, not those inside the loop.)
@@ -128,8 +128,8 @@ def build_pipeline(
     """
     placement = placement or load_placement()
     if default_profile is None:
-        from cnnzoo.config import load_profile
-        from cnnzoo.study import profile_json
+        from cnnzoo.config.profile import load_profile
+        from cnnzoo.orchestration.study import profile_json
 
         default_profile = profile_json(load_profile("demo"))
 

@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def tiny_raw_dataset(tmp_path_factory):
     """A tiny demo image folder: 5 classes x 6 train x 2 val images at 40 px."""
-    from cnnzoo.demo_data import make_demo_dataset
+    from cnnzoo.data.demo import make_demo_dataset
 
     return make_demo_dataset(
         tmp_path_factory.mktemp("tiny") / "raw", per_class_train=6, per_class_test=2, size=40
@@ -24,8 +24,8 @@ def tiny_raw_dataset(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_split(tmp_path_factory, tiny_raw_dataset):
     """``tiny_raw_dataset`` ingested and split at 72 px (Xception needs 71); the split dir."""
-    from cnnzoo.ingest import ingest
-    from cnnzoo.split import split_dataset
+    from cnnzoo.data.ingest import ingest
+    from cnnzoo.data.split import split_dataset
 
     base = tmp_path_factory.mktemp("tiny_split")
     ingest(str(tiny_raw_dataset), base / "ingested")

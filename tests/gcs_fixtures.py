@@ -55,7 +55,7 @@ class GcsEmulator:
 
     def client(self):
         """A ``google.cloud.storage.Client`` talking to the emulator."""
-        from cnnzoo.gcs import gcs_client
+        from cnnzoo.storage.gcs import gcs_client
 
         return gcs_client()
 

@@ -92,7 +92,7 @@ def cli_error(capsys, argv: list[str]) -> str:
     Returns:
         That line.
     """
-    from cnnzoo.cli import main
+    from cnnzoo.cli.main import main
 
     capsys.readouterr()
     assert main(argv) == 1
@@ -112,6 +112,6 @@ def notebook_profile(overrides=()):
     """The ``full`` profile (the notebook's schedules, which tests rely on) at the tiny
     split's size with random weights, plus ``overrides``. The demo profile is tuned for
     ``make run`` and may change; tests must not depend on its numbers."""
-    from cnnzoo.config import load_profile
+    from cnnzoo.config.profile import load_profile
 
     return load_profile("full", [*TINY_FULL, *overrides])

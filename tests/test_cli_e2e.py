@@ -20,7 +20,7 @@ SETTINGS = ["--set", "img_size=72", "--set", "batch_size=8", "--set", "max_epoch
 def _cnnzoo(*args, ok=True):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(
-        [sys.executable, "-m", "cnnzoo.cli", *map(str, args)],
+        [sys.executable, "-m", "cnnzoo.cli.main", *map(str, args)],
         capture_output=True,
         text=True,
         env=env,

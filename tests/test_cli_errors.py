@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from helpers import cli_error, notebook_profile, write_image_folder
 
-from cnnzoo.cli import build_parser, main
+from cnnzoo.cli.main import build_parser, main
 
 
 def _usage_error(capsys, argv: list[str]) -> str:
@@ -38,7 +38,7 @@ def world(tmp_path_factory, tiny_split):
     """Paths every case may need: good inputs and broken ones."""
     import numpy as np  # noqa: F401  (TensorFlow below needs it imported first)
 
-    from cnnzoo.train import train_model
+    from cnnzoo.training.train import train_model
 
     base = tmp_path_factory.mktemp("world")
     w = {"base": base, "split": tiny_split}
@@ -214,7 +214,7 @@ def test_malformed_environment_variables(world, capsys, monkeypatch, name, value
 
 def test_every_environment_variable_is_swept():
     names = set()
-    for path in Path(__file__).resolve().parent.parent.joinpath("cnnzoo").glob("*.py"):
+    for path in Path(__file__).resolve().parent.parent.joinpath("cnnzoo").rglob("*.py"):
         import re
 
         names |= set(re.findall(r"CNNZOO_[A-Z_]+[A-Z]", path.read_text()))

@@ -3,10 +3,10 @@
 import pytest
 import yaml
 
-from cnnzoo.cli import main
-from cnnzoo.config import list_profiles, load_profile, parse_override, profile_from_dict
-from cnnzoo.errors import CnnzooError
-from cnnzoo.models import get_spec, list_models
+from cnnzoo.cli.main import main
+from cnnzoo.config.profile import list_profiles, load_profile, parse_override, profile_from_dict
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.models.registry import get_spec, list_models
 
 
 def test_shipped_profiles_exist_and_validate():

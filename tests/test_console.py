@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from cnnzoo import local_run
+from cnnzoo.orchestration import local_run
 
 
 def test_progress_shows_step_lines_with_elapsed_time(monkeypatch):

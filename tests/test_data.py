@@ -1,4 +1,4 @@
-"""Tests of cnnzoo.data: reading TFRecord splits written to the documented format.
+"""Tests of cnnzoo.data.loader: reading TFRecord splits written to the documented format.
 
 The split here is written by hand, following docs/architecture.md, so the reader is
 checked against the contract rather than against the writer. Each image carries its
@@ -12,8 +12,8 @@ import json
 import numpy as np
 import pytest
 
-from cnnzoo.data import load_split, read_split_info
-from cnnzoo.errors import CnnzooError
+from cnnzoo.data.loader import load_split, read_split_info
+from cnnzoo.core.errors import CnnzooError
 
 SIZE = 8
 CLASSES = ["a", "b", "c"]
@@ -160,7 +160,7 @@ def test_errors(tmp_path, split_dir):
 def test_plan_cache_keeps_the_whole_process_under_the_budget(split_dir):
     """Worked by hand: 8 px images are 192 B; train 23, val 7 images; shuffle buffer 100
     and 8 batches of 4 x 5 images in flight: 260 images = 49,920 B besides the cache."""
-    from cnnzoo.data import TRAINING_MARGIN_MB, plan_cache
+    from cnnzoo.data.loader import TRAINING_MARGIN_MB, plan_cache
 
     image_mb = 192 / 1024**2
     fixed = 260 * image_mb + TRAINING_MARGIN_MB
@@ -179,7 +179,7 @@ def test_plan_cache_keeps_the_whole_process_under_the_budget(split_dir):
 
 
 def test_plan_cache_reads_the_resident_memory_of_this_process(split_dir):
-    from cnnzoo.data import plan_cache, resident_mb
+    from cnnzoo.data.loader import plan_cache, resident_mb
 
     now = resident_mb()
     assert 10 < now < 100_000  # a Python process with numpy loaded, in MiB

@@ -4,9 +4,9 @@ import pytest
 from helpers import tree_hashes
 from PIL import Image
 
-from cnnzoo.cli import main
-from cnnzoo.demo_data import CLASSES, make_demo_dataset
-from cnnzoo.errors import CnnzooError
+from cnnzoo.cli.main import main
+from cnnzoo.data.demo import CLASSES, make_demo_dataset
+from cnnzoo.core.errors import CnnzooError
 
 
 def test_layout_counts_and_images(tmp_path):

@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 from helpers import notebook_profile
 
-from cnnzoo.config import load_profile
-from cnnzoo.models import build_model, set_batchnorm_momentum
-from cnnzoo.train import train_model
-from cnnzoo.train_callbacks import epoch_line
+from cnnzoo.config.profile import load_profile
+from cnnzoo.models.registry import build_model, set_batchnorm_momentum
+from cnnzoo.training.train import train_model
+from cnnzoo.training.callbacks import epoch_line
 
 CUSTOM_CNNS = ("simple", "mid", "resnet", "inception", "resnet_aug")
 
@@ -43,7 +43,7 @@ def test_epoch_line_text():
 def test_checkpoint_monitor_picks_the_best_epoch(monitor, best):
     from types import SimpleNamespace
 
-    from cnnzoo.train_callbacks import is_better
+    from cnnzoo.training.callbacks import is_better
 
     epochs = [(1.6, 0.2), (1.2, 0.3), (1.9, 0.45), (1.5, 0.45), (None, None)]
     run = SimpleNamespace(
@@ -85,9 +85,9 @@ def test_random_weight_backbone_trains_only_the_capped_steps(tiny_split, tmp_pat
 @pytest.fixture(scope="module")
 def demo_split(tmp_path_factory):
     """The built-in demo data (what ``make run`` uses), ingested and split for ``demo``."""
-    from cnnzoo.demo_data import make_demo_dataset
-    from cnnzoo.ingest import ingest
-    from cnnzoo.split import split_dataset
+    from cnnzoo.data.demo import make_demo_dataset
+    from cnnzoo.data.ingest import ingest
+    from cnnzoo.data.split import split_dataset
 
     base = tmp_path_factory.mktemp("demo")
     profile = load_profile("demo")
@@ -107,7 +107,7 @@ def demo_split(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CUSTOM_CNNS)
 def test_demo_profile_custom_cnns_learn(demo_split, tmp_path, name):
-    from cnnzoo.evaluate import evaluate_model
+    from cnnzoo.evaluation.evaluate import evaluate_model
 
     train_model(name, demo_split, tmp_path / "model", load_profile("demo"))
     result = evaluate_model(tmp_path / "model", demo_split, tmp_path / "evaluation.json")

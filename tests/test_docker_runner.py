@@ -11,7 +11,7 @@ import os
 import pytest
 from helpers import cli_error
 
-from cnnzoo import docker_runner
+from cnnzoo.orchestration import docker as docker_runner
 
 
 def test_no_engine_is_named_in_one_line_before_anything_starts(tmp_path, capsys, monkeypatch):

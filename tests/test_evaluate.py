@@ -1,4 +1,4 @@
-"""Tests of cnnzoo.evaluate: a model trained on the tiny split, and failed-model records."""
+"""Tests of cnnzoo.evaluation.evaluate: a model trained on the tiny split, and failed-model records."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ import pytest
 import yaml
 from helpers import notebook_profile
 
-from cnnzoo.data import read_split_info
-from cnnzoo.errors import CnnzooError
-from cnnzoo.evaluate import (
+from cnnzoo.data.loader import read_split_info
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.evaluation.evaluate import (
     confusion_matrix,
     evaluate_model,
     identify_test_set,
     per_class_metrics,
 )
-from cnnzoo.stats import wilson_interval
-from cnnzoo.train import train_model
+from cnnzoo.evaluation.stats import wilson_interval
+from cnnzoo.training.train import train_model
 
 
 @pytest.fixture(scope="module")

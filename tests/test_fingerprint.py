@@ -11,8 +11,8 @@ import os
 import pytest
 
 from cnnzoo.components.fingerprint import fingerprint
-from cnnzoo.errors import CnnzooError
-from cnnzoo.fingerprint import data_fingerprint
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.data.fingerprint import data_fingerprint
 
 
 def _upload(client, bucket: str, name: str, data: bytes) -> None:

@@ -20,11 +20,11 @@ import pytest
 from helpers import cli_error, jpeg_bytes, rgb_image, tree_hashes, write_image_folder
 from PIL import Image
 
-from cnnzoo import gcs, outputs
-from cnnzoo.cli import main
-from cnnzoo.errors import CnnzooError
-from cnnzoo.ingest import ingest
-from cnnzoo.logsync import LogSync
+from cnnzoo.storage import gcs, outputs
+from cnnzoo.cli.main import main
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.data.ingest import ingest
+from cnnzoo.storage.logsync import LogSync
 
 
 def _comparable(manifest: dict) -> dict:

@@ -25,8 +25,8 @@ import pytest
 from helpers import cli_error, jpeg_bytes, png_bytes, rgb_image, write_image_folder
 from PIL import Image
 
-from cnnzoo.cli import main
-from cnnzoo.ingest import ingest
+from cnnzoo.cli.main import main
+from cnnzoo.data.ingest import ingest
 
 
 def _assert_ingest_fails(capsys, tmp_path: Path, source: Path, message: str) -> None:
@@ -282,7 +282,7 @@ def test_bad_fraction_is_configurable(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def split64(tmp_path_factory):
     """A tiny two-class split at 64 px: valid for MobileNetV2 (32+), too small for Xception."""
-    from cnnzoo.split import split_dataset
+    from cnnzoo.data.split import split_dataset
 
     base = tmp_path_factory.mktemp("split64")
     write_image_folder(base / "raw", n_train=6, n_test=2)

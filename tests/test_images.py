@@ -437,7 +437,7 @@ def test_make_images_passes_the_pipeline_image_references(tmp_path):
 
 def test_default_images_are_the_ones_the_pipeline_references(tmp_path):
     """`make images` with no overrides builds exactly the pipeline's default image refs."""
-    from cnnzoo import pipeline_runner
+    from cnnzoo.orchestration import cluster as pipeline_runner
 
     log = fake_engine(tmp_path, "docker", info_ok=True)
     env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}

@@ -181,7 +181,7 @@ def test_no_build_tools_caches_or_index_settings_in_the_image(engine, image):
 
 def test_every_component_imports_in_the_image(engine, image, tmp_path):
     """The code each compiled task runs (kfp embeds the step function) imports there."""
-    from cnnzoo import pipeline_runner
+    from cnnzoo.orchestration import cluster as pipeline_runner
 
     compiled = pipeline_runner.compile_pipeline(tmp_path / "p.yaml", image=image, gpu_image=image)
     spec = next(yaml.safe_load_all(compiled.read_text()))
@@ -277,7 +277,7 @@ def test_two_model_pipeline_under_the_docker_runner(engine, image, phases, tmp_p
     record, say = phases
     env = {**engine.env, "TF_CPP_MIN_LOG_LEVEL": "2"}
     cmd = [
-        sys.executable, "-m", "cnnzoo.cli", "run", "--runner", "docker", "--image", image,
+        sys.executable, "-m", "cnnzoo.cli.main", "run", "--runner", "docker", "--image", image,
         "--models", "simple,mid", "--out", str(tmp_path / "runs"), *SETTINGS,
     ]  # fmt: skip
     with record.phase("pipeline", say):

@@ -21,11 +21,11 @@ from helpers import (
 )
 from PIL import Image
 
-import cnnzoo.ingest
-from cnnzoo import sources
-from cnnzoo.cli import main
-from cnnzoo.errors import CnnzooError
-from cnnzoo.ingest import ingest
+import cnnzoo.data.ingest
+from cnnzoo.data.loader import sources
+from cnnzoo.cli.main import main
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.data.ingest import ingest
 
 
 def _files_by_source(manifest):
@@ -157,7 +157,7 @@ def test_a_source_on_another_file_system_is_copied(tmp_path, monkeypatch):
     def no_links(*args, **kwargs):
         raise OSError(18, "Invalid cross-device link")
 
-    monkeypatch.setattr("cnnzoo.ingest.os.link", no_links)
+    monkeypatch.setattr("cnnzoo.data.ingest.os.link", no_links)
     src = write_image_folder(tmp_path / "src", n_train=2, n_test=1)
     m = ingest(str(src), tmp_path / "out")
     for f in m["files"]:
@@ -383,7 +383,7 @@ def test_not_an_archive(tmp_path):
 
 
 def test_demo_source(tmp_path, monkeypatch):
-    import cnnzoo.demo_data as demo_data
+    import cnnzoo.data.demo as demo_data
 
     real = demo_data.make_demo_dataset
     monkeypatch.setattr(
@@ -421,18 +421,18 @@ def _tree(root: Path) -> dict[str, bytes]:
 )
 def test_decoding_processes_give_the_same_bytes_as_threads(tmp_path, monkeypatch, processes, start):
     # Chunks of 8 images, so 32 images make four chunks: several per process.
-    monkeypatch.setattr("cnnzoo.ingest.CHUNK_ITEMS", 8)
-    monkeypatch.setattr("cnnzoo.workers.pool_context", lambda: multiprocessing.get_context(start))
-    monkeypatch.setattr("cnnzoo.workers.PROCESS_THRESHOLD", 10)  # None: a pool, as 2 CPUs
-    monkeypatch.setattr("cnnzoo.workers.usable_cpus", lambda: 2)
+    monkeypatch.setattr("cnnzoo.data.ingest.CHUNK_ITEMS", 8)
+    monkeypatch.setattr("cnnzoo.core.workers.pool_context", lambda: multiprocessing.get_context(start))
+    monkeypatch.setattr("cnnzoo.core.workers.PROCESS_THRESHOLD", 10)  # None: a pool, as 2 CPUs
+    monkeypatch.setattr("cnnzoo.core.workers.usable_cpus", lambda: 2)
     pools = []
-    real_pool = cnnzoo.ingest.process_pool
+    real_pool = cnnzoo.data.ingest.process_pool
 
     def counted_pool(n, *args, **kwargs):
         pools.append(n)
         return real_pool(n, *args, **kwargs)
 
-    monkeypatch.setattr("cnnzoo.ingest.process_pool", counted_pool)
+    monkeypatch.setattr("cnnzoo.data.ingest.process_pool", counted_pool)
     src = write_image_folder(tmp_path / "src", classes=("ant", "bee", "cow"), n_train=8, n_test=2)
     (src / "train" / "bee" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
     (src / "train" / "cow" / "grey.png").write_bytes(png_bytes(Image.new("L", (5, 5), 7)))
@@ -450,7 +450,7 @@ def test_decoding_processes_give_the_same_bytes_as_threads(tmp_path, monkeypatch
 
 def test_a_chunk_over_the_file_size_limit_continues_in_a_second_file(tmp_path, monkeypatch):
     src = write_image_folder(tmp_path / "src", n_train=3, n_test=0, test_name=None)
-    monkeypatch.setattr("cnnzoo.ingest.DECODED_FILE_BYTES", 2 * 16 * 16 * 3)  # two images
+    monkeypatch.setattr("cnnzoo.data.ingest.DECODED_FILE_BYTES", 2 * 16 * 16 * 3)  # two images
     m = ingest(str(src), tmp_path / "out", processes=0)
     files = [f["decoded"]["file"] for f in m["files"]]
     assert (

@@ -6,8 +6,8 @@ import pytest
 from helpers import cli_error
 from kfp_fixtures import FakeKfpRuns
 
-from cnnzoo.errors import CnnzooError
-from cnnzoo.kfp_runs import get_run_parameters, run_logs_root_from_kfp
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.orchestration.kfp_runs import get_run_parameters, run_logs_root_from_kfp
 
 RUNS = {
     "run-out": {"output_uri": "gs://bkt/studies/one", "tensorboard_root": "", "seed": 42},

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cnnzoo.placement import load_placement
+from cnnzoo.orchestration.placement import load_placement
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "manifests"

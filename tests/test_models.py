@@ -1,4 +1,4 @@
-"""Tests of cnnzoo.models: the registry's builders, parameterised over list_models().
+"""Tests of cnnzoo.models.registry: the registry's builders, parameterised over list_models().
 
 Parameter counts are checked against the seed notebook's summaries (100 px, 5 classes);
 every configuration also gets a forward and backward pass on small random input.
@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnzoo.errors import CnnzooError
-from cnnzoo.models import (
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.models.registry import (
     BASE_LAYER,
     PARTIAL_LAYERS,
     build_model,

@@ -31,11 +31,11 @@ from helpers import (
     write_image_folder,
 )
 
-from cnnzoo.cli import main
-from cnnzoo.errors import CnnzooError
-from cnnzoo.fsutil import MARKER, output_kind, output_lock
-from cnnzoo.ingest import ingest
-from cnnzoo.split import split_dataset
+from cnnzoo.cli.main import main
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.storage.local import MARKER, output_kind, output_lock
+from cnnzoo.data.ingest import ingest
+from cnnzoo.data.split import split_dataset
 
 
 def _users_folder(path: Path) -> dict[str, bytes]:
@@ -131,7 +131,7 @@ def test_train_and_evaluate_outputs_of_the_user_are_refused(tmp_path, capsys, ti
 
 _HOLD = """
 import sys, time
-from cnnzoo.fsutil import output_lock
+from cnnzoo.storage.local import output_lock
 with output_lock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(120)
@@ -268,9 +268,9 @@ def test_split_refuses_an_ingested_file_that_changed(tmp_path, capsys, ingested)
 
 
 def test_diverging_training_fails_and_is_never_ranked(tiny_split, tmp_path, capsys):
-    from cnnzoo.evaluate import evaluate_model
-    from cnnzoo.report import split_evaluations
-    from cnnzoo.train import train_model
+    from cnnzoo.evaluation.evaluate import evaluate_model
+    from cnnzoo.reporting.report import split_evaluations
+    from cnnzoo.training.train import train_model
 
     profile = notebook_profile(["max_epochs=2", "models.simple.learning_rate=1e30"])
     hist = train_model("simple", tiny_split, tmp_path / "m", profile)
@@ -332,7 +332,7 @@ def test_gcs_rewrite_killed_mid_upload_is_refused_by_split(gcs_emulator, tmp_pat
     assert _marker(gcs_emulator, bucket, "data")["state"] == "complete"
     names = set(gcs_emulator.objects(bucket, "data/"))
     kept = {f"data/{f['decoded']['file']}" for f in m["files"] if "decoded" in f}
-    # 320 images: two chunks of kept decodes (cnnzoo.ingest.CHUNK_ITEMS is 256)
+    # 320 images: two chunks of kept decodes (cnnzoo.data.ingest.CHUNK_ITEMS is 256)
     assert kept == {"data/decoded/pixels-00000.bin", "data/decoded/pixels-00001.bin"}
     assert names == {f"data/{f['path']}" for f in m["files"]} | kept | {
         "data/manifest.json",
@@ -369,7 +369,7 @@ def test_gcs_prefix_of_the_user_is_refused_and_live_writer_blocks(
     assert _marker(gcs_emulator, bucket, "busy")["state"] == "complete"
 
     # An export of a folder the user put there is refused the same way.
-    from cnnzoo.outputs import export_folder
+    from cnnzoo.storage.outputs import export_folder
 
     with pytest.raises(CnnzooError, match="mine: exists and is not a cnnzoo export output"):
         export_folder(src, f"gs://{bucket}", "mine")
@@ -392,8 +392,8 @@ def test_gcs_output_generation_preconditions_refuse_a_racing_writer(
     taken over while it wrote (its `complete` must not land)."""
     from gcs_fixtures import precondition_client
 
-    import cnnzoo.outputs
-    from cnnzoo.outputs import GcsOutput
+    import cnnzoo.storage.outputs
+    from cnnzoo.storage.outputs import GcsOutput
 
     bucket = gcs_emulator.new_bucket("race")
     client = precondition_client(gcs_emulator, bucket)
@@ -403,16 +403,16 @@ def test_gcs_output_generation_preconditions_refuse_a_racing_writer(
     (files / "manifest.json").write_text("{}\n")
 
     # Writer B reads the (absent) marker; before it writes its own, writer A takes the prefix.
-    real_read = cnnzoo.outputs._read_marker
+    real_read = cnnzoo.storage.outputs._read_marker
     first = GcsOutput(uri, "ingest", client=client)
 
     def read_then_race(*args, **kwargs):
         found = real_read(*args, **kwargs)
-        monkeypatch.setattr(cnnzoo.outputs, "_read_marker", real_read)
+        monkeypatch.setattr(cnnzoo.storage.outputs, "_read_marker", real_read)
         first.__enter__()
         return found
 
-    monkeypatch.setattr(cnnzoo.outputs, "_read_marker", read_then_race)
+    monkeypatch.setattr(cnnzoo.storage.outputs, "_read_marker", read_then_race)
     second = GcsOutput(uri, "ingest", client=client)
     with pytest.raises(CnnzooError) as e:
         second.__enter__()

@@ -1,4 +1,4 @@
-"""``cnnzoo.outputs.claim_folder`` on local folders: what it takes, deletes and refuses."""
+"""``cnnzoo.storage.outputs.claim_folder`` on local folders: what it takes, deletes and refuses."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from cnnzoo.errors import CnnzooError
-from cnnzoo.fsutil import output_kind, write_marker
-from cnnzoo.outputs import claim_folder
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.storage.local import output_kind, write_marker
+from cnnzoo.storage.outputs import claim_folder
 
 
 def test_replace_deletes_an_earlier_cnnzoo_folders_content(tmp_path):

@@ -17,11 +17,11 @@ from google.protobuf import json_format
 from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from cnnzoo.cli import main
-from cnnzoo.errors import CnnzooError
-from cnnzoo.models import list_models
-from cnnzoo.pipeline_runner import compile_pipeline
-from cnnzoo.placement import GcpSecret, load_placement, placement_from_dict
+from cnnzoo.cli.main import main
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.models.registry import list_models
+from cnnzoo.orchestration.cluster import compile_pipeline
+from cnnzoo.orchestration.placement import GcpSecret, load_placement, placement_from_dict
 
 IMAGE = "registry.test/cnnzoo:t1"
 GPU_IMAGE = "registry.test/cnnzoo-gpu:t1"
@@ -434,7 +434,7 @@ def test_compiling_imports_no_tensorflow(tmp_path):
     code = textwrap.dedent(
         f"""
         import sys
-        from cnnzoo.pipeline_runner import compile_pipeline
+        from cnnzoo.orchestration.cluster import compile_pipeline
         compile_pipeline({str(tmp_path / "p.yaml")!r})
         heavy = sorted(m for m in ("tensorflow", "keras") if m in sys.modules)
         print("HEAVY", heavy)

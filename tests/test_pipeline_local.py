@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from cnnzoo.cli import main
-from cnnzoo.local_run import run_pipeline_locally
-from cnnzoo.models import get_spec, list_models
-from cnnzoo.pipeline_runner import compile_pipeline
-from cnnzoo.study import Study, profile_json
+from cnnzoo.cli.main import main
+from cnnzoo.orchestration.local_run import run_pipeline_locally
+from cnnzoo.models.registry import get_spec, list_models
+from cnnzoo.orchestration.cluster import compile_pipeline
+from cnnzoo.orchestration.study import Study, profile_json
 
 REPORT_FILES = [
     "comparison.csv",
@@ -232,10 +232,10 @@ def test_train_component_retry_resumes_from_the_output_location(
     import keras
     from kfp import dsl
 
-    import cnnzoo.train
+    import cnnzoo.training.train
     from cnnzoo.components.train import train
-    from cnnzoo.config import load_profile
-    from cnnzoo.data import read_split_info
+    from cnnzoo.config.profile import load_profile
+    from cnnzoo.data.loader import read_split_info
 
     class Preempted(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -259,11 +259,11 @@ def test_train_component_retry_resumes_from_the_output_location(
         )
         return model
 
-    # The component calls cnnzoo.train.train_model; its callbacks hook adds the preemption.
-    real_train = cnnzoo.train.train_model
+    # The component calls cnnzoo.training.train.train_model; its callbacks hook adds the preemption.
+    real_train = cnnzoo.training.train.train_model
     with monkeypatch.context() as m:
         m.setattr(
-            cnnzoo.train,
+            cnnzoo.training.train,
             "train_model",
             lambda *a, **kw: real_train(*a, **kw, callbacks=[Preempted()]),
         )

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from cnnzoo.errors import CnnzooError
-from cnnzoo.records import EvaluationRecord, read_evaluation, write_evaluation
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.evaluation.records import EvaluationRecord, read_evaluation, write_evaluation
 
 # An evaluation.json exactly as cnnzoo wrote it before records had a schema_version.
 UNVERSIONED = {

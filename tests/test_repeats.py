@@ -10,12 +10,12 @@ import statistics
 
 import pytest
 
-from cnnzoo.cli import main
+from cnnzoo.cli.main import main
 from cnnzoo.components.plan import plan
-from cnnzoo.config import load_profile, repeat_seeds
-from cnnzoo.placement import load_placement
-from cnnzoo.plots import bar_chart_test_accuracy
-from cnnzoo.study import profile_json
+from cnnzoo.config.profile import load_profile, repeat_seeds
+from cnnzoo.orchestration.placement import load_placement
+from cnnzoo.reporting.plots import bar_chart_test_accuracy
+from cnnzoo.orchestration.study import profile_json
 
 TINY = ["max_epochs=1", "batch_size=8", "eval_batch_size=16"]
 

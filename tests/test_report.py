@@ -27,15 +27,15 @@ from fixtures.report_run import (
 )
 from PIL import Image
 
-from cnnzoo.cli import main
-from cnnzoo.columns import format_value
-from cnnzoo.errors import CnnzooError
-from cnnzoo.models import list_models
-from cnnzoo.plots import epoch_markers
-from cnnzoo.reference import NOTEBOOK_TEST_ACCURACY
-from cnnzoo.render import summary_table
-from cnnzoo.report import build_report, markdown_table, profile_differences
-from cnnzoo.verdict import STATS_NOTE
+from cnnzoo.cli.main import main
+from cnnzoo.reporting.columns import format_value
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.models.registry import list_models
+from cnnzoo.reporting.plots import epoch_markers
+from cnnzoo.models.reference import NOTEBOOK_TEST_ACCURACY
+from cnnzoo.reporting.render import summary_table
+from cnnzoo.reporting.report import build_report, markdown_table, profile_differences
+from cnnzoo.reporting.verdict import STATS_NOTE
 
 
 class _Page(HTMLParser):
@@ -429,12 +429,12 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
     }
     assert json.loads(before[".cnnzoo.json"])["kind"] == "report"
 
-    import cnnzoo.fsutil
+    import cnnzoo.storage.local
 
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(cnnzoo.fsutil.os, "replace", failing_replace)
+    monkeypatch.setattr(cnnzoo.storage.local.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         build_report([_one(seed=2)], out)
     # The interrupted rebuild left the previous report whole and no temporary files.
@@ -618,7 +618,7 @@ def test_profile_differences_against_full():
 
 
 def test_report_shows_what_the_profile_changes_against_full(tmp_path):
-    from cnnzoo.config import load_profile
+    from cnnzoo.config.profile import load_profile
 
     profile = load_profile("full", ["img_size=72", "models.mid.epochs=3"]).to_dict()
     paths = build_report([_one()], tmp_path, context={"profile": dict(profile, name="mine")})
@@ -681,8 +681,8 @@ def test_summary_table_text():
 def test_the_report_step_writes_a_manifest_that_cnnzoo_report_reads(tmp_path):
     from fixtures.report_run import MANIFEST, SPLIT
 
-    from cnnzoo.discovery import ArtifactRef
-    from cnnzoo.report import report_artifacts, report_run
+    from cnnzoo.reporting.discovery import ArtifactRef
+    from cnnzoo.reporting.report import report_artifacts, report_run
 
     root = tmp_path / "kfp" / "run-1"
     refs = []

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from fixtures.report_run import make_evaluation
 
-from cnnzoo.discovery import ArtifactRef, RunManifest, find_run_outputs
-from cnnzoo.errors import CnnzooError
-from cnnzoo.plots import bar_chart_test_accuracy
-from cnnzoo.render import summary_table
-from cnnzoo.report import build_report
+from cnnzoo.reporting.discovery import ArtifactRef, RunManifest, find_run_outputs
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.reporting.plots import bar_chart_test_accuracy
+from cnnzoo.reporting.render import summary_table
+from cnnzoo.reporting.report import build_report
 
 LABELS = [i % 5 for i in range(200)]
 

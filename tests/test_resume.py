@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from helpers import TINY_FULL, notebook_profile
 
-from cnnzoo.checkpoint import CHECKPOINT_DIR, CHECKPOINT_POINTER
-from cnnzoo.errors import CnnzooError
-from cnnzoo.fsutil import MARKER, write_marker
-from cnnzoo.train import train_model
+from cnnzoo.training.checkpoint import CHECKPOINT_DIR, CHECKPOINT_POINTER
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.storage.local import MARKER, write_marker
+from cnnzoo.training.train import train_model
 
 # ReduceLROnPlateau sees no improvement after epoch 1 (min_delta is huge) and waits 2
 # epochs: the rate drops after epoch 3 only if the resumed run kept its counter and best.
@@ -78,7 +78,7 @@ def _crash_after(epoch: int):
 
 
 def _train_count(split_dir) -> int:
-    from cnnzoo.data import read_split_info
+    from cnnzoo.data.loader import read_split_info
 
     return int(read_split_info(split_dir)["splits"]["train"]["count"])
 
@@ -244,8 +244,8 @@ def test_checkpoint_and_logs_on_cloud_storage(
 _SLOW_TRAIN = """
 import sys, time
 import keras
-from cnnzoo.config import load_profile
-from cnnzoo.train import train_model
+from cnnzoo.config.profile import load_profile
+from cnnzoo.training.train import train_model
 
 class Pause(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
@@ -289,7 +289,7 @@ def test_sigkilled_training_resumes_where_it_stopped(tiny_split, tmp_path):
     assert not (out / "history.json").exists() and not (out / "model.keras").exists()
 
     rerun = subprocess.run(
-        [sys.executable, "-m", "cnnzoo.cli", *args],
+        [sys.executable, "-m", "cnnzoo.cli.main", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -354,7 +354,7 @@ def test_two_stage_finetune_resumes_in_its_second_stage(tiny_split, tmp_path, mo
 def test_gcs_checkpoint_refuses_a_second_writer(gcs_emulator, capsys):
     from gcs_fixtures import precondition_client
 
-    from cnnzoo.checkpoint import Checkpoint
+    from cnnzoo.training.checkpoint import Checkpoint
 
     bucket = gcs_emulator.new_bucket("lock")
     client = precondition_client(gcs_emulator, bucket)
@@ -393,11 +393,11 @@ def test_training_stops_when_another_writer_takes_its_gcs_checkpoint(
     import keras
     from gcs_fixtures import precondition_client
 
-    import cnnzoo.checkpoint
+    import cnnzoo.training.checkpoint
 
     bucket = gcs_emulator.new_bucket("lock")
     client = precondition_client(gcs_emulator, bucket)
-    monkeypatch.setattr(cnnzoo.checkpoint, "gcs_client", lambda uri="gs://": client)
+    monkeypatch.setattr(cnnzoo.training.checkpoint, "gcs_client", lambda uri="gs://": client)
     ckpt = f"gs://{bucket}/ckpt/simple"
 
     class OtherWriter(keras.callbacks.Callback):

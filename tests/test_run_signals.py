@@ -58,7 +58,7 @@ def test_interrupted_run_records_its_final_status(tmp_path, tiny_raw_dataset, si
     runs = tmp_path / "runs"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cnnzoo.cli", "run", "--data", str(tiny_raw_dataset)]
+        [sys.executable, "-m", "cnnzoo.cli.main", "run", "--data", str(tiny_raw_dataset)]
         + ["--models", "simple", "--out", str(runs), "--set", "max_epochs=50"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

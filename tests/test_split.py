@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from helpers import sha256, tree_hashes, write_image_folder
 
-from cnnzoo import split as split_mod
-from cnnzoo.cli import main
-from cnnzoo.errors import CnnzooError
-from cnnzoo.ingest import ingest
-from cnnzoo.split import SPLITS, assign_splits, load_image, split_dataset
+from cnnzoo.data.loader import split as split_mod
+from cnnzoo.cli.main import main
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.data.ingest import ingest
+from cnnzoo.data.split import SPLITS, assign_splits, load_image, split_dataset
 
 SIZE = 12
 
@@ -278,9 +278,9 @@ def test_shards_written_by_processes_are_the_bytes_of_one_process(
     ingested, tmp_path, monkeypatch, processes, start
 ):
     monkeypatch.setattr(split_mod, "MAX_SHARD_IMAGES", 20)  # 3 train shards, 1 val, 1 test
-    monkeypatch.setattr("cnnzoo.workers.PROCESS_THRESHOLD", 10)  # None: a pool, as 2 CPUs
-    monkeypatch.setattr("cnnzoo.workers.usable_cpus", lambda: 2)
-    monkeypatch.setattr("cnnzoo.workers.pool_context", lambda: multiprocessing.get_context(start))
+    monkeypatch.setattr("cnnzoo.core.workers.PROCESS_THRESHOLD", 10)  # None: a pool, as 2 CPUs
+    monkeypatch.setattr("cnnzoo.core.workers.usable_cpus", lambda: 2)
+    monkeypatch.setattr("cnnzoo.core.workers.pool_context", lambda: multiprocessing.get_context(start))
     pools = []
     real_pool = split_mod.process_pool
 

@@ -11,9 +11,9 @@ import math
 
 import pytest
 
-from cnnzoo.config import load_profile, repeat_seeds, run_label
-from cnnzoo.errors import CnnzooError
-from cnnzoo.stats import (
+from cnnzoo.config.profile import load_profile, repeat_seeds, run_label
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.evaluation.stats import (
     Z95,
     compare_configurations,
     difference_interval,

@@ -1,4 +1,4 @@
-"""``cnnzoo.study.Study``: the study's parameters, validated once, the profile resolved
+"""``cnnzoo.orchestration.study.Study``: the study's parameters, validated once, the profile resolved
 on the submitting side into the JSON the tasks receive."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cnnzoo.config import profile_from_dict
-from cnnzoo.errors import CnnzooError
-from cnnzoo.study import Study
+from cnnzoo.config.profile import profile_from_dict
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.orchestration.study import Study
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -83,10 +83,10 @@ def test_bad_studies_are_rejected_with_one_line(study, local, message):
 def test_local_tasks_share_the_cpus_between_the_trainings_that_run_at_once(
     monkeypatch, models, repeats, parallelism, cpus, threads
 ):
-    from cnnzoo.local_run import _threads_per_task
-    from cnnzoo.placement import load_placement
+    from cnnzoo.orchestration.local_run import _threads_per_task
+    from cnnzoo.orchestration.placement import load_placement
 
-    monkeypatch.setattr("cnnzoo.workers.usable_cpus", lambda: cpus)
+    monkeypatch.setattr("cnnzoo.core.workers.usable_cpus", lambda: cpus)
     study = Study(data_uri="demo", models=models, profile="demo", overrides=[f"repeats={repeats}"])
     placement = load_placement().model_copy(update={"parallelism": parallelism})
     models = study.arguments(local=True)["models"]
@@ -94,11 +94,11 @@ def test_local_tasks_share_the_cpus_between_the_trainings_that_run_at_once(
 
 
 def test_a_run_of_every_model_shares_the_cpus_too(monkeypatch):
-    from cnnzoo.local_run import _threads_per_task
-    from cnnzoo.models import list_models
-    from cnnzoo.placement import load_placement
+    from cnnzoo.orchestration.local_run import _threads_per_task
+    from cnnzoo.models.registry import list_models
+    from cnnzoo.orchestration.placement import load_placement
 
-    monkeypatch.setattr("cnnzoo.workers.usable_cpus", lambda: 16)
+    monkeypatch.setattr("cnnzoo.core.workers.usable_cpus", lambda: 16)
     study = Study(data_uri="demo", profile="demo")  # no models named: all fourteen
     models = study.arguments(local=True)["models"]
     assert models == list(list_models())

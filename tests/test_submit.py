@@ -9,8 +9,8 @@ import pytest
 import yaml
 from kfp_fixtures import LoopbackServer, Request
 
-from cnnzoo.cli import main
-from cnnzoo.models import list_models
+from cnnzoo.cli.main import main
+from cnnzoo.models.registry import list_models
 
 REPO = Path(__file__).resolve().parent.parent
 RECORDED_REQUEST = Path(__file__).parent / "fixtures" / "submit_request.json"

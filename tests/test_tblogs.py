@@ -2,7 +2,7 @@
 
 Two configurations are logged the way training does it: one single-stage
 (``<root>/simple``) and one two-stage (``<root>/xception_finetune/stage1``, ``stage2``),
-each with :func:`cnnzoo.tblogs.log_hparams` on its folder. Then TensorBoard's event
+each with :func:`cnnzoo.tensorboard.logs.log_hparams` on its folder. Then TensorBoard's event
 multiplexer must find the per-epoch scalars, and a real TensorBoard server started by
 ``cnnzoo tensorboard`` must tabulate one HParams session per configuration — from a
 local folder, and from ``gs://`` (the emulator) for a cluster run found by its ID through
@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 from kfp_fixtures import FakeKfpRuns
 
-from cnnzoo.errors import CnnzooError
-from cnnzoo.logsync import LogSync
-from cnnzoo.models import list_models
-from cnnzoo.tblogs import (
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.storage.logsync import LogSync
+from cnnzoo.models.registry import list_models
+from cnnzoo.tensorboard.logs import (
     HPARAM_KEYS,
     log_hparams,
     resolve_logdir,
@@ -37,7 +37,7 @@ from cnnzoo.tblogs import (
     tensorboard_markdown,
     write_hparams_config,
 )
-from cnnzoo.tensorboard_cr import TensorboardRef
+from cnnzoo.tensorboard.resource import TensorboardRef
 
 CONFIGS = {
     # name: (strategy, base, learning rate, stages, final metrics)
@@ -190,7 +190,7 @@ def test_log_hparams_rejects_bad_values(tmp_path):
 
 
 def test_the_report_says_how_to_open_the_runs_tensorboard(tmp_path):
-    from cnnzoo.report import build_report
+    from cnnzoo.reporting.report import build_report
 
     board = TensorboardRef("cnnzoo-run-7", "team-vision", "created").to_dict()
     context = {"tensorboard_root": "gs://bkt/one/tensorboard", "tensorboard_cr": board}
@@ -238,7 +238,7 @@ def test_resolve_logdir(tmp_path, monkeypatch):
         resolve_logdir(tmp_path / "nope")
 
 
-_MAIN = "import sys; from cnnzoo.cli import main; sys.exit(main(sys.argv[1:]))"
+_MAIN = "import sys; from cnnzoo.cli.main import main; sys.exit(main(sys.argv[1:]))"
 
 
 def _post(url: str, body: dict) -> dict:

@@ -2,7 +2,7 @@
 
 The resource is validated offline against the Kubeflow Tensorboard CRD's OpenAPI schema
 (vendored in ``tools/schemas/``), the RBAC in ``manifests/tensorboard-rbac.yaml`` against
-the Kubernetes schemas, and :func:`cnnzoo.tensorboard_cr.apply_tensorboard` against a
+the Kubernetes schemas, and :func:`cnnzoo.tensorboard.resource.apply_tensorboard` against a
 loopback fake Kubernetes API server that stores custom objects, answers create/get/replace
 the way the real one does (201, 409 AlreadyExists, resourceVersion conflicts) and records
 every request.
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from kfp_fixtures import LoopbackServer, Request
 
-from cnnzoo.errors import CnnzooError
-from cnnzoo.tensorboard_cr import (
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.tensorboard.resource import (
     TensorboardRef,
     apply_run_tensorboard,
     apply_tensorboard,
@@ -283,7 +283,7 @@ def test_apply_names_a_denied_request_and_the_rbac_to_apply():
 
 
 def test_the_pipeline_step_applies_it_and_hands_the_report_how_to_open_it(kube, monkeypatch):
-    import cnnzoo.tensorboard_cr as tc
+    import cnnzoo.tensorboard.resource as tc
 
     monkeypatch.syspath_prepend(str(ROOT))  # components/
     from components.tensorboard_cr import tensorboard_cr
@@ -320,7 +320,7 @@ def test_the_pipeline_step_applies_it_and_hands_the_report_how_to_open_it(kube, 
 def _compiled_tasks(tmp_path, **kwargs) -> dict:
     import yaml
 
-    from cnnzoo.pipeline_runner import compile_pipeline
+    from cnnzoo.orchestration.cluster import compile_pipeline
 
     spec = next(yaml.safe_load_all(compile_pipeline(tmp_path / "p.yaml", **kwargs).read_text()))
     return spec["root"]["dag"]["tasks"]

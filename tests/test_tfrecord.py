@@ -1,4 +1,4 @@
-"""cnnzoo.tfrecord against TensorFlow: the same bytes, read back by TensorFlow and TensorBoard.
+"""cnnzoo.storage.tfrecord against TensorFlow: the same bytes, read back by TensorFlow and TensorBoard.
 
 Split and the report step write their files without importing TensorFlow; these tests
 make TensorFlow's own writers produce the same records and compare byte for byte, and
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from helpers import write_image_folder
 
-from cnnzoo.tblogs import write_hparams_config
-from cnnzoo.tfrecord import RecordWriter, example_bytes, frame, write_event_file
+from cnnzoo.tensorboard.logs import write_hparams_config
+from cnnzoo.storage.tfrecord import RecordWriter, example_bytes, frame, write_event_file
 
 LABELS = (0, 1, 4, 127, 128, 300, 2**40, 2**63 - 1, -1)
 IMAGE_SIZES = (0, 1, 127, 128, 30000)
@@ -84,8 +84,8 @@ def test_a_shard_equals_tensorflows_and_reads_back(tmp_path):
 def test_split_shards_are_what_tensorflow_writes(tmp_path):
     """Every shard split writes, rewritten by TensorFlow from its parsed records: same bytes."""
     src = write_image_folder(tmp_path / "src", n_train=9, n_test=2)
-    from cnnzoo.ingest import ingest
-    from cnnzoo.split import split_dataset
+    from cnnzoo.data.ingest import ingest
+    from cnnzoo.data.split import split_dataset
 
     ingest(str(src), tmp_path / "ingested")
     info = split_dataset(tmp_path / "ingested", tmp_path / "split", img_size=8, seed=3)
@@ -99,12 +99,12 @@ def test_split_shards_are_what_tensorflow_writes(tmp_path):
 
 
 def _tf_hparams_config(logdir: Path) -> None:
-    """write_hparams_config as it was before cnnzoo.tfrecord: TensorFlow's summary writer."""
+    """write_hparams_config as it was before cnnzoo.storage.tfrecord: TensorFlow's summary writer."""
     import tensorflow as tf
     from tensorboard.plugins.hparams import api as hp
 
-    from cnnzoo.config import PRECISIONS
-    from cnnzoo.models import BASES, STRATEGIES, list_models
+    from cnnzoo.config.profile import PRECISIONS
+    from cnnzoo.models.registry import BASES, STRATEGIES, list_models
 
     params = [
         hp.HParam("model", hp.Discrete(list_models())),
@@ -178,8 +178,8 @@ def test_event_files_get_distinct_names(tmp_path):
 
 _NO_TF = """
 import json, sys
-from cnnzoo.split import split_dataset
-from cnnzoo.tblogs import write_hparams_config
+from cnnzoo.data.split import split_dataset
+from cnnzoo.tensorboard.logs import write_hparams_config
 ingested, out = sys.argv[1], sys.argv[2]
 split_dataset(ingested, out + "/split", img_size=8, seed=1)
 write_hparams_config(out + "/tensorboard")
@@ -188,7 +188,7 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflo
 
 
 def test_split_and_the_hparams_config_import_no_tensorflow(tmp_path):
-    from cnnzoo.ingest import ingest
+    from cnnzoo.data.ingest import ingest
 
     src = write_image_folder(tmp_path / "src", n_train=6, n_test=2)
     ingest(str(src), tmp_path / "ingested")

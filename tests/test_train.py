@@ -1,4 +1,4 @@
-"""Tests of cnnzoo.train on the tiny 72 px split: outputs, best model, stages, failures."""
+"""Tests of cnnzoo.training.train on the tiny 72 px split: outputs, best model, stages, failures."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import pytest
 import yaml
 from helpers import cli_error, notebook_profile
 
-from cnnzoo.cli import main
-from cnnzoo.config import profile_from_dict
-from cnnzoo.data import load_split, read_split_info
-from cnnzoo.errors import CnnzooError
-from cnnzoo.fsutil import output_kind, write_marker
-from cnnzoo.train import train_model
+from cnnzoo.cli.main import main
+from cnnzoo.config.profile import profile_from_dict
+from cnnzoo.data.loader import load_split, read_split_info
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.storage.local import output_kind, write_marker
+from cnnzoo.training.train import train_model
 
 
 def _profile(*overrides):
@@ -211,7 +211,7 @@ def test_strategy_is_single_device_without_several_gpus():
     """One device here: training must not wrap itself in a MirroredStrategy."""
     import tensorflow as tf
 
-    from cnnzoo.train import distribution_strategy
+    from cnnzoo.training.train import distribution_strategy
 
     strategy = distribution_strategy()
     assert not isinstance(strategy, tf.distribute.MirroredStrategy)

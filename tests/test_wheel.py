@@ -54,7 +54,7 @@ def installed(tmp_path_factory):
         "cnnzoo/components/train.py",
         "cnnzoo/configs/cluster.yaml",
         "cnnzoo/configs/profiles/demo.yaml",
-        "cnnzoo/templates/report.html.j2",  # the report page, package data
+        "cnnzoo/reporting/templates/report.html.j2",  # the report page, package data
     ):
         assert member in names, member
     assert not [n for n in names if n.split("/")[0] in ("components", "pipelines", "configs")]
@@ -104,7 +104,7 @@ def test_cnnzoo_comes_from_the_wheel(installed):
     venv, work = installed
     code = (
         "import cnnzoo, cnnzoo.components, cnnzoo.pipelines.cnn_comparison, cnnzoo.configs;"
-        "from cnnzoo.config import config_dir;"
+        "from cnnzoo.config.profile import config_dir;"
         "print(cnnzoo.__file__); print(cnnzoo.components.__file__);"
         "print(cnnzoo.pipelines.cnn_comparison.__file__); print(config_dir())"
     )

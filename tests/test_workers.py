@@ -1,4 +1,4 @@
-"""cnnzoo.workers: how many processes, and what a pool does when a worker or its parent dies."""
+"""cnnzoo.core.workers: how many processes, and what a pool does when a worker or its parent dies."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from cnnzoo import workers
-from cnnzoo.errors import CnnzooError
-from cnnzoo.fsutil import output_lock
+from cnnzoo.core import workers
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.storage.local import output_lock
 
 
 def test_pool_size(monkeypatch):
@@ -72,8 +72,8 @@ def test_workers_die_with_their_parent_and_do_not_keep_its_lock(tmp_path):
     script = textwrap.dedent(
         f"""
         import os, sys, time
-        from cnnzoo import workers
-        from cnnzoo.fsutil import output_lock
+        from cnnzoo.core import workers
+        from cnnzoo.storage.local import output_lock
 
         with output_lock({str(dest)!r}):
             with workers.process_pool(2, "test") as pool:

@@ -1,4 +1,4 @@
-"""cnnzoo.yamlconfig: the one YAML reader and the one-line messages of a failed validation."""
+"""cnnzoo.core.yamlconfig: the one YAML reader and the one-line messages of a failed validation."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from cnnzoo.errors import CnnzooError
-from cnnzoo.yamlconfig import Number, deep_merge, invalid, read_yaml, validate
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.core.yamlconfig import Number, deep_merge, invalid, read_yaml, validate
 
 
 class _Item(BaseModel):

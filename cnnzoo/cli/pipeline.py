@@ -1,0 +1,200 @@
+"""CLI commands over the pipeline: ``cnnzoo run``, ``cnnzoo compile``, ``cnnzoo submit``.
+
+Imported by :mod:`cnnzoo.cli.main`, which registers the commands below.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from cnnzoo.cli.main import add_profile_args, command
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.orchestration.study import Study
+
+
+def _models(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise CnnzooError("--models: expected a comma-separated list of model configurations")
+    return names
+
+
+def _study_args(p: argparse.ArgumentParser, data_help: str) -> None:
+    p.add_argument("--data", default="demo", metavar="URI", help=data_help)
+    p.add_argument(
+        "--models",
+        default=None,
+        metavar="A,B,...",
+        help="comma-separated model configurations (default: all; see 'cnnzoo models')",
+    )
+    add_profile_args(p)
+    p.add_argument("--seed", type=int, default=None, help="the run's seed (default: profile's)")
+
+
+def _tensorboard_arg(p: argparse.ArgumentParser, where: str) -> None:
+    p.add_argument(
+        "--tensorboard-root",
+        default="",
+        metavar="URI",
+        help=f"write every model's TensorBoard logs under this {where}",
+    )
+
+
+def _study(ns: argparse.Namespace) -> Study:
+    """The study the command line asks for (the same object for run and submit)."""
+    return Study(
+        data_uri=ns.data,
+        models=_models(ns.models),
+        profile=ns.profile,
+        overrides=tuple(ns.overrides),
+        override_files=tuple(ns.override_files),
+        seed=ns.seed,
+        tensorboard_root=ns.tensorboard_root,
+        output_uri=ns.output,
+    )
+
+
+def _output_arg(p: argparse.ArgumentParser, where: str) -> None:
+    p.add_argument(
+        "--output",
+        default="",
+        metavar="URI",
+        help=f"export the report, models, checkpoints and TensorBoard logs to {where}",
+    )
+
+
+def _image_args(p: argparse.ArgumentParser) -> None:
+    from cnnzoo.pipelines import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
+
+    p.add_argument("--image", default=DEFAULT_IMAGE, help=f"step image (default {DEFAULT_IMAGE})")
+    p.add_argument(
+        "--gpu-image",
+        default=DEFAULT_GPU_IMAGE,
+        help=f"image of steps on accelerator pools (default {DEFAULT_GPU_IMAGE})",
+    )
+    p.add_argument(
+        "--placement",
+        default=None,
+        metavar="YAML",
+        help="cluster placement file (default: the installed cluster.yaml)",
+    )
+
+
+def _tensorboard_cr_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tensorboard-cr",
+        action="store_true",
+        help="add a step creating the run's Kubeflow Tensorboard (needs a gs:// logs root)",
+    )
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    _study_args(p, "'demo' (default), a local folder or archive, or gs://bucket/prefix")
+    p.add_argument("--out", default="runs", metavar="DIR", help="runs folder (default: runs)")
+    _output_arg(p, "a local folder or gs://bucket/prefix")
+    _tensorboard_arg(p, "folder or gs:// prefix (default: the run folder's tensorboard/)")
+    from cnnzoo.pipelines import DEFAULT_IMAGE
+
+    p.add_argument(
+        "--runner",
+        choices=("subprocess", "docker"),
+        default="subprocess",
+        help="subprocess (default): steps run in this environment; docker: every step runs"
+        " in its image (kfp.local.DockerRunner; engine from DOCKER_HOST or the default socket)",
+    )
+    p.add_argument(
+        "--image",
+        default=DEFAULT_IMAGE,
+        help=f"--runner docker: step image (default {DEFAULT_IMAGE})",
+    )
+    p.add_argument(
+        "--gpu-image",
+        default=None,
+        help="--runner docker: image of steps on accelerator pools (default: --image)",
+    )
+
+
+@command("run", "run the whole pipeline locally (kfp.local, one subprocess per step)", _run_args)
+def _run(ns: argparse.Namespace) -> int:
+    from cnnzoo.storage.local import read_json
+    from cnnzoo.orchestration.local_run import run_local
+    from cnnzoo.reporting.render import summary_table
+
+    result = run_local(
+        _study(ns), runs_dir=ns.out, runner=ns.runner, image=ns.image, gpu_image=ns.gpu_image
+    )
+    print(summary_table(read_json(result.report_html.parent / "comparison.json")), end="")
+    print(f"finished in {result.seconds / 60:.1f} min; run folder {result.run_dir}")
+    if result.arguments["output_uri"]:
+        print(f"exported to: {result.arguments['output_uri']}")
+    print(f"report: {result.report_html}")
+    return 0
+
+
+def _compile_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--out",
+        default="build/cnn_comparison.yaml",
+        help="YAML file to write (default: build/cnn_comparison.yaml)",
+    )
+    _image_args(p)
+    _tensorboard_cr_arg(p)
+
+
+@command(
+    "compile", "compile the pipeline to YAML for a Kubeflow Pipelines 2.x backend", _compile_args
+)
+def _compile(ns: argparse.Namespace) -> int:
+    from cnnzoo.orchestration.cluster import compile_pipeline
+
+    out = compile_pipeline(
+        ns.out,
+        image=ns.image,
+        gpu_image=ns.gpu_image,
+        placement=ns.placement,
+        tensorboard_cr=ns.tensorboard_cr,
+    )
+    print(f"compiled: {out}")
+    return 0
+
+
+def _submit_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", required=True, help="KFP endpoint, e.g. http://localhost:8080")
+    p.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user)")
+    p.add_argument("--experiment", default="cnnzoo", help="experiment name (default: cnnzoo)")
+    p.add_argument("--run-name", default=None, help="run display name")
+    _study_args(p, "'demo' (default) or gs://bucket/prefix (folder or archive)")
+    _tensorboard_arg(p, "gs:// prefix")
+    _output_arg(p, "gs://bucket/prefix (also makes retried train tasks resume)")
+    p.add_argument("--pipeline-root", default=None, help="artifact root (default: backend's)")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every task afresh: turn KFP's caching off for this run",
+    )
+    _image_args(p)
+    _tensorboard_cr_arg(p)
+
+
+@command("submit", "compile the pipeline and start a run on a Kubeflow cluster", _submit_args)
+def _submit(ns: argparse.Namespace) -> int:
+    from cnnzoo.orchestration.cluster import submit
+
+    run = submit(
+        _study(ns),
+        host=ns.host,
+        namespace=ns.namespace,
+        experiment=ns.experiment,
+        run_name=ns.run_name,
+        image=ns.image,
+        gpu_image=ns.gpu_image,
+        placement=ns.placement,
+        pipeline_root=ns.pipeline_root,
+        enable_caching=False if ns.no_cache else None,
+        tensorboard_cr=ns.tensorboard_cr,
+    )
+    print(f"run id: {run.run_id}")
+    print(f"run url: {run.url}")
+    return 0

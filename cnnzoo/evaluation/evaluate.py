@@ -1,0 +1,284 @@
+"""Evaluate a trained model on its split: test, train and validation metrics.
+
+:func:`evaluate_model` reads the output folder of ``cnnzoo train`` and writes one JSON
+record per model (:class:`cnnzoo.evaluation.records.EvaluationRecord`): losses and accuracies on
+test, train and validation (all without shuffling or augmentation), the test confusion
+matrix, per-class precision, recall and F1, the train-test accuracy gap and the
+training facts from ``history.json``.
+It also records the per-image test predictions (class indices in test order, with the
+true labels and the test set's identity, :func:`identify_test_set`) so that the report can
+test two models against each other on the same images (:mod:`cnnzoo.evaluation.stats`), the 95%
+Wilson interval of the test accuracy, and the training seed.
+A model whose training failed is passed on as a ``"status": "failed"`` record.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from cnnzoo.config.profile import read_yaml
+from cnnzoo.data.loader import load_split, read_split_info
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.storage.local import output_lock, read_json
+from cnnzoo.evaluation.records import EvaluationRecord, read_evaluation, write_evaluation
+from cnnzoo.training.train import CONFIG_FILE, HISTORY_FILE, MODEL_FILE
+
+#: Fields copied from history.json into the evaluation record.
+HISTORY_FIELDS = (
+    "total_params",
+    "trainable_params",
+    "epochs_run",
+    "best_val_accuracy",
+    "train_time_s",
+    "images_per_s",
+    "weights",
+)
+
+
+def evaluate_model(
+    model_dir: str | os.PathLike,
+    split_dir: str | os.PathLike,
+    out_json: str | os.PathLike,
+    batch_size: int | None = None,
+    *,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Evaluate the model in ``model_dir`` on ``split_dir`` and write ``out_json``.
+
+    Args:
+        model_dir: output folder of ``cnnzoo train`` (``history.json``, ``config.yaml``
+            and, when training succeeded, ``model.keras``).
+        split_dir: the split dataset the model was trained on (same classes and size).
+        out_json: file to write the evaluation record to (atomically); an existing
+            file must be an earlier evaluation record, unless ``overwrite``.
+        batch_size: evaluation batch size; defaults to the training profile's
+            ``eval_batch_size`` saved in ``config.yaml``.
+        overwrite: replace an ``out_json`` that is not an evaluation record.
+
+    Returns:
+        The record written, as :meth:`EvaluationRecord.to_dict` (see
+        docs/architecture.md, "Evaluation"); for a model whose training failed,
+        ``{"model", "strategy", "base", "status": "failed", "error", "schema_version"}``;
+        a model whose loss on any part is not finite is recorded as failed too.
+
+    Raises:
+        CnnzooError: missing, unreadable or corrupt files (``model.keras``, shards), a
+            split that does not match the model (classes or image size), an
+            ``out_json`` that is not an evaluation record, or another process writing it.
+    """
+    with output_lock(out_json):
+        _check_out_json(Path(out_json), overwrite)
+        return _evaluate_locked(model_dir, split_dir, out_json, batch_size)
+
+
+def _check_out_json(path: Path, overwrite: bool) -> None:
+    """Refuse to replace a file that is not an evaluation record (or a folder)."""
+    if path.is_dir():
+        raise CnnzooError(f"{path}: is a folder; name a JSON file to write")
+    if not path.exists() or overwrite:
+        return
+    try:
+        read_evaluation(path)
+    except CnnzooError:
+        raise CnnzooError(
+            f"{path}: exists and is not a cnnzoo evaluation record; choose another file "
+            "or pass --overwrite"
+        ) from None
+
+
+def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, Any]:
+    import math
+
+    import tensorflow as tf
+
+    from cnnzoo.models.registry import get_spec
+
+    model_dir = Path(model_dir)
+    history = read_json(model_dir / HISTORY_FILE)
+    name = history.get("model")
+    if not isinstance(name, str):
+        raise CnnzooError(f"{model_dir / HISTORY_FILE}: missing 'model'")
+    spec = get_spec(name)
+    head = {"model": name, "strategy": spec.strategy, "base": spec.base}
+    if history.get("status") != "ok":
+        error = str(history.get("error") or "training failed")
+        # One of several repeats: the report names the seed that failed.
+        seed = _trained_seed(model_dir / CONFIG_FILE)
+        return _write(out_json, EvaluationRecord.failed(**head, error=error, seed=seed))
+
+    config = read_yaml(model_dir / CONFIG_FILE)
+    info = read_split_info(split_dir)
+    trained = config.get("split", {})
+    if trained.get("classes") != info["classes"]:
+        raise CnnzooError(
+            f"{Path(split_dir) / 'split.json'}: classes {info['classes']} differ from those "
+            f"{name} was trained on ({trained.get('classes')}, {model_dir / CONFIG_FILE})"
+        )
+    if batch_size is None:
+        batch_size = int(config.get("profile", {}).get("eval_batch_size", 512))
+    if batch_size < 1:
+        raise CnnzooError(f"batch_size must be >= 1, got {batch_size}")
+
+    model = _load_model(model_dir / MODEL_FILE)
+    input_size = model.inputs[0].shape[1]
+    if input_size is not None and input_size != info["img_size"]:
+        raise CnnzooError(
+            f"{Path(split_dir) / 'split.json'}: img_size {info['img_size']} but "
+            f"{model_dir / MODEL_FILE} takes {input_size} px images"
+        )
+
+    metrics = {}
+    for part in ("test", "train", "val"):
+        # The test part is read twice (metrics, predictions); the others once: not cached.
+        ds = load_split(split_dir, part, batch_size, training=False, cache=part == "test")
+        try:
+            res = model.evaluate(ds, verbose=0, return_dict=True)
+            if part == "test":
+                y_true, y_pred = _predict(model, ds)
+        except tf.errors.OpError as e:
+            # Truncated or corrupt shards, or records that do not fit split.json.
+            raise CnnzooError(
+                f"{split_dir}: cannot read the {part} shards ({type(e).__name__}: "
+                f"{_one_line(e.message)}); run the split again"
+            ) from None
+        metrics[part] = {"loss": float(res["loss"]), "accuracy": float(res["accuracy"])}
+        if not math.isfinite(metrics[part]["loss"]):
+            error = (
+                f"{part} loss is {metrics[part]['loss']}: the model outputs "
+                "non-finite values (training diverged?)"
+            )
+            return _write(out_json, EvaluationRecord.failed(**head, error=error))
+
+    from cnnzoo.evaluation.stats import wilson_interval
+
+    classes = info["classes"]
+    cm = confusion_matrix(y_true, y_pred, len(classes))
+    test_count = int(cm.sum())
+    correct = int((y_true == y_pred).sum())
+    record = EvaluationRecord(
+        **head,
+        status="ok",
+        seed=config.get("profile", {}).get("seed"),
+        classes=classes,
+        test_count=test_count,
+        train_count=int(info["splits"]["train"]["count"]),
+        test_loss=metrics["test"]["loss"],
+        test_accuracy=metrics["test"]["accuracy"],
+        test_accuracy_ci=list(wilson_interval(correct, test_count)) if test_count else None,
+        train_loss=metrics["train"]["loss"],
+        train_accuracy=metrics["train"]["accuracy"],
+        val_loss=metrics["val"]["loss"],
+        val_accuracy=metrics["val"]["accuracy"],
+        gap=metrics["train"]["accuracy"] - metrics["test"]["accuracy"],
+        per_class=per_class_metrics(cm, classes),
+        confusion_matrix=cm.tolist(),
+        **{k: history.get(k) for k in HISTORY_FIELDS},
+        history=history.get("epochs", []),
+        test_set=identify_test_set(info),
+        test_labels=[int(v) for v in y_true],
+        test_predictions=[int(v) for v in y_pred],
+    )
+    return _write(out_json, record)
+
+
+def _write(out_json, record: EvaluationRecord) -> dict[str, Any]:
+    """Write ``record`` to ``out_json`` and return it as data."""
+    write_evaluation(out_json, record)
+    return record.to_dict()
+
+
+def identify_test_set(split_info: dict[str, Any]) -> str:
+    """The identity of a split's test images, in record order: a sha256 of the ingest
+    manifest's hash (which covers every image's bytes) and the test files' ingested paths.
+
+    Two evaluations are compared image by image only when their ``test_set`` is equal.
+    """
+    import hashlib
+    import json
+
+    test = split_info.get("splits", {}).get("test", {})
+    identity = {
+        "ingest_manifest_sha256": split_info.get("ingest_manifest_sha256"),
+        "img_size": split_info.get("img_size"),
+        "files": test.get("files"),
+        "count": test.get("count"),
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def confusion_matrix(y_true, y_pred, num_classes: int):
+    """Counts ``cm[t, p]`` of examples of true class ``t`` predicted as ``p`` (int64)."""
+    import numpy as np
+
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    return cm
+
+
+def per_class_metrics(cm, classes: list[str]) -> dict[str, dict[str, float | int]]:
+    """Precision, recall, F1 and support per class from a confusion matrix.
+
+    A ratio whose denominator is zero (a class never predicted, or absent) is 0.0.
+    """
+    import numpy as np
+
+    cm = np.asarray(cm)
+    tp = np.diag(cm).astype(float)
+    predicted = cm.sum(axis=0).astype(float)
+    support = cm.sum(axis=1)
+    out = {}
+    for i, c in enumerate(classes):
+        p = tp[i] / predicted[i] if predicted[i] else 0.0
+        r = tp[i] / support[i] if support[i] else 0.0
+        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        out[c] = {
+            "precision": float(p),
+            "recall": float(r),
+            "f1": float(f1),
+            "support": int(support[i]),
+        }
+    return out
+
+
+def _trained_seed(config_yaml: Path) -> int | None:
+    """The training seed in a train output's config.yaml, or None if it has none."""
+    if not config_yaml.is_file():
+        return None
+    try:
+        seed = read_yaml(config_yaml).get("profile", {}).get("seed")
+    except (CnnzooError, AttributeError):
+        return None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())[:300] or "(no message)"
+
+
+def _predict(model, ds):
+    import numpy as np
+
+    y_true, y_pred = [], []
+    for images, labels in ds:
+        probs = model.predict_on_batch(images)
+        y_pred.append(np.argmax(np.asarray(probs), axis=-1))
+        y_true.append(labels.numpy())
+    return np.concatenate(y_true), np.concatenate(y_pred)
+
+
+def _load_model(path: Path):
+    import keras
+
+    if not path.is_file():
+        raise CnnzooError(f"{path}: file not found (history.json says training succeeded)")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as e:  # a truncated zip, a foreign file: Keras raises many types
+        raise CnnzooError(
+            f"{path}: cannot load the model ({type(e).__name__}: {_one_line(str(e))}); "
+            "train it again"
+        ) from None
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
