@@ -31,9 +31,10 @@ def report(
     from pathlib import Path
 
     from cnnzoo.reporting.discovery import ArtifactRef
-    from cnnzoo.storage.outputs import export_folder, run_logs_root
     from cnnzoo.reporting.report import report_artifacts
-    from cnnzoo.tensorboard.logs import write_hparams_config
+    from cnnzoo.storage.layout import run_logs_root
+    from cnnzoo.storage.outputs import export_folder
+    from cnnzoo.tensorboard.hparams import write_hparams_config
 
     print("[cnnzoo] report: started", flush=True)
     resolved = json.loads(profile)

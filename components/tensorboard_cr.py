@@ -16,7 +16,7 @@ def tensorboard_cr(run_id: str, run_name: str, tensorboard_root: str, output_uri
     import json
 
     from cnnzoo.core.errors import CnnzooError
-    from cnnzoo.storage.outputs import run_logs_root
+    from cnnzoo.storage.layout import run_logs_root
     from cnnzoo.tensorboard.resource import apply_run_tensorboard
 
     try:

@@ -39,9 +39,10 @@ def train(
     import json
     import os
 
-    from cnnzoo.config.profile import profile_from_dict, run_label
+    from cnnzoo.config.profile import profile_from_dict
+    from cnnzoo.storage.layout import output_location, run_label, run_logs_root
     from cnnzoo.storage.local import atomic_write_text
-    from cnnzoo.storage.outputs import export_folder, output_location, run_logs_root
+    from cnnzoo.storage.outputs import export_folder
     from cnnzoo.training.train import train_model
 
     prof = profile_from_dict(json.loads(profile))

@@ -58,9 +58,17 @@ from kfp import dsl, kubernetes
 
 from cnnzoo.components import evaluate, fingerprint, ingest, plan, report, split, train
 from cnnzoo.components import tensorboard_cr as tensorboard_cr_step
+from cnnzoo.config.profile import load_profile
 from cnnzoo.models.registry import list_models
+from cnnzoo.orchestration.placement import (
+    GCP_SECRET_MOUNT_PATH,
+    GcpSecret,
+    Placement,
+    Pool,
+    load_placement,
+)
+from cnnzoo.orchestration.study import profile_json
 from cnnzoo.pipelines import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
-from cnnzoo.orchestration.placement import GCP_SECRET_MOUNT_PATH, GcpSecret, Placement, Pool, load_placement
 
 PIPELINE_NAME = "cnn-comparison"
 
@@ -128,9 +136,6 @@ def build_pipeline(
     """
     placement = placement or load_placement()
     if default_profile is None:
-        from cnnzoo.config.profile import load_profile
-        from cnnzoo.orchestration.study import profile_json
-
         default_profile = profile_json(load_profile("demo"))
 
     def cache(task: dsl.PipelineTask, default: bool) -> dsl.PipelineTask:

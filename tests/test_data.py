@@ -12,8 +12,8 @@ import json
 import numpy as np
 import pytest
 
-from cnnzoo.data.loader import load_split, read_split_info
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.data.loader import load_split, read_split_info
 
 SIZE = 8
 CLASSES = ["a", "b", "c"]

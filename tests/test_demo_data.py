@@ -5,8 +5,8 @@ from helpers import tree_hashes
 from PIL import Image
 
 from cnnzoo.cli.main import main
-from cnnzoo.data.demo import CLASSES, make_demo_dataset
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.data.demo import CLASSES, make_demo_dataset
 
 
 def test_layout_counts_and_images(tmp_path):

@@ -12,8 +12,8 @@ from helpers import notebook_profile
 
 from cnnzoo.config.profile import load_profile
 from cnnzoo.models.registry import build_model, set_batchnorm_momentum
-from cnnzoo.training.train import train_model
 from cnnzoo.training.callbacks import epoch_line
+from cnnzoo.training.train import train_model
 
 CUSTOM_CNNS = ("simple", "mid", "resnet", "inception", "resnet_aug")
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from helpers import notebook_profile
 
-from cnnzoo.data.loader import read_split_info
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.data.loader import read_split_info
 from cnnzoo.evaluation.evaluate import (
     confusion_matrix,
     evaluate_model,

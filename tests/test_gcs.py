@@ -20,10 +20,10 @@ import pytest
 from helpers import cli_error, jpeg_bytes, rgb_image, tree_hashes, write_image_folder
 from PIL import Image
 
-from cnnzoo.storage import gcs, outputs
 from cnnzoo.cli.main import main
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.data.ingest import ingest
+from cnnzoo.storage import gcs, outputs
 from cnnzoo.storage.logsync import LogSync
 
 

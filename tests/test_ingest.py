@@ -22,9 +22,9 @@ from helpers import (
 from PIL import Image
 
 import cnnzoo.data.ingest
-from cnnzoo.data.loader import sources
 from cnnzoo.cli.main import main
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.data import sources
 from cnnzoo.data.ingest import ingest
 
 

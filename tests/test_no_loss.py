@@ -33,9 +33,9 @@ from helpers import (
 
 from cnnzoo.cli.main import main
 from cnnzoo.core.errors import CnnzooError
-from cnnzoo.storage.local import MARKER, output_kind, output_lock
 from cnnzoo.data.ingest import ingest
 from cnnzoo.data.split import split_dataset
+from cnnzoo.storage.local import MARKER, output_kind, output_lock
 
 
 def _users_folder(path: Path) -> dict[str, bytes]:

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from cnnzoo.cli.main import main
-from cnnzoo.orchestration.local_run import run_pipeline_locally
 from cnnzoo.models.registry import get_spec, list_models
 from cnnzoo.orchestration.cluster import compile_pipeline
+from cnnzoo.orchestration.local_run import run_pipeline_locally
 from cnnzoo.orchestration.study import Study, profile_json
 
 REPORT_FILES = [

@@ -14,8 +14,8 @@ from cnnzoo.cli.main import main
 from cnnzoo.components.plan import plan
 from cnnzoo.config.profile import load_profile, repeat_seeds
 from cnnzoo.orchestration.placement import load_placement
-from cnnzoo.reporting.plots import bar_chart_test_accuracy
 from cnnzoo.orchestration.study import profile_json
+from cnnzoo.reporting.plots import bar_chart_test_accuracy
 
 TINY = ["max_epochs=1", "batch_size=8", "eval_batch_size=16"]
 

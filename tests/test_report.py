@@ -28,11 +28,11 @@ from fixtures.report_run import (
 from PIL import Image
 
 from cnnzoo.cli.main import main
-from cnnzoo.reporting.columns import format_value
 from cnnzoo.core.errors import CnnzooError
-from cnnzoo.models.registry import list_models
-from cnnzoo.reporting.plots import epoch_markers
 from cnnzoo.models.reference import NOTEBOOK_TEST_ACCURACY
+from cnnzoo.models.registry import list_models
+from cnnzoo.reporting.columns import format_value
+from cnnzoo.reporting.plots import epoch_markers
 from cnnzoo.reporting.render import summary_table
 from cnnzoo.reporting.report import build_report, markdown_table, profile_differences
 from cnnzoo.reporting.verdict import STATS_NOTE

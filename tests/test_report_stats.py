@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from fixtures.report_run import make_evaluation
 
-from cnnzoo.reporting.discovery import ArtifactRef, RunManifest, find_run_outputs
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.reporting.discovery import ArtifactRef, RunManifest, find_run_outputs
 from cnnzoo.reporting.plots import bar_chart_test_accuracy
 from cnnzoo.reporting.render import summary_table
 from cnnzoo.reporting.report import build_report

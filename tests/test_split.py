@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from helpers import sha256, tree_hashes, write_image_folder
 
-from cnnzoo.data.loader import split as split_mod
 from cnnzoo.cli.main import main
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.data import split as split_mod
 from cnnzoo.data.ingest import ingest
 from cnnzoo.data.split import SPLITS, assign_splits, load_image, split_dataset
 

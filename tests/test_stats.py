@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from cnnzoo.config.profile import load_profile, repeat_seeds, run_label
+from cnnzoo.config.profile import load_profile, repeat_seeds
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.evaluation.stats import (
     Z95,
@@ -23,6 +23,7 @@ from cnnzoo.evaluation.stats import (
     order_flips,
     wilson_interval,
 )
+from cnnzoo.storage.layout import run_label
 
 
 @pytest.mark.parametrize(

@@ -94,8 +94,8 @@ def test_local_tasks_share_the_cpus_between_the_trainings_that_run_at_once(
 
 
 def test_a_run_of_every_model_shares_the_cpus_too(monkeypatch):
-    from cnnzoo.orchestration.local_run import _threads_per_task
     from cnnzoo.models.registry import list_models
+    from cnnzoo.orchestration.local_run import _threads_per_task
     from cnnzoo.orchestration.placement import load_placement
 
     monkeypatch.setattr("cnnzoo.core.workers.usable_cpus", lambda: 16)

@@ -2,7 +2,7 @@
 
 Two configurations are logged the way training does it: one single-stage
 (``<root>/simple``) and one two-stage (``<root>/xception_finetune/stage1``, ``stage2``),
-each with :func:`cnnzoo.tensorboard.logs.log_hparams` on its folder. Then TensorBoard's event
+each with :func:`cnnzoo.tensorboard.hparams.log_hparams` on its folder. Then TensorBoard's event
 multiplexer must find the per-epoch scalars, and a real TensorBoard server started by
 ``cnnzoo tensorboard`` must tabulate one HParams session per configuration — from a
 local folder, and from ``gs://`` (the emulator) for a cluster run found by its ID through
@@ -27,16 +27,11 @@ import pytest
 from kfp_fixtures import FakeKfpRuns
 
 from cnnzoo.core.errors import CnnzooError
-from cnnzoo.storage.logsync import LogSync
 from cnnzoo.models.registry import list_models
-from cnnzoo.tensorboard.logs import (
-    HPARAM_KEYS,
-    log_hparams,
-    resolve_logdir,
-    tensorboard_access,
-    tensorboard_markdown,
-    write_hparams_config,
-)
+from cnnzoo.storage.logsync import LogSync
+from cnnzoo.tensorboard.hparams import HPARAM_KEYS, log_hparams, write_hparams_config
+from cnnzoo.tensorboard.server import resolve_logdir
+from cnnzoo.tensorboard.access import tensorboard_access, tensorboard_markdown
 from cnnzoo.tensorboard.resource import TensorboardRef
 
 CONFIGS = {

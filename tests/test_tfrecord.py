@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from helpers import write_image_folder
 
-from cnnzoo.tensorboard.logs import write_hparams_config
 from cnnzoo.storage.tfrecord import RecordWriter, example_bytes, frame, write_event_file
+from cnnzoo.tensorboard.hparams import write_hparams_config
 
 LABELS = (0, 1, 4, 127, 128, 300, 2**40, 2**63 - 1, -1)
 IMAGE_SIZES = (0, 1, 127, 128, 30000)
@@ -179,7 +179,7 @@ def test_event_files_get_distinct_names(tmp_path):
 _NO_TF = """
 import json, sys
 from cnnzoo.data.split import split_dataset
-from cnnzoo.tensorboard.logs import write_hparams_config
+from cnnzoo.tensorboard.hparams import write_hparams_config
 ingested, out = sys.argv[1], sys.argv[2]
 split_dataset(ingested, out + "/split", img_size=8, seed=1)
 write_hparams_config(out + "/tensorboard")

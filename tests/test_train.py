@@ -12,8 +12,8 @@ from helpers import cli_error, notebook_profile
 
 from cnnzoo.cli.main import main
 from cnnzoo.config.profile import profile_from_dict
-from cnnzoo.data.loader import load_split, read_split_info
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.data.loader import load_split, read_split_info
 from cnnzoo.storage.local import output_kind, write_marker
 from cnnzoo.training.train import train_model
 

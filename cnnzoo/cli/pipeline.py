@@ -1,15 +1,20 @@
 """CLI commands over the pipeline: ``cnnzoo run``, ``cnnzoo compile``, ``cnnzoo submit``.
 
-Imported by :mod:`cnnzoo.cli.main`, which registers the commands below.
+The table in :mod:`cnnzoo.cli.main` names the commands below.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from cnnzoo.cli.main import add_profile_args, command
+from cnnzoo.cli.common import add_profile_args
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.orchestration.cluster import compile_pipeline, submit
+from cnnzoo.orchestration.local_run import run_local
 from cnnzoo.orchestration.study import Study
+from cnnzoo.pipelines import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
+from cnnzoo.reporting.render import summary_table
+from cnnzoo.storage.local import read_json
 
 
 def _models(text: str | None) -> list[str] | None:
@@ -21,7 +26,7 @@ def _models(text: str | None) -> list[str] | None:
     return names
 
 
-def _study_args(p: argparse.ArgumentParser, data_help: str) -> None:
+def study_args(p: argparse.ArgumentParser, data_help: str) -> None:
     p.add_argument("--data", default="demo", metavar="URI", help=data_help)
     p.add_argument(
         "--models",
@@ -65,8 +70,7 @@ def _output_arg(p: argparse.ArgumentParser, where: str) -> None:
     )
 
 
-def _image_args(p: argparse.ArgumentParser) -> None:
-    from cnnzoo.pipelines import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
+def image_args(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--image", default=DEFAULT_IMAGE, help=f"step image (default {DEFAULT_IMAGE})")
     p.add_argument(
@@ -90,12 +94,11 @@ def _tensorboard_cr_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _run_args(p: argparse.ArgumentParser) -> None:
-    _study_args(p, "'demo' (default), a local folder or archive, or gs://bucket/prefix")
+def run_args(p: argparse.ArgumentParser) -> None:
+    study_args(p, "'demo' (default), a local folder or archive, or gs://bucket/prefix")
     p.add_argument("--out", default="runs", metavar="DIR", help="runs folder (default: runs)")
     _output_arg(p, "a local folder or gs://bucket/prefix")
     _tensorboard_arg(p, "folder or gs:// prefix (default: the run folder's tensorboard/)")
-    from cnnzoo.pipelines import DEFAULT_IMAGE
 
     p.add_argument(
         "--runner",
@@ -116,11 +119,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-@command("run", "run the whole pipeline locally (kfp.local, one subprocess per step)", _run_args)
-def _run(ns: argparse.Namespace) -> int:
-    from cnnzoo.storage.local import read_json
-    from cnnzoo.orchestration.local_run import run_local
-    from cnnzoo.reporting.render import summary_table
+def run_command(ns: argparse.Namespace) -> int:
 
     result = run_local(
         _study(ns), runs_dir=ns.out, runner=ns.runner, image=ns.image, gpu_image=ns.gpu_image
@@ -133,21 +132,17 @@ def _run(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _compile_args(p: argparse.ArgumentParser) -> None:
+def compile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out",
         default="build/cnn_comparison.yaml",
         help="YAML file to write (default: build/cnn_comparison.yaml)",
     )
-    _image_args(p)
+    image_args(p)
     _tensorboard_cr_arg(p)
 
 
-@command(
-    "compile", "compile the pipeline to YAML for a Kubeflow Pipelines 2.x backend", _compile_args
-)
-def _compile(ns: argparse.Namespace) -> int:
-    from cnnzoo.orchestration.cluster import compile_pipeline
+def compile_command(ns: argparse.Namespace) -> int:
 
     out = compile_pipeline(
         ns.out,
@@ -160,12 +155,12 @@ def _compile(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _submit_args(p: argparse.ArgumentParser) -> None:
+def submit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", required=True, help="KFP endpoint, e.g. http://localhost:8080")
     p.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user)")
     p.add_argument("--experiment", default="cnnzoo", help="experiment name (default: cnnzoo)")
     p.add_argument("--run-name", default=None, help="run display name")
-    _study_args(p, "'demo' (default) or gs://bucket/prefix (folder or archive)")
+    study_args(p, "'demo' (default) or gs://bucket/prefix (folder or archive)")
     _tensorboard_arg(p, "gs:// prefix")
     _output_arg(p, "gs://bucket/prefix (also makes retried train tasks resume)")
     p.add_argument("--pipeline-root", default=None, help="artifact root (default: backend's)")
@@ -174,13 +169,11 @@ def _submit_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run every task afresh: turn KFP's caching off for this run",
     )
-    _image_args(p)
+    image_args(p)
     _tensorboard_cr_arg(p)
 
 
-@command("submit", "compile the pipeline and start a run on a Kubeflow cluster", _submit_args)
-def _submit(ns: argparse.Namespace) -> int:
-    from cnnzoo.orchestration.cluster import submit
+def submit_command(ns: argparse.Namespace) -> int:
 
     run = submit(
         _study(ns),

@@ -1,6 +1,6 @@
 """CLI commands ``cnnzoo report`` (rebuild a run's comparison report) and ``cnnzoo tensorboard``.
 
-Imported by :mod:`cnnzoo.cli.main`, which registers every ``@command`` defined here.
+The table in :mod:`cnnzoo.cli.main` names the commands below.
 """
 
 from __future__ import annotations
@@ -9,11 +9,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from cnnzoo.cli.main import add_overwrite_arg, command
+from cnnzoo.cli.common import add_overwrite_arg
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.orchestration.kfp_runs import run_logs_root_from_kfp
+from cnnzoo.reporting.report import report_files, report_run
+from cnnzoo.storage.gcs import is_gcs
+from cnnzoo.storage.layout import run_logs_root
+from cnnzoo.storage.logsync import LogSync
+from cnnzoo.tensorboard.server import has_event_files, resolve_logdir, start_tensorboard
 
 
-def _report_args(p: argparse.ArgumentParser) -> None:
+def report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "run_dir",
         nargs="?",
@@ -42,9 +48,7 @@ def _report_args(p: argparse.ArgumentParser) -> None:
     add_overwrite_arg(p, "--out")
 
 
-@command("report", "rebuild the comparison report from a finished run's outputs", _report_args)
-def _report(ns: argparse.Namespace) -> int:
-    from cnnzoo.reporting.report import report_files, report_run
+def report_command(ns: argparse.Namespace) -> int:
 
     if ns.run_dir is not None and ns.evaluations is not None:
         raise CnnzooError("report: give RUN_DIR or --evaluations JSON..., not both")
@@ -68,7 +72,7 @@ def _report(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _tensorboard_args(p: argparse.ArgumentParser) -> None:
+def tensorboard_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "run",
         nargs="?",
@@ -104,12 +108,10 @@ def _tensorboard_args(p: argparse.ArgumentParser) -> None:
 
 def _logs_root(ns: argparse.Namespace) -> str:
     """The logs root the arguments name: a local path or a ``gs://`` URI."""
-    from cnnzoo.storage.outputs import run_logs_root
 
     if ns.host is not None:
         if ns.output is not None or not ns.run:
             raise CnnzooError("tensorboard --host: give the cluster run's ID (and no --output)")
-        from cnnzoo.orchestration.kfp_runs import run_logs_root_from_kfp
 
         root = run_logs_root_from_kfp(ns.run, ns.host, ns.namespace)
         print(f"run {ns.run}: logs root {root}", file=sys.stderr)
@@ -121,15 +123,8 @@ def _logs_root(ns: argparse.Namespace) -> str:
     return ns.run or ""
 
 
-@command(
-    "tensorboard", "serve a run's TensorBoard logs (local or gs://) until Ctrl-C", _tensorboard_args
-)
-def _tensorboard(ns: argparse.Namespace) -> int:
+def tensorboard_command(ns: argparse.Namespace) -> int:
     import tempfile
-
-    from cnnzoo.storage.gcs import is_gcs
-    from cnnzoo.storage.logsync import LogSync
-    from cnnzoo.tensorboard.logs import has_event_files, resolve_logdir
 
     if not ns.sync_interval > 0:
         raise CnnzooError(f"--sync-interval: must be positive, got {ns.sync_interval:g}")
@@ -157,7 +152,6 @@ def _tensorboard(ns: argparse.Namespace) -> int:
 
 def _serve(logdir: Path, ns: argparse.Namespace, label: str) -> int:
     """Run TensorBoard on ``logdir`` until it exits or Ctrl-C; the command's exit status."""
-    from cnnzoo.tensorboard.logs import start_tensorboard
 
     server = start_tensorboard(logdir, port=ns.port, host=ns.bind)
     print(f"TensorBoard: {server.url} ({label}); press Ctrl-C to stop", flush=True)

@@ -33,8 +33,10 @@ from pydantic import (
     model_validator,
 )
 
+import cnnzoo.configs
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.core.yamlconfig import Number, deep_merge, invalid, parse_override, read_yaml, validate
+from cnnzoo.models.registry import get_spec, list_models
 
 __all__ = [
     "CHECKPOINT_MONITORS",
@@ -118,7 +120,6 @@ class Profile(BaseModel):
 
     @model_validator(mode="after")
     def _one_schedule_per_registered_model(self) -> Profile:
-        from cnnzoo.models.registry import get_spec, list_models
 
         valid = list_models()
         for name, sched in self.models.items():
@@ -150,7 +151,6 @@ class Profile(BaseModel):
         so a few steps prove that their path (transfer, partial, two-stage fine-tune)
         executes. With weights they train whole epochs like every other model.
         """
-        from cnnzoo.models.registry import get_spec
 
         if self.weights is None and get_spec(model_name).pretrained:
             return self.random_weights_steps
@@ -158,7 +158,6 @@ class Profile(BaseModel):
 
     def stages_for(self, model_name: str) -> list[Stage]:
         """The stages to train ``model_name`` with, ``max_epochs`` applied to each."""
-        from cnnzoo.models.registry import get_spec
 
         get_spec(model_name)  # raises for unknown names
         sched = self.models[model_name]
@@ -199,13 +198,6 @@ def repeat_seeds(seed: int, repeats: int) -> list[int]:
     return seeds
 
 
-def run_label(model: str, seed: int, repeats: int) -> str:
-    """The name of one training run of ``model``, also its folder below models/,
-    checkpoints/ and the TensorBoard root: ``model`` alone when the profile has one
-    repeat (the paths of a study without repeats), else ``<model>/seed-<seed>``."""
-    return model if repeats == 1 else f"{model}/seed-{seed}"
-
-
 def config_dir() -> Path:
     """``$CNNZOO_CONFIG_DIR``, else the installed package data ``cnnzoo.configs`` (the
     repository's ``configs/`` folder, mapped into the package by ``pyproject.toml``)."""
@@ -214,7 +206,6 @@ def config_dir() -> Path:
         if not Path(env).is_dir():
             raise CnnzooError(f"CNNZOO_CONFIG_DIR: no such folder: {env}")
         return Path(env)
-    import cnnzoo.configs
 
     return Path(cnnzoo.configs.__file__).resolve().parent
 

@@ -91,11 +91,8 @@ def _start_worker(initializer: Callable[[], None] | None, parent: int) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the line above took effect
         os._exit(1)
-    # A forked worker holds copies of the parent's lock files: close them, so the lock
-    # goes with the parent (fsutil.output_lock) and never stays with a worker.
-    from cnnzoo.storage.local import close_inherited_locks
-
-    close_inherited_locks()
+    # A forked worker's copies of the parent's output locks are closed by the fork hook
+    # cnnzoo.storage.local registers (os.register_at_fork), so a lock goes with its owner.
     if initializer is not None:
         initializer()
 

@@ -30,7 +30,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
-from cnnzoo.core.errors import CnnzooError
+from cnnzoo.core.errors import CnnzooError, one_line
 
 M = TypeVar("M", bound=BaseModel)
 #: A value whose repr is longer is not echoed (a pasted key file must not reach a log).
@@ -65,7 +65,7 @@ def read_yaml(path: str | os.PathLike, what: str = "file") -> dict[str, Any]:
     except FileNotFoundError:
         raise CnnzooError(f"{path}: {what} not found") from None
     except yaml.YAMLError as e:
-        raise CnnzooError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise CnnzooError(f"{path}: not valid YAML ({one_line(e, first=True)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

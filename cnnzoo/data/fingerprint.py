@@ -15,7 +15,9 @@ import json
 import os
 from pathlib import Path
 
+from cnnzoo import __version__
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.storage import gcs
 
 
 def data_fingerprint(uri: str, client=None) -> str:
@@ -39,8 +41,6 @@ def data_fingerprint(uri: str, client=None) -> str:
 
 def _listing(uri: str, client) -> list:
     if uri == "demo":
-        from cnnzoo import __version__
-
         return [["demo", __version__]]
     if uri.startswith("gs://"):
         return _gcs_listing(uri, client)
@@ -63,7 +63,6 @@ def _listing(uri: str, client) -> list:
 
 
 def _gcs_listing(uri: str, client) -> list:
-    from cnnzoo.storage import gcs
 
     bucket, prefix = gcs.parse_gs_uri(uri)
     client = client or gcs.gcs_client(uri)

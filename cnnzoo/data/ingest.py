@@ -38,7 +38,13 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from cnnzoo import __version__
-from cnnzoo.core.errors import CnnzooError
+from cnnzoo.core.errors import CnnzooError, one_line
+from cnnzoo.core.paths import is_junk_path
+from cnnzoo.core.workers import pool_size, process_pool, usable_cpus
+from cnnzoo.data.decoded import DECODED_MIN_SIDE
+from cnnzoo.data.sources import resolve_source, visible_children
+from cnnzoo.storage.gcs import is_gcs
+from cnnzoo.storage.layout import DECODED_DIR, IMAGES_DIR, INGEST_KIND, MANIFEST, decoded_file
 from cnnzoo.storage.local import (
     atomic_directory,
     atomic_write_json,
@@ -46,20 +52,11 @@ from cnnzoo.storage.local import (
     output_lock,
     scratch_directory,
 )
-from cnnzoo.storage.gcs import is_gcs
 from cnnzoo.storage.outputs import GcsOutput
-from cnnzoo.data.sources import is_junk_path, resolve_source, visible_children
-from cnnzoo.core.workers import pool_size, process_pool, usable_cpus
 
-MANIFEST = "manifest.json"
-#: The kind of output ingest writes (its ownership marker, see cnnzoo.storage.local).
-KIND = "ingest"
 #: Larger image files are skipped unread (a sparse or bogus file must not fill memory).
 MAX_IMAGE_BYTES = 512 * 1024**2
 TEST_FOLDERS = ("test", "val")  # first one present is the test set
-#: A JPEG's kept decode has both sides at least this (or is full size): the split step
-#: resizes it for any ``img_size`` up to this, the ``full`` profile's 100 px.
-DECODED_MIN_SIDE = 100
 #: Kept decodes are packed into files of at most this size.
 DECODED_FILE_BYTES = 256 * 1024**2
 #: Images per chunk: the unit of work of ingest's decoding processes, and of the kept
@@ -122,7 +119,7 @@ def ingest(
         # Built whole in a local scratch folder, then uploaded under a commit marker
         # (see cnnzoo.storage.gcs.upload_tree), so a reader never takes a half-written
         # upload for complete.
-        with GcsOutput(str(dest), KIND, overwrite=overwrite) as out:
+        with GcsOutput(str(dest), INGEST_KIND, overwrite=overwrite) as out:
             with tempfile.TemporaryDirectory(prefix="cnnzoo-ingest-out-") as scratch:
                 manifest = ingest(
                     source, Path(scratch) / "ingested", max_bad_fraction, processes=processes
@@ -143,11 +140,11 @@ def ingest(
     if "://" not in source and source != "demo" and Path(source).expanduser().exists():
         refuse_replacing(Path(source).expanduser().resolve())
     with output_lock(dest), scratch_directory(dest) as work:
-        check_replaceable(dest, KIND, overwrite)
+        check_replaceable(dest, INGEST_KIND, overwrite)
         root = resolve_source(source, work)
         refuse_replacing(root.resolve())
         classes, test_source, items = _scan(root, source)
-        with atomic_directory(dest, overwrite, kind=KIND) as tmp:
+        with atomic_directory(dest, overwrite, kind=INGEST_KIND) as tmp:
             results = _process_all(root, tmp, items, processes)
             manifest = _build_manifest(
                 source, classes, test_source, items, results, max_bad_fraction
@@ -230,8 +227,8 @@ def _scan(root: Path, source: str) -> tuple[list[str], str | None, list[_Item]]:
                         label=label,
                         read_rel=f"{folder}/{real_label}/{real_rel}",
                         source_rel=f"{folder}/{label}/{rel}",
-                        copy_rel=f"images/{split}/{label}/{rel}",
-                        convert_rel=f"images/{split}/{label}/{converted[rel]}",
+                        copy_rel=f"{IMAGES_DIR}/{split}/{label}/{rel}",
+                        convert_rel=f"{IMAGES_DIR}/{split}/{label}/{converted[rel]}",
                     )
                 )
     if renamed or any(labels[c] != c for c in classes):
@@ -329,11 +326,6 @@ def _is_sixteen_bit_rgb(img: Image.Image) -> bool:
     return any("16" in str(t.args) for t in img.tile)
 
 
-def _one_line(e: BaseException) -> str:
-    """An exception's message on one line, so a skip reason fits in an ``error:`` line."""
-    return " ".join(str(e).split())[:300]
-
-
 def _strict_check(fmt: str | None, data: bytes) -> tuple[str | None, np.ndarray | None]:
     """Why ``data`` (a JPEG or PNG) is damaged although a tolerant decoder would accept
     it (or None), and a JPEG's decoded pixels.
@@ -359,14 +351,14 @@ def _strict_check(fmt: str | None, data: bytes) -> tuple[str | None, np.ndarray 
                 strict=True,
             )
         except ValueError as e:
-            return f"corrupt or truncated JPEG (libjpeg: {_one_line(e)})", None
+            return f"corrupt or truncated JPEG (libjpeg: {one_line(e, 300)})", None
         return None, pixels
     if fmt == "PNG":
         try:
             with Image.open(io.BytesIO(data)) as check:
                 check.verify()
         except Exception as e:  # SyntaxError for a bad CRC, OSError for a cut file...
-            return f"corrupt or truncated PNG ({_one_line(e)})", None
+            return f"corrupt or truncated PNG ({one_line(e, 300)})", None
     return None, None
 
 
@@ -384,7 +376,7 @@ def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
             return {"error": f"file too large ({st.st_size} bytes > {MAX_IMAGE_BYTES})"}
         data = src.read_bytes()
     except OSError as e:
-        return {"error": f"cannot read file ({e.strerror or _one_line(e)})"}
+        return {"error": f"cannot read file ({e.strerror or one_line(e, 300)})"}
     if not data:
         return {"error": "empty file (0 bytes)"}
     try:
@@ -400,11 +392,11 @@ def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
             img.load()  # an animated image loads its first frame
         # An RGB JPEG is copied as is: the strict decode above validated it.
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        return {"error": f"too many pixels, refused as a decompression bomb ({_one_line(e)})"}
+        return {"error": f"too many pixels, refused as a decompression bomb ({one_line(e, 300)})"}
     except UnidentifiedImageError:
         return {"error": "not an image Pillow can read"}
     except Exception as e:  # corrupt data makes Pillow's decoders raise many types
-        return {"error": f"cannot decode ({type(e).__name__}: {_one_line(e)})"}
+        return {"error": f"cannot decode ({type(e).__name__}: {one_line(e, 300)})"}
     if width < 1 or height < 1:
         return {"error": f"image has no pixels ({width}x{height})"}
     if fmt in ("JPEG", "PNG") and img.mode == "RGB" and not sixteen:
@@ -413,7 +405,7 @@ def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
         try:
             rgb = to_rgb(img)
         except Exception as e:  # exotic modes Pillow cannot convert
-            return {"error": f"cannot convert {fmt} mode {img.mode} to RGB ({_one_line(e)})"}
+            return {"error": f"cannot convert {fmt} mode {img.mode} to RGB ({one_line(e, 300)})"}
         buf = io.BytesIO()
         rgb.save(buf, format="PNG")
         rel, out = item.convert_rel, buf.getvalue()
@@ -471,7 +463,7 @@ class _DecodedWriter:
     """
 
     def __init__(self, tmp: Path, chunk: int) -> None:
-        self._dir = tmp / "decoded"
+        self._dir = tmp / DECODED_DIR
         self._chunk = chunk
         self._file: Any = None
         self._name = ""
@@ -483,8 +475,7 @@ class _DecodedWriter:
         if self._file is None or self._offset + len(raw) > DECODED_FILE_BYTES:
             self.close()
             self._dir.mkdir(exist_ok=True)
-            part = f"-{self._parts}" if self._parts else ""
-            self._name = f"decoded/pixels-{self._chunk:05d}{part}.bin"
+            self._name = decoded_file(self._chunk, self._parts)
             self._file = open(self._dir.parent / self._name, "wb")  # noqa: SIM115
             self._offset = 0
             self._parts += 1

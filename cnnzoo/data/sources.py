@@ -21,7 +21,11 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from cnnzoo.core.errors import CnnzooError
+from cnnzoo.core.errors import CnnzooError, one_line
+from cnnzoo.core.paths import is_junk, is_junk_path, safe_member_path
+from cnnzoo.data.demo import make_demo_dataset
+from cnnzoo.storage.gcs import download_file, parse_gs_uri
+from cnnzoo.storage.outputs import download_output
 
 #: Largest total uncompressed size an archive may declare (decompression-bomb guard);
 #: the environment variable ``CNNZOO_MAX_EXTRACT_BYTES`` overrides it.
@@ -30,17 +34,6 @@ MAX_EXTRACT_BYTES = 64 * 1024**3
 MAX_EXTRACT_MEMBERS = 5_000_000
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
-_JUNK_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
-
-
-def is_junk(part: str) -> bool:
-    """True for a path component that is OS junk: hidden files, ``__MACOSX``, ``Thumbs.db``."""
-    return part.startswith(".") or part in _JUNK_NAMES
-
-
-def is_junk_path(path: str | PurePosixPath) -> bool:
-    """True if any component of the relative ``path`` is junk (see :func:`is_junk`)."""
-    return any(is_junk(p) for p in PurePosixPath(path).parts)
 
 
 def is_archive(name: str) -> bool:
@@ -97,8 +90,6 @@ def resolve_source(uri: str, workdir: str | os.PathLike, gcs_client: Any = None)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if uri == "demo":
-        from cnnzoo.data.demo import make_demo_dataset
-
         return make_demo_dataset(workdir / "demo")
     if uri.startswith("gs://"):
         return find_dataset_root(_fetch_gcs(uri, workdir, gcs_client), uri)
@@ -118,26 +109,6 @@ def resolve_source(uri: str, workdir: str | os.PathLike, gcs_client: Any = None)
 
 
 # --- archives --------------------------------------------------------------------------
-
-
-def one_line(e: BaseException) -> str:
-    """An exception's message on one line (tarfile's can span several)."""
-    return " ".join(str(e).split()) or type(e).__name__
-
-
-def safe_member_path(name: str, archive: str | Path) -> PurePosixPath:
-    """Check an archive member or object name: relative, no ``..``, no drive letter.
-
-    Raises:
-        CnnzooError: naming ``archive`` (the archive or URI it came from) and ``name``.
-    """
-    norm = name.replace("\\", "/")
-    p = PurePosixPath(norm)
-    if norm.startswith("/") or p.is_absolute() or (len(norm) > 1 and norm[1] == ":"):
-        raise CnnzooError(f"{archive}: member '{name}' has an absolute path; refusing to extract")
-    if ".." in p.parts:
-        raise CnnzooError(f"{archive}: member '{name}' escapes the target folder ('..')")
-    return p
 
 
 def max_extract_bytes() -> int:
@@ -268,10 +239,8 @@ def _extract_tar(archive: Path, out: Path) -> None:
 
 def _fetch_gcs(uri: str, workdir: Path, client: Any = None) -> Path:
     """Download a ``gs://`` folder or archive object into ``workdir``; return the folder."""
-    from cnnzoo.storage.gcs import download_file, download_tree, parse_gs_uri
-
     _, prefix = parse_gs_uri(uri)
     if is_archive(prefix):
         local = download_file(uri, workdir / "download" / PurePosixPath(prefix).name, client)
         return extract_archive(local, workdir / "extracted")
-    return download_tree(uri, workdir / "gcs", client, skip_junk=True)
+    return download_output(uri, workdir / "gcs", client, skip_junk=True)

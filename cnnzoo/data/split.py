@@ -13,7 +13,7 @@ Every image is resized once to ``img_size`` x ``img_size``: from
 processes, one shard per job (each shard's bytes depend only on its images), below that
 in a thread pool (the decoders and Pillow's resize release the GIL). A JPEG is not
 decoded again: ingest kept the pixels of its strict decode (libjpeg-turbo at the
-smallest DCT scale, M/8, with both sides at least ``cnnzoo.data.ingest.DECODED_MIN_SIDE``),
+smallest DCT scale, M/8, with both sides at least ``cnnzoo.data.decoded.DECODED_MIN_SIDE``),
 and split resizes those. Only for an ``img_size`` above that, or an ingest without kept
 decodes, is the JPEG decoded here, the same way at the smallest scale still at least
 ``img_size`` (or ``DECODED_MIN_SIDE``, so both ways give the same bytes). Other formats
@@ -39,6 +39,10 @@ import numpy as np
 from PIL import Image
 
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.core.workers import pool_size, process_pool, usable_cpus
+from cnnzoo.data.decoded import DECODED_KEYS, DECODED_MIN_SIDE
+from cnnzoo.storage.gcs import download_tree, is_gcs
+from cnnzoo.storage.layout import MANIFEST, SPLIT_INFO, SPLIT_KIND
 from cnnzoo.storage.local import (
     atomic_directory,
     atomic_write_json,
@@ -48,15 +52,9 @@ from cnnzoo.storage.local import (
     read_json,
     scratch_directory,
 )
-from cnnzoo.storage.gcs import download_tree, is_gcs
-from cnnzoo.data.ingest import DECODED_MIN_SIDE
 from cnnzoo.storage.outputs import GcsOutput, require_complete
 from cnnzoo.storage.tfrecord import RecordWriter, example_bytes
-from cnnzoo.core.workers import pool_size, process_pool, usable_cpus
 
-SPLIT_INFO = "split.json"
-#: The kind of output split writes (its ownership marker, see cnnzoo.storage.local).
-KIND = "split"
 SPLITS = ("train", "val", "test")
 RESIZE_METHOD = "libjpeg-turbo DCT scaling + PIL bilinear"
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -299,7 +297,7 @@ def _read_manifest(ingested: Path) -> dict[str, Any]:
     kind = output_kind(ingested)
     if kind is not None and kind != "ingest":
         raise CnnzooError(f"{ingested}: a cnnzoo {kind} output, not an ingest output")
-    path = ingested / "manifest.json"
+    path = ingested / MANIFEST
     manifest = read_json(path)
     for key in ("classes", "files", "test_source"):
         if not isinstance(manifest, dict) or key not in manifest:
@@ -318,7 +316,7 @@ def _read_manifest(ingested: Path) -> dict[str, Any]:
             raise CnnzooError(f"{path}: file {f['path']} has no sha256")
         kept = f.get("decoded")
         if kept is not None:
-            keys = ("file", "offset", "width", "height", "min_side", "sha256")
+            keys = DECODED_KEYS
             if (
                 not isinstance(kept, dict)
                 or any(k not in kept for k in keys)
@@ -394,14 +392,14 @@ def split_dataset(
         "verify": verify,
     }
     if is_gcs(dest):
-        with GcsOutput(str(dest), KIND, overwrite=overwrite) as out:
+        with GcsOutput(str(dest), SPLIT_KIND, overwrite=overwrite) as out:
             with tempfile.TemporaryDirectory(prefix="cnnzoo-split-out-") as scratch:
                 info = split_dataset(ingested, Path(scratch) / "split", **kwargs)
                 out.upload(Path(scratch) / "split")
         return info
     if is_gcs(ingested):
         with output_lock(dest), scratch_directory(dest) as work:
-            check_replaceable(dest, KIND, overwrite)
+            check_replaceable(dest, SPLIT_KIND, overwrite)
             require_complete(str(ingested), "ingest")
             local = download_tree(str(ingested), Path(work) / "ingested")
             try:
@@ -448,13 +446,13 @@ def split_dataset(
         "val_fraction": val_fraction,
         "test_fraction": test_fraction,
         "test_source": manifest["test_source"],
-        "ingest_manifest_sha256": _file_sha256(ingested / "manifest.json"),
+        "ingest_manifest_sha256": _file_sha256(ingested / MANIFEST),
         "resize": RESIZE_METHOD,
         "splits": {},
     }
     sha256 = {f["path"]: f["sha256"] for f in manifest["files"]}
     decoded = {f["path"]: f["decoded"] for f in manifest["files"] if "decoded" in f}
-    with atomic_directory(dest, overwrite, kind=KIND) as tmp:
+    with atomic_directory(dest, overwrite, kind=SPLIT_KIND) as tmp:
         jobs: list[tuple[str, int, list[tuple[str, int, str | None, Any]]]] = []
         try:
             for name in SPLITS:
@@ -492,7 +490,7 @@ def split_dataset(
                 _write_in_pool(n_proc, jobs, f"split {ingested}")
         except _ChangedFile as e:
             raise CnnzooError(
-                f"{e}: sha256 differs from {ingested / 'manifest.json'} (changed or "
+                f"{e}: sha256 differs from {ingested / MANIFEST} (changed or "
                 "half-written since ingest); ingest the data again"
             ) from None
         except RuntimeError as e:

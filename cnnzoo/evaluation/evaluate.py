@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from cnnzoo.config.profile import read_yaml
+from cnnzoo.core.errors import CnnzooError, one_line
 from cnnzoo.data.loader import load_split, read_split_info
-from cnnzoo.core.errors import CnnzooError
-from cnnzoo.storage.local import output_lock, read_json
 from cnnzoo.evaluation.records import EvaluationRecord, read_evaluation, write_evaluation
-from cnnzoo.training.train import CONFIG_FILE, HISTORY_FILE, MODEL_FILE
+from cnnzoo.evaluation.stats import wilson_interval
+from cnnzoo.models.registry import get_spec
+from cnnzoo.storage.layout import CONFIG_FILE, HISTORY_FILE, MODEL_FILE, SPLIT_INFO
+from cnnzoo.storage.local import output_lock, read_json
 
 #: Fields copied from history.json into the evaluation record.
 HISTORY_FIELDS = (
@@ -93,8 +95,6 @@ def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, An
 
     import tensorflow as tf
 
-    from cnnzoo.models.registry import get_spec
-
     model_dir = Path(model_dir)
     history = read_json(model_dir / HISTORY_FILE)
     name = history.get("model")
@@ -113,7 +113,7 @@ def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, An
     trained = config.get("split", {})
     if trained.get("classes") != info["classes"]:
         raise CnnzooError(
-            f"{Path(split_dir) / 'split.json'}: classes {info['classes']} differ from those "
+            f"{Path(split_dir) / SPLIT_INFO}: classes {info['classes']} differ from those "
             f"{name} was trained on ({trained.get('classes')}, {model_dir / CONFIG_FILE})"
         )
     if batch_size is None:
@@ -125,7 +125,7 @@ def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, An
     input_size = model.inputs[0].shape[1]
     if input_size is not None and input_size != info["img_size"]:
         raise CnnzooError(
-            f"{Path(split_dir) / 'split.json'}: img_size {info['img_size']} but "
+            f"{Path(split_dir) / SPLIT_INFO}: img_size {info['img_size']} but "
             f"{model_dir / MODEL_FILE} takes {input_size} px images"
         )
 
@@ -141,7 +141,7 @@ def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, An
             # Truncated or corrupt shards, or records that do not fit split.json.
             raise CnnzooError(
                 f"{split_dir}: cannot read the {part} shards ({type(e).__name__}: "
-                f"{_one_line(e.message)}); run the split again"
+                f"{one_line(e.message, 300)}); run the split again"
             ) from None
         metrics[part] = {"loss": float(res["loss"]), "accuracy": float(res["accuracy"])}
         if not math.isfinite(metrics[part]["loss"]):
@@ -149,9 +149,9 @@ def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, An
                 f"{part} loss is {metrics[part]['loss']}: the model outputs "
                 "non-finite values (training diverged?)"
             )
-            return _write(out_json, EvaluationRecord.failed(**head, error=error))
-
-    from cnnzoo.evaluation.stats import wilson_interval
+            # Its seed too: with repeats, diverged seeds of one model stay two records.
+            seed = _trained_seed(model_dir / CONFIG_FILE)
+            return _write(out_json, EvaluationRecord.failed(**head, error=error, seed=seed))
 
     classes = info["classes"]
     cm = confusion_matrix(y_true, y_pred, len(classes))
@@ -253,10 +253,6 @@ def _trained_seed(config_yaml: Path) -> int | None:
     return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())[:300] or "(no message)"
-
-
 def _predict(model, ds):
     import numpy as np
 
@@ -277,7 +273,7 @@ def _load_model(path: Path):
         model = keras.models.load_model(path, compile=False)
     except Exception as e:  # a truncated zip, a foreign file: Keras raises many types
         raise CnnzooError(
-            f"{path}: cannot load the model ({type(e).__name__}: {_one_line(str(e))}); "
+            f"{path}: cannot load the model ({type(e).__name__}: {one_line(str(e), 300)}); "
             "train it again"
         ) from None
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])

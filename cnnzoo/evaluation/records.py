@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.storage.local import atomic_write_json, read_json
 
 #: The layout this cnnzoo writes and reads.
 SCHEMA_VERSION = 1
@@ -261,13 +262,11 @@ def read_evaluation(path: str | os.PathLike) -> EvaluationRecord:
         CnnzooError: the file is missing, not JSON, or not a valid record (names the
             file, key and value).
     """
-    from cnnzoo.storage.local import read_json
 
     return EvaluationRecord.from_dict(read_json(path), str(path))
 
 
 def write_evaluation(path: str | os.PathLike, record: EvaluationRecord) -> None:
     """Write ``record`` to ``path`` atomically, as :meth:`EvaluationRecord.to_dict`."""
-    from cnnzoo.storage.local import atomic_write_json
 
     atomic_write_json(path, record.to_dict())

@@ -21,9 +21,12 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnzoo.core.errors import CnnzooError
-from cnnzoo.pipelines import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
+from cnnzoo.core.errors import CnnzooError, one_line
+from cnnzoo.orchestration.placement import Placement, load_placement
 from cnnzoo.orchestration.study import Study
+from cnnzoo.pipelines import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
+from cnnzoo.storage.layout import run_logs_root
+from cnnzoo.tensorboard.resource import logspath
 
 
 def build(
@@ -40,11 +43,13 @@ def build(
     Returns:
         The ``@dsl.pipeline`` function of ``cnnzoo.pipelines.cnn_comparison.build_pipeline``.
     """
-    from cnnzoo.pipelines.cnn_comparison import build_pipeline
-    from cnnzoo.orchestration.placement import Placement, load_placement
 
     if not isinstance(placement, Placement):
         placement = load_placement(placement)
+    # The pipeline definition imports kfp (~0.5 s): only when a pipeline is built, so
+    # the CLI's other commands start without it.
+    from cnnzoo.pipelines.cnn_comparison import build_pipeline
+
     return build_pipeline(
         image=image,
         gpu_image=gpu_image,
@@ -141,17 +146,12 @@ def submit(
     """
     import kfp
 
-    from cnnzoo.orchestration.placement import Placement, load_placement
-
     if not re.match(r"^https?://", host):
         raise CnnzooError(f"--host {host!r}: expected an http:// or https:// URL")
     if not isinstance(placement, Placement):
         placement = load_placement(placement)
     arguments = study.arguments(local=False)
     if tensorboard_cr:
-        from cnnzoo.storage.outputs import run_logs_root
-        from cnnzoo.tensorboard.resource import logspath
-
         logspath(run_logs_root(arguments["tensorboard_root"], arguments["output_uri"]))
     run_name = run_name or f"cnn-comparison {datetime.datetime.now():%Y-%m-%d %H:%M:%S}"
     with tempfile.TemporaryDirectory(prefix="cnnzoo-submit-") as tmp:
@@ -179,7 +179,7 @@ def submit(
                 enable_caching=enable_caching,
             )
         except Exception as e:  # the client raises urllib3/ApiException types
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = one_line(e, first=True)
             raise CnnzooError(f"submitting to {host} failed: {first}") from None
     run_id = result.run_id
     return SubmittedRun(run_id, f"{host.rstrip('/')}/#/runs/details/{run_id}", experiment)

@@ -12,7 +12,8 @@ import re
 import warnings
 from typing import Any
 
-from cnnzoo.core.errors import CnnzooError
+from cnnzoo.core.errors import CnnzooError, one_line
+from cnnzoo.storage.layout import run_logs_root
 
 
 def get_run_parameters(run_id: str, host: str, namespace: str | None = None) -> dict[str, Any]:
@@ -44,7 +45,7 @@ def get_run_parameters(run_id: str, host: str, namespace: str | None = None) -> 
     except Exception as e:  # the client raises urllib3 errors and kfp_server_api.ApiException
         if getattr(e, "status", None) == 404:
             raise CnnzooError(f"run {run_id}: no such run on {host}") from None
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = one_line(e, first=True)
         raise CnnzooError(f"reading run {run_id} from {host} failed: {first}") from None
     config = getattr(run, "runtime_config", None)
     return dict(getattr(config, "parameters", None) or {})
@@ -57,7 +58,6 @@ def run_logs_root_from_kfp(run_id: str, host: str, namespace: str | None = None)
         CnnzooError: as :func:`get_run_parameters`, or the run has no logs root (it ran
             without ``--output`` or ``--tensorboard-root``).
     """
-    from cnnzoo.storage.outputs import run_logs_root
 
     params = get_run_parameters(run_id, host, namespace)
     root = run_logs_root(

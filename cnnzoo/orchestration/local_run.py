@@ -38,12 +38,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cnnzoo import __version__
-from cnnzoo.reporting.discovery import MANIFEST_FILE
-from cnnzoo.core.errors import CnnzooError
-from cnnzoo.storage.local import atomic_write_json
+from cnnzoo.core.errors import CnnzooError, one_line
+from cnnzoo.core.workers import usable_cpus
+from cnnzoo.models.registry import list_models
+from cnnzoo.orchestration import docker as docker_runner
 from cnnzoo.orchestration.cluster import compile_pipeline
-from cnnzoo.pipelines import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
+from cnnzoo.orchestration.placement import Placement, load_placement
 from cnnzoo.orchestration.study import Study
+from cnnzoo.pipelines import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
+from cnnzoo.reporting.discovery import MANIFEST_FILE
+from cnnzoo.storage.local import atomic_write_json
 
 DEFAULT_RUNS_DIR = "runs"
 #: Loop iterations kfp.local runs at once, whatever the loop's parallelism: kfp 2.17's
@@ -89,7 +93,6 @@ class _Progress:
 
     def _with_elapsed(self, msg: str) -> str:
         """``msg``, with the step's elapsed time appended if it is the step's last line."""
-        from cnnzoo.models.registry import list_models
 
         words = msg.split()
         if len(words) < 2:
@@ -266,8 +269,6 @@ def _local_runner(name: str, session: dict[str, Any] | None = None):
     from kfp import local
 
     if name == "docker":
-        from cnnzoo.orchestration import docker as docker_runner
-
         session = session or {}
         return docker_runner.docker_runner(
             Path(session["pipeline_root"]),
@@ -315,7 +316,6 @@ def _threads_per_task(study: Study, placement, models: list[str]) -> int:
     would otherwise start one thread per CPU, and several at once oversubscribe the
     machine (measured with ``make bench``'s pipeline: two 1-epoch trainings on 2 CPUs
     took 5.9 and 14.8 s with 2 threads each, 4.8 and 10.6 s with 1)."""
-    from cnnzoo.core.workers import usable_cpus
 
     at_once = len(models) * max(1, int(study.resolved_profile().repeats))
     if placement.parallelism:
@@ -358,7 +358,6 @@ def run_local(
         CnnzooError: bad arguments (before anything runs) or a failed task.
         RunInterrupted, KeyboardInterrupt: the run was stopped by a signal.
     """
-    from cnnzoo.orchestration.placement import Placement, load_placement
 
     console = console or sys.stdout
     runs_dir = Path(runs_dir).resolve()
@@ -369,8 +368,6 @@ def run_local(
     arguments = study.arguments(local=True)
     gpu_image = gpu_image or (image if runner == "docker" else DEFAULT_GPU_IMAGE)
     if runner == "docker":
-        from cnnzoo.orchestration import docker as docker_runner
-
         docker_runner.check_run(arguments, [image, gpu_image])
     run_dir = _new_run_dir(runs_dir)
     if not arguments["tensorboard_root"] and not arguments["output_uri"]:
@@ -415,7 +412,7 @@ def run_local(
         record.update(status="interrupted", signal=str(e) if str(e) else "SIGINT")
         raise
     except BaseException as e:
-        record.update(status="failed", error=" ".join(str(e).split()) or type(e).__name__)
+        record.update(status="failed", error=one_line(e))
         raise
     else:
         record.update(status="succeeded", report=str(report_dir / "report.html"))

@@ -42,7 +42,9 @@ from pydantic import (
     model_validator,
 )
 
+from cnnzoo.config.profile import config_dir
 from cnnzoo.core.yamlconfig import Number, invalid, read_yaml, validate
+from cnnzoo.models.registry import list_models
 
 GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 #: Where a task mounts the ``gcp_secret`` (read-only); the key file is ``<here>/<key>``.
@@ -280,7 +282,6 @@ class Placement(BaseModel):
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Placement:
-        from cnnzoo.models.registry import list_models
 
         def known_pool(value: str, key: str) -> None:
             if value not in self.pools:
@@ -324,7 +325,6 @@ class Placement(BaseModel):
         hands one record per model to the loop): ``pool``, ``accelerator``,
         ``accelerator_count`` (a string, as KFP takes it), ``cpu``, ``memory``,
         ``cpu_limit``, ``memory_limit``, ``node_selector``, ``tolerations``."""
-        from cnnzoo.models.registry import list_models
 
         return {model: pool_record(self.pool_for_model(model)) for model in list_models()}
 
@@ -347,7 +347,6 @@ class Placement(BaseModel):
 
 def default_placement_path() -> Path:
     """``$CNNZOO_CONFIG_DIR/cluster.yaml``, else the installed package's ``cluster.yaml``."""
-    from cnnzoo.config.profile import config_dir
 
     return config_dir() / "cluster.yaml"
 

@@ -23,7 +23,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnzoo.config.profile import load_profile
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.models.registry import get_spec, list_models
+from cnnzoo.storage.gcs import is_gcs, parse_gs_uri
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][-a-z0-9_.]{1,220}[a-z0-9]$")
 
@@ -75,7 +78,6 @@ class Study:
         Raises:
             CnnzooError: unknown profile, unknown key or bad value.
         """
-        from cnnzoo.config.profile import load_profile
 
         seed = [f"seed={self.seed}"] if self.seed is not None else []
         return load_profile(self.profile, [*self.overrides, *seed], self.override_files)
@@ -97,7 +99,6 @@ class Study:
         Raises:
             CnnzooError: the message names the bad value.
         """
-        from cnnzoo.models.registry import get_spec, list_models
 
         valid = list_models()
         models = list(valid) if self.models is None else list(self.models)
@@ -159,7 +160,6 @@ def _tensorboard_root(root: str, local: bool) -> str:
 
 def _output_uri(output_uri: str, local: bool) -> str:
     """``--output`` checked: gs:// with a bucket, or (local runs) a folder made absolute."""
-    from cnnzoo.storage.gcs import is_gcs, parse_gs_uri
 
     if not output_uri:
         return ""

@@ -18,6 +18,7 @@ from typing import Any
 
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.evaluation.records import EvaluationRecord, read_evaluation
+from cnnzoo.storage.local import atomic_write_json, read_json
 
 MANIFEST_FILE = "run-manifest.json"
 MANIFEST_KIND = "cnnzoo-run-manifest"
@@ -77,7 +78,6 @@ class RunManifest:
             location: the folder whose place the relative paths start from, when
                 ``folder`` is a temporary one that will be renamed to it.
         """
-        from cnnzoo.storage.local import atomic_write_json
 
         location = os.path.abspath(location or folder)
         path = Path(folder) / MANIFEST_FILE
@@ -92,7 +92,6 @@ def read_run_manifest(path: str | os.PathLike) -> RunManifest:
         CnnzooError: missing, not JSON, another kind or version, or a malformed entry
             (the message names the file and the key).
     """
-    from cnnzoo.storage.local import read_json
 
     path = Path(path)
     data = read_json(path)
@@ -147,7 +146,6 @@ def manifest_path(run_dir: str | os.PathLike) -> Path:
     Raises:
         CnnzooError: neither, or a run that ended before its report step.
     """
-    from cnnzoo.storage.local import read_json
 
     root = Path(run_dir)
     if not root.is_dir():
@@ -209,7 +207,6 @@ def find_run_outputs(run_dir: str | os.PathLike) -> RunOutputs:
         CnnzooError: no manifest (see :func:`manifest_path`), an artifact it lists is
             missing, or an evaluation record is invalid (file, key and value named).
     """
-    from cnnzoo.storage.local import read_json
 
     path = manifest_path(run_dir)
     manifest = read_run_manifest(path)

@@ -16,6 +16,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from cnnzoo import __version__
+from cnnzoo.evaluation.records import finite
+from cnnzoo.reporting import plots
 from cnnzoo.reporting.columns import (
     CHECK_COLUMNS,
     CHECK_TEXT,
@@ -24,8 +27,8 @@ from cnnzoo.reporting.columns import (
     setting_text,
     table_columns,
 )
-from cnnzoo.evaluation.records import finite
 from cnnzoo.reporting.verdict import STATS_NOTE, headline
+from cnnzoo.tensorboard.access import tensorboard_access
 
 TEMPLATE = "report.html.j2"
 
@@ -90,7 +93,6 @@ def _table_rows(rows: Sequence[dict[str, Any]], columns, ranked: bool) -> list[d
 
 
 def _run_items(context: dict[str, Any]) -> list[dict[str, Any]]:
-    from cnnzoo.tensorboard.logs import tensorboard_access
 
     data = context.get("data") or {}
     split = context.get("split") or {}
@@ -148,7 +150,6 @@ def _class_counts(context: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _model_view(row: dict[str, Any]) -> dict[str, Any]:
-    from cnnzoo.reporting import plots
 
     ev = row["evaluation"]
     model = row["model"]
@@ -203,10 +204,6 @@ def html_text(
         The HTML text (plots embedded as base64 PNGs; no external resources).
     """
     import jinja2
-
-    from cnnzoo import __version__
-
-    from cnnzoo.reporting import plots
 
     context = context or {}
     profile = context.get("profile") or {}

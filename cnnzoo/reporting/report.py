@@ -22,13 +22,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cnnzoo.reporting.columns import DERIVED_KEYS, NUMERIC_KEYS, format_p, format_value, table_columns
+from cnnzoo.config.profile import load_profile
 from cnnzoo.core.errors import CnnzooError
-from cnnzoo.evaluation.records import EvaluationRecord, finite
+from cnnzoo.evaluation.records import EvaluationRecord, finite, read_evaluation
+from cnnzoo.evaluation.stats import compare_configurations
 from cnnzoo.models.reference import notebook_test_accuracy
-from cnnzoo.reporting.render import comparison_records, csv_text, json_text, markdown_text
+from cnnzoo.models.registry import get_spec, list_models
+from cnnzoo.reporting.columns import (
+    DERIVED_KEYS,
+    NUMERIC_KEYS,
+    format_p,
+    format_value,
+    table_columns,
+)
+from cnnzoo.reporting.discovery import ArtifactRef, RunManifest, find_run_outputs
 from cnnzoo.reporting.html import html_text
+from cnnzoo.reporting.render import comparison_records, csv_text, json_text, markdown_text
 from cnnzoo.reporting.verdict import headline, statistics_summary
+from cnnzoo.storage.layout import run_label
+from cnnzoo.storage.local import atomic_directory, atomic_write_text, read_json
+from cnnzoo.tensorboard.access import tensorboard_markdown
 
 #: The ownership kind of a report folder (``.cnnzoo.json``; see :mod:`cnnzoo.storage.local`).
 REPORT_KIND = "report"
@@ -41,7 +54,6 @@ REPORT_FILES = {
 
 
 def _spec_field(model: str, key: str) -> Any:
-    from cnnzoo.models.registry import get_spec
 
     try:
         return getattr(get_spec(model), key)
@@ -109,7 +121,6 @@ def split_evaluations(
         CnnzooError: an evaluation is not a valid record (the message names which, the
             key and the value), or two evaluations name the same model and seed.
     """
-    from cnnzoo.evaluation.stats import compare_configurations
 
     groups: dict[str, list[EvaluationRecord]] = {}
     failed: list[dict[str, Any]] = []
@@ -253,7 +264,6 @@ def profile_differences(
 
 def _differences_from_full(context: dict[str, Any]) -> list[tuple[str, Any, Any]] | None:
     """The run's profile against ``full``; None when either is unavailable."""
-    from cnnzoo.config.profile import load_profile
 
     profile = context.get("profile")
     if not isinstance(profile, dict):
@@ -287,7 +297,7 @@ def build_report(
         context: optional run information: ``data`` (ingest manifest), ``split``
             (split.json), ``profile`` (``Profile.to_dict()``), ``seed``, ``data_uri``,
             ``run_name``, ``tensorboard_root``, ``tensorboard_cr`` (see
-            :func:`cnnzoo.tensorboard.logs.tensorboard_access`).
+            :func:`cnnzoo.tensorboard.access.tensorboard_access`).
         manifest: a :class:`cnnzoo.reporting.discovery.RunManifest` to store beside the report
             (``run-manifest.json``), so that ``cnnzoo report`` can rebuild it later.
         overwrite: replace an ``out_dir`` that cnnzoo did not write.
@@ -300,8 +310,6 @@ def build_report(
         CnnzooError: no evaluations, an invalid one (message names which and why), or an
             ``out_dir`` that holds something else (or that another process writes).
     """
-    from cnnzoo.storage.local import atomic_directory, atomic_write_text
-    from cnnzoo.tensorboard.logs import tensorboard_markdown
 
     if not evaluations:
         raise CnnzooError("report: no evaluations given (nothing to compare)")
@@ -372,10 +380,6 @@ def report_artifacts(
     Raises:
         CnnzooError: an artifact is missing or invalid, as :func:`build_report`.
     """
-    from cnnzoo.config.profile import run_label
-    from cnnzoo.reporting.discovery import RunManifest
-    from cnnzoo.storage.local import read_json
-    from cnnzoo.evaluation.records import read_evaluation
 
     records = [read_evaluation(ref.path) for ref in evaluations]
     repeats = int((context.get("profile") or {}).get("repeats") or 1)
@@ -397,7 +401,6 @@ def report_artifacts(
 
 
 def _registry_order(model: str) -> tuple[int, str]:
-    from cnnzoo.models.registry import list_models
 
     names = list_models()
     return (names.index(model) if model in names else len(names), model)
@@ -424,7 +427,6 @@ def report_run(
     Raises:
         CnnzooError: as :func:`cnnzoo.reporting.discovery.find_run_outputs` and :func:`build_report`.
     """
-    from cnnzoo.reporting.discovery import find_run_outputs
 
     found = find_run_outputs(run_dir)
     out_dir = Path(out_dir) if out_dir else found.default_out
@@ -461,10 +463,6 @@ def report_files(
         CnnzooError: a file is missing or not a valid record (named), two records are the
             same run, or as :func:`build_report`.
     """
-    from cnnzoo.config.profile import run_label
-    from cnnzoo.reporting.discovery import ArtifactRef, RunManifest
-    from cnnzoo.storage.local import read_json
-    from cnnzoo.evaluation.records import read_evaluation
 
     paths = [Path(p).absolute() for p in evaluation_files]
     records = [read_evaluation(p) for p in paths]

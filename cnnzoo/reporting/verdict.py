@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cnnzoo.reporting.columns import format_p, format_value
 from cnnzoo.evaluation.stats import ALPHA, order_flips
+from cnnzoo.reporting.columns import format_p, format_value
 
 #: How to read the intervals and the tests (shown under the results table).
 STATS_NOTE = (

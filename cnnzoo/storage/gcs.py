@@ -17,13 +17,14 @@ import math
 import os
 import sys
 import threading
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from cnnzoo.core.errors import CnnzooError
-from cnnzoo.storage.local import MARKER
-from cnnzoo.data.sources import is_junk_path, one_line, safe_member_path
+from cnnzoo.core.errors import CnnzooError, one_line
+from cnnzoo.core.paths import is_junk_path, safe_member_path
+from cnnzoo.storage.local import atomic_directory
 
 #: Seconds a Cloud Storage request is retried (429, 5xx, dropped connections) before the
 #: step gives up; ``$CNNZOO_GCS_RETRY_S`` overrides it.
@@ -113,7 +114,7 @@ def gcs_client(uri: str = "gs://") -> Any:
         credentials, project = google.auth.default(scopes=storage.Client.SCOPE)
     except DefaultCredentialsError as e:
         # google-auth's message names the key file path at most, never its contents.
-        reason = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+        reason = one_line(e, 300, first=True)
         raise CnnzooError(
             f"{uri}: no usable Google Cloud credentials ({reason}); use Workload Identity, "
             "'gcloud auth application-default login' or GOOGLE_APPLICATION_CREDENTIALS=KEY.json"
@@ -161,7 +162,7 @@ def gcs_error(uri: str, e: BaseException, action: str, client: Any = None) -> Cn
             f"bucket '{bucket}', e.g. roles/storage.object"
             f"{'User' if action.startswith('upload') else 'Viewer'})"
         )
-    detail = one_line(e)[:300]
+    detail = one_line(e, 300)
     return CnnzooError(f"{uri}: cannot {action} ({type(e).__name__}: {detail})")
 
 
@@ -305,23 +306,17 @@ def download_tree(
 
     Raises:
         CnnzooError: bucket missing, nothing under the prefix, access denied, an object
-            name that would escape ``dest``, a non-empty ``dest``, a cnnzoo output
-            under ``uri`` that is not complete (see :class:`cnnzoo.storage.outputs.GcsOutput`), or a failed
-            download.
+            name that would escape ``dest``, a non-empty ``dest``, or a failed download.
+            (A reader of a cnnzoo output calls
+            :func:`cnnzoo.storage.outputs.download_output`, which checks it is complete.)
     """
     from google.api_core.exceptions import NotFound
-
-    from cnnzoo.storage.local import atomic_directory
 
     client = client or gcs_client(uri)
     top = folder_prefix(parse_gs_uri(uri)[1])
     blobs = list_objects(uri, client, skip_junk=skip_junk)
     if not blobs:
         raise CnnzooError(f"{uri}: no objects under this prefix (empty or missing folder)")
-    if any(b.name == top + MARKER for b in blobs):
-        from cnnzoo.storage.outputs import require_complete
-
-        require_complete(uri, None, client)
     rels = [safe_member_path(b.name[len(top) :], uri) for b in blobs]
     with atomic_directory(dest, overwrite) as tmp:
         pairs = []
@@ -419,19 +414,21 @@ def local_files(folder: Path) -> list[tuple[Path, str]]:
     return sorted((p, p.relative_to(folder).as_posix()) for p in folder.rglob("*") if p.is_file())
 
 
-def upload_tree(local_dir: str | os.PathLike, uri: str, client: Any = None) -> list[str]:
+def upload_tree(
+    local_dir: str | os.PathLike, uri: str, client: Any = None, exclude: Collection[str] = ()
+) -> list[str]:
     """Upload every file under ``local_dir`` to ``gs://bucket/prefix/<relative path>``.
 
     Files are uploaded in parallel with retries. Each object appears whole or not at
     all; the top-level ``*.json`` files (``history.json``, ``manifest.json``, a report's
-    data...) go last. A top-level ``.cnnzoo.json`` (the ownership marker) is not copied:
-    on Cloud Storage that marker is the commit marker, which :class:`cnnzoo.storage.outputs.GcsOutput`
-    writes, and uploading an output for others to read goes through it.
+    data...) go last.
 
     Args:
         local_dir: the folder to copy.
         uri: ``gs://bucket/prefix`` to copy it to.
         client: a ``google.cloud.storage.Client`` (default: :func:`gcs_client`).
+        exclude: relative paths not to upload (``storage.outputs`` leaves out the
+            ownership marker: on Cloud Storage it is the commit marker, written apart).
 
     Returns:
         The object names written, sorted.
@@ -446,7 +443,7 @@ def upload_tree(local_dir: str | os.PathLike, uri: str, client: Any = None) -> l
     top = folder_prefix(parse_gs_uri(uri)[1])
     client = client or gcs_client(uri)
     # The ownership marker is a commit marker on gs://: only GcsOutput writes it.
-    files = [(p, top + rel) for p, rel in local_files(local_dir) if rel != MARKER]
+    files = [(p, top + rel) for p, rel in local_files(local_dir) if rel not in exclude]
     last = [f for f in files if "/" not in f[1][len(top) :] and f[0].suffix == ".json"]
     first = [f for f in files if f not in last]
     upload_files(client, uri, first)
@@ -476,6 +473,6 @@ def delete_prefix(uri: str, what: str, client: Any = None) -> int:
             pass  # deleted meanwhile: what was wanted
         except api_errors() as e:
             raise CnnzooError(
-                f"{blob_uri(blob)}: cannot delete {what} ({type(e).__name__}: {one_line(e)[:300]})"
+                f"{blob_uri(blob)}: cannot delete {what} ({type(e).__name__}: {one_line(e, 300)})"
             ) from None
     return len(blobs)

@@ -30,6 +30,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cnnzoo import __version__
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.storage.layout import MARKER
+
 
 def atomic_write_bytes(
     path: str | os.PathLike, data: bytes, temp_prefix: str | None = None
@@ -75,7 +79,6 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file, raising CnnzooError with the path if it is missing or invalid."""
-    from cnnzoo.core.errors import CnnzooError
 
     path = Path(path)
     try:
@@ -87,7 +90,6 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 #: The ownership marker in every folder cnnzoo writes.
-MARKER = ".cnnzoo.json"
 #: Suffix of the lock file beside an output (``.<name>.cnnzoo-lock``).
 LOCK_SUFFIX = ".cnnzoo-lock"
 #: The temporary names cnnzoo gives an output's siblings while writing it (``{}`` is
@@ -119,7 +121,6 @@ def marker_record(kind: str, state: str | None = None) -> dict[str, Any]:
     byte-for-byte reproducible; with ``state`` (the commit marker of a ``gs://``
     output, see :class:`cnnzoo.storage.outputs.GcsOutput`) it also names its writer and time.
     """
-    from cnnzoo import __version__
 
     record: dict[str, Any] = {"kind": kind, "cnnzoo_version": __version__}
     if state is not None:
@@ -146,7 +147,6 @@ def check_replaceable(dest: str | os.PathLike, kind: str | None, overwrite: bool
     Raises:
         CnnzooError: otherwise, with a one-line message saying how to proceed.
     """
-    from cnnzoo.core.errors import CnnzooError
 
     dest = Path(dest)
     if not dest.exists():
@@ -173,7 +173,6 @@ def check_replaceable(dest: str | os.PathLike, kind: str | None, overwrite: bool
 
 def _resolved(dest: str | os.PathLike) -> Path:
     """``dest`` made absolute (``.`` and ``..`` resolved), refusing a filesystem root."""
-    from cnnzoo.core.errors import CnnzooError
 
     path = Path(os.path.abspath(Path(dest).expanduser()))
     if path.parent == path:
@@ -280,6 +279,10 @@ def close_inherited_locks() -> None:
     _held.clear()
 
 
+# Every forked child (a worker of cnnzoo.core.workers' pools) drops its copies at once.
+os.register_at_fork(after_in_child=close_inherited_locks)
+
+
 def _lock_path(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}{LOCK_SUFFIX}")
 
@@ -297,8 +300,6 @@ def output_lock(dest: str | os.PathLike, cleanup: bool = True) -> Iterator[None]
         CnnzooError: another process holds it (the message names it).
     """
     import fcntl
-
-    from cnnzoo.core.errors import CnnzooError
 
     dest = _resolved(dest)
     path = _lock_path(dest)

@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.core.paths import safe_member_path
 from cnnzoo.storage.gcs import (
     api_errors,
     folder_prefix,
@@ -27,7 +28,6 @@ from cnnzoo.storage.gcs import (
     upload_files,
     workers,
 )
-from cnnzoo.data.sources import safe_member_path
 
 
 class LogSync:

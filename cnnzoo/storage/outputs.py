@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from cnnzoo.core.errors import CnnzooError
-from cnnzoo.storage.local import MARKER
 from cnnzoo.storage.gcs import (
     api_errors,
+    delete_prefix,
     download_tree,
     env_number,
     folder_prefix,
@@ -33,6 +33,16 @@ from cnnzoo.storage.gcs import (
     retry_policy,
     upload_tree,
     workers,
+)
+from cnnzoo.storage.layout import EXPORT_KIND, MARKER, output_location
+from cnnzoo.storage.local import (
+    atomic_directory,
+    check_replaceable,
+    marker_record,
+    output_kind,
+    output_lock,
+    scratch_directory,
+    write_marker,
 )
 
 
@@ -94,7 +104,6 @@ def copy_tree(
             output, ``dest`` holds something else, another process writes ``dest``, or
             a transfer fails.
     """
-    from cnnzoo.storage.local import atomic_directory, output_kind, output_lock, scratch_directory
 
     src, dest = str(src), str(dest)
     if is_gcs(src):
@@ -107,18 +116,18 @@ def copy_tree(
             blobs = [b for b in list_objects(src, client) if b.name != top + MARKER]
             if not blobs:
                 raise CnnzooError(f"{src}: no objects under this prefix (empty or missing folder)")
-            kind = (marker or {}).get("kind") or "export"
+            kind = (marker or {}).get("kind") or EXPORT_KIND
             with GcsOutput(dest, kind, overwrite=overwrite, client=client) as out:
                 _copy_objects(src, blobs, out, client)
             return dest
         # The lock first: taking it removes scratch folders that killed copies left.
         with output_lock(dest), scratch_directory(dest) as tmp:
-            download_tree(src, Path(tmp) / "tree", client)
+            download_output(src, Path(tmp) / "tree", client)
             copy_tree(Path(tmp) / "tree", dest, client, overwrite=overwrite)
         return dest
     if not Path(src).is_dir():
         raise CnnzooError(f"{src}: no such folder to copy to {dest}")
-    kind = output_kind(src) or "export"
+    kind = output_kind(src) or EXPORT_KIND
     if is_gcs(dest):
         with GcsOutput(dest, kind, overwrite=overwrite, client=client) as out:
             out.upload(src)
@@ -197,6 +206,28 @@ def require_complete(uri: str, kind: str | None, client: Any = None) -> dict[str
     return marker
 
 
+def download_output(
+    uri: str,
+    dest: str | os.PathLike,
+    client: Any = None,
+    skip_junk: bool = False,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """:func:`cnnzoo.storage.gcs.download_tree`, refusing a cnnzoo output that is not
+    complete: where ``uri`` holds a commit marker, it must say ``complete``.
+
+    Raises:
+        CnnzooError: as ``download_tree``, or an incomplete cnnzoo output under ``uri``
+            (:func:`require_complete`).
+    """
+    client = client or gcs_client(uri)
+    marker, _ = _read_marker(client, uri)
+    if marker is not None:
+        require_complete(uri, None, client)
+    return download_tree(uri, dest, client, skip_junk, overwrite=overwrite)
+
+
 class GcsOutput:
     """Write a multi-object output under ``gs://bucket/prefix`` behind a commit marker.
 
@@ -234,8 +265,6 @@ class GcsOutput:
 
     def _write_marker(self, state: str, generation: int) -> None:
         import json
-
-        from cnnzoo.storage.local import marker_record
 
         data = json.dumps(marker_record(self.kind, state), indent=1) + "\n"
         # A precondition makes the write safe to retry and atomic against other writers.
@@ -337,7 +366,7 @@ class GcsOutput:
 
     def upload(self, local_dir: str | os.PathLike) -> list[str]:
         """Upload ``local_dir`` into the output (see :func:`upload_tree`)."""
-        names = upload_tree(local_dir, self.uri, self.client)
+        names = upload_tree(local_dir, self.uri, self.client, exclude=(MARKER,))
         self.written.update(names)
         return names
 
@@ -367,37 +396,6 @@ class GcsOutput:
             ) from None
         except api_errors() as e:
             raise gcs_error(self.uri, e, "upload objects", self.client) from None
-
-
-def output_location(output_uri: str, *parts: str) -> str:
-    """``<output_uri>/<part>/...``: a place under a run's output location (``--output``).
-
-    Args:
-        output_uri: a local folder or ``gs://bucket/prefix`` (a trailing ``/`` is ignored).
-        *parts: path components below it, e.g. ``"models", "simple"``.
-
-    Returns:
-        The location, joined with ``/`` (kept a string: a ``gs://`` URI is not a path).
-
-    Raises:
-        CnnzooError: if ``output_uri`` is empty.
-    """
-    root = str(output_uri).rstrip("/")
-    if not root:
-        raise CnnzooError("output_uri: empty output location")
-    return "/".join([root, *parts])
-
-
-def run_logs_root(tensorboard_root: str, output_uri: str) -> str:
-    """A run's TensorBoard root: ``tensorboard_root``, else ``<output_uri>/tensorboard``.
-
-    Returns:
-        The root without a trailing ``/``, or ``""`` when neither is set (each train
-        task then keeps its logs in its own artifact).
-    """
-    if tensorboard_root:
-        return str(tensorboard_root).rstrip("/")
-    return output_location(output_uri, "tensorboard") if output_uri else ""
 
 
 def export_folder(src: str | os.PathLike, output_uri: str, *parts: str, client: Any = None) -> str:
@@ -465,9 +463,6 @@ def claim_folder(
             ``--overwrite``), or Cloud Storage fails.
     """
     import json
-
-    from cnnzoo.storage.local import check_replaceable, marker_record, output_kind, write_marker
-    from cnnzoo.storage.gcs import delete_prefix
 
     if not is_gcs(location):
         if "://" in location:

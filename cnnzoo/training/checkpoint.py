@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cnnzoo.core.errors import CnnzooError
+from cnnzoo.core.errors import CnnzooError, one_line
 from cnnzoo.storage.gcs import (
     api_errors,
     download_file,
@@ -42,12 +42,8 @@ from cnnzoo.storage.gcs import (
     parse_gs_uri,
     retry_policy,
 )
-from cnnzoo.data.sources import one_line
+from cnnzoo.storage.layout import CHECKPOINT_POINTER, checkpoint_file
 
-#: Default checkpoint folder inside a train output folder.
-CHECKPOINT_DIR = "checkpoint"
-#: The checkpoint's pointer file, written last: its presence marks a complete checkpoint.
-CHECKPOINT_POINTER = "latest.json"
 #: Version of the checkpoint layout; a checkpoint of another version is ignored.
 CHECKPOINT_FORMAT = 1
 #: Names of the temporary files a killed local save leaves (``tempfile``'s 8 characters).
@@ -157,7 +153,7 @@ class Checkpoint:
         """
         import numpy as np
 
-        name = f"state-epoch{state['epoch']:04d}.npz"
+        name = checkpoint_file(state["epoch"])
         generation = self._write(
             name,
             lambda f: np.savez(

@@ -28,7 +28,6 @@ checkpoint) are in :mod:`cnnzoo.training.callbacks`.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import math
 import os
 import sys
@@ -41,17 +40,28 @@ from typing import Any
 
 import yaml
 
-from cnnzoo.training.checkpoint import (
-    CHECKPOINT_DIR,
-    Checkpoint,
-    assign_arrays,
-    check_fit,
-    restore_optimizer,
-    run_fingerprint,
-)
+from cnnzoo import __version__
 from cnnzoo.config.profile import Profile
+from cnnzoo.core.errors import CnnzooError, one_line
 from cnnzoo.data.loader import load_split, plan_cache, read_split_info
-from cnnzoo.core.errors import CnnzooError
+from cnnzoo.models.registry import (
+    build_model,
+    count_trainable_params,
+    get_spec,
+    prepare_stage,
+    set_batchnorm_momentum,
+)
+from cnnzoo.storage.gcs import is_gcs
+from cnnzoo.storage.layout import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    LOGS_DIR,
+    MODEL_FILE,
+    SPLIT_INFO,
+    TENSORBOARD_KIND,
+    TRAIN_KIND,
+)
 from cnnzoo.storage.local import (
     atomic_write_json,
     atomic_write_text,
@@ -60,8 +70,9 @@ from cnnzoo.storage.local import (
     output_lock,
     write_marker,
 )
-from cnnzoo.storage.gcs import is_gcs
+from cnnzoo.storage.logsync import LogSync
 from cnnzoo.storage.outputs import claim_folder
+from cnnzoo.tensorboard.hparams import log_hparams
 from cnnzoo.training.callbacks import (
     NonFiniteLoss,
     checkpointer,
@@ -69,14 +80,14 @@ from cnnzoo.training.callbacks import (
     progress_printer,
     resumable,
 )
+from cnnzoo.training.checkpoint import (
+    Checkpoint,
+    assign_arrays,
+    check_fit,
+    restore_optimizer,
+    run_fingerprint,
+)
 
-#: The kind of output train writes (its ownership marker, see cnnzoo.storage.local).
-KIND = "train"
-MODEL_FILE = "model.keras"
-HISTORY_FILE = "history.json"
-CONFIG_FILE = "config.yaml"
-#: The kind of a TensorBoard folder train writes, ``<logs_dir>/<model>`` (its marker).
-LOGS_KIND = "tensorboard"
 #: Seconds between uploads of new TensorBoard events to a ``gs://`` logs root.
 LOG_SYNC_S = 30.0
 
@@ -127,7 +138,7 @@ def train_model(
             ``<out_dir>/logs``. A ``gs://`` root gets the events written locally and
             uploaded every :data:`LOG_SYNC_S` seconds and at the end. The folder
             ``<logs_dir>/<model_name>`` is owned like an output (marker kind
-            :data:`LOGS_KIND`): missing, empty or an earlier one of cnnzoo's, else
+            :data:`TENSORBOARD_KIND`): missing, empty or an earlier one of cnnzoo's, else
             refused unless ``overwrite``; a fresh (not resumed) run replaces it.
         checkpoint_dir: where to keep the training state between epochs, a local path or
             a ``gs://`` URI that survives the task (on KFP, a retried pod may get a fresh
@@ -159,7 +170,7 @@ def train_model(
     """
     with contextlib.ExitStack() as stack:
         stack.enter_context(output_lock(out_dir))
-        check_replaceable(out_dir, KIND, overwrite)
+        check_replaceable(out_dir, TRAIN_KIND, overwrite)
         _remove_own_temporaries(Path(out_dir))
         if checkpoint_dir is not None and not is_gcs(str(checkpoint_dir)):
             stack.enter_context(output_lock(checkpoint_dir))  # one writer (gs://: see Checkpoint)
@@ -202,12 +213,10 @@ def _train_model_locked(
     callbacks,
     logs_name=None,
 ) -> dict[str, Any]:
-    from cnnzoo import __version__
-    from cnnzoo.models.registry import get_spec
 
     spec = get_spec(model_name)
     info = read_split_info(split_dir)
-    split_json = Path(split_dir) / "split.json"
+    split_json = Path(split_dir) / SPLIT_INFO
     if info["img_size"] != profile.img_size:
         raise CnnzooError(
             f"{split_json}: img_size is {info['img_size']} but profile {profile.name!r} has "
@@ -228,20 +237,20 @@ def _train_model_locked(
     checkpoint.remove_temporaries()
     resume = checkpoint.load()
     # Kept as a string: the logs root may be a URI (gs://...) that Path would mangle.
-    logs_root = str(logs_dir).rstrip("/") if logs_dir is not None else str(out / "logs")
+    logs_root = str(logs_dir).rstrip("/") if logs_dir is not None else str(out / LOGS_DIR)
     model_logs = f"{logs_root}/{logs_name or model_name}"
     # A fresh run (or a retry from scratch) replaces its logs; OUT/logs is OUT's.
     claim_folder(
         model_logs,
-        LOGS_KIND,
+        TENSORBOARD_KIND,
         overwrite=overwrite or logs_dir is None,
         replace=resume is None,
         what="TensorBoard logs",
     )
 
     out.mkdir(parents=True, exist_ok=True)
-    if output_kind(out) != KIND:
-        write_marker(out, KIND)
+    if output_kind(out) != TRAIN_KIND:
+        write_marker(out, TRAIN_KIND)
     # An earlier run's results must not pass for this run's if this one is killed.
     for stale in (MODEL_FILE, HISTORY_FILE):
         with contextlib.suppress(FileNotFoundError):
@@ -282,7 +291,7 @@ def _train_model_locked(
             history = {
                 "model": model_name,
                 "status": "failed",
-                "error": f"{type(e).__name__}: {_one_line(str(e))}",
+                "error": f"{type(e).__name__}: {one_line(str(e), first=True)}",
                 "weights": weights,
                 "epochs": run.records,
             }
@@ -306,7 +315,7 @@ def _raise_if_bad_data(e: Exception, split_dir) -> None:
     ):
         raise CnnzooError(
             f"{split_dir}: a TFRecord shard is corrupt or truncated "
-            f"({type(e).__name__}: {_one_line(str(e))}); run the split again"
+            f"({type(e).__name__}: {one_line(str(e), first=True)}); run the split again"
         ) from None
 
 
@@ -336,13 +345,6 @@ class _Run:
         self, model_path: Path, checkpoint: Checkpoint, resume: dict[str, Any] | None
     ) -> dict[str, Any]:
         import keras
-
-        from cnnzoo.models.registry import (
-            build_model,
-            count_trainable_params,
-            prepare_stage,
-            set_batchnorm_momentum,
-        )
 
         profile = self.profile
         previous_policy = keras.mixed_precision.global_policy()
@@ -619,7 +621,6 @@ def _log_folder(model_logs: str):
     if not is_gcs(model_logs):
         yield model_logs
         return
-    from cnnzoo.storage.logsync import LogSync
 
     with tempfile.TemporaryDirectory(prefix="cnnzoo-tb-") as tmp:
         with LogSync(tmp, model_logs, interval_s=LOG_SYNC_S):
@@ -627,10 +628,6 @@ def _log_folder(model_logs: str):
 
 
 def _log_hparams(model_logs: str, model_name, spec, profile: Profile, history) -> None:
-    if importlib.util.find_spec("cnnzoo.tensorboard.logs") is None:
-        return
-    from cnnzoo.tensorboard.logs import log_hparams
-
     log_hparams(
         model_logs,
         {
@@ -648,8 +645,3 @@ def _log_hparams(model_logs: str, model_name, spec, profile: Profile, history) -
             if history[k] is not None
         },
     )
-
-
-def _one_line(text: str) -> str:
-    lines = [s.strip() for s in text.strip().splitlines() if s.strip()]
-    return lines[0] if lines else "(no message)"

@@ -1,0 +1,54 @@
+"""What the ``cnnzoo`` subcommands share: the profile and ``--overwrite`` arguments, and
+the check that a path is local where only a local path works."""
+
+from __future__ import annotations
+
+import argparse
+
+from cnnzoo.config.profile import Profile, load_profile
+from cnnzoo.core.errors import CnnzooError
+
+
+def add_profile_args(p: argparse.ArgumentParser, config_files: bool = True) -> None:
+    """Add ``--profile``, ``--set KEY=VALUE`` (and ``--config YAML``) to a subcommand."""
+    p.add_argument("--profile", default="demo", help="profile name or YAML path (default: demo)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile field, e.g. --set max_epochs=1 (repeatable)",
+    )
+    if not config_files:
+        return
+    p.add_argument(
+        "--config",
+        dest="override_files",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="YAML file merged over the profile (repeatable)",
+    )
+
+
+def add_overwrite_arg(p: argparse.ArgumentParser, what: str = "DEST") -> None:
+    """Add ``--overwrite``: replace ``what`` even if cnnzoo did not write it."""
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace {what} even if it is not an earlier cnnzoo output of this command "
+        "(its content is deleted); without it such a folder is refused",
+    )
+
+
+def local_path(path: str, what: str) -> str:
+    """``path``, refused with a CnnzooError if it is a URI where only a local path works."""
+    if "://" in str(path):
+        raise CnnzooError(f"{path}: {what} must be a local path (a URI is not supported here)")
+    return path
+
+
+def load_profile_arg(ns: argparse.Namespace) -> Profile:
+    """The profile a subcommand's ``--profile``/``--set``/``--config`` resolve to."""
+    return load_profile(ns.profile, ns.overrides, ns.override_files)
