@@ -56,9 +56,10 @@ test-images-gpu: install ## build the GPU image (several GB of CUDA wheels) and 
 	$(BIN)/pytest -m gpu_image tests/test_images_run.py $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: install $(LINT_VENV)/bin/checkov ## ruff, hadolint, manifest validation, checkov
+lint: install $(LINT_VENV)/bin/checkov ## ruff, import-linter (the layers), hadolint, manifest validation, checkov
 	$(BIN)/ruff check cnnzoo components pipelines tests benchmarks tools
 	$(BIN)/ruff format --check cnnzoo components pipelines tests benchmarks tools
+	$(BIN)/lint-imports
 	$(BIN)/hadolint $(wildcard images/Dockerfile*)
 	$(PY) tools/validate_manifests.py --render-to build/rendered
 	@# checkov reads the rendered manifests: what `kubectl apply -k` sends, namespace included.

@@ -217,7 +217,7 @@ def job_train(job: dict[str, Any]) -> dict[str, Any]:
     """Train one model for whole epochs fed one way; images/s of the epochs after warm-up."""
     import keras
 
-    from cnnzoo.models.registry import build_model
+    from cnnzoo.models.build import build_model
 
     keras.utils.set_random_seed(SEED)
     ds, per_epoch = _dataset(job, job["batch_size"])
@@ -360,10 +360,10 @@ def job_prep(job: dict[str, Any]) -> dict[str, Any]:
 def job_sequence(job: dict[str, Any]) -> dict[str, Any]:
     """The pipeline's steps called in order in this one process (the baseline of step 4)."""
     from cnnzoo.config.profile import load_profile
-    from cnnzoo.evaluation.evaluate import evaluate_model
     from cnnzoo.data.ingest import ingest
-    from cnnzoo.reporting.report import build_report
     from cnnzoo.data.split import split_dataset
+    from cnnzoo.evaluation.evaluate import evaluate_model
+    from cnnzoo.reporting.report import build_report
     from cnnzoo.training.train import train_model
 
     work = Path(job["work"])
@@ -404,8 +404,8 @@ def job_imports(job: dict[str, Any]) -> dict[str, Any]:
         import cnnzoo.training.train  # noqa: F401
     else:
         import cnnzoo.data.ingest  # noqa: F401
-        import cnnzoo.reporting.report  # noqa: F401
         import cnnzoo.data.split  # noqa: F401
+        import cnnzoo.reporting.report  # noqa: F401
     return {"import_s": time.perf_counter() - t0, "peak_rss_mb": _peak_rss_mb()}
 
 
@@ -655,9 +655,32 @@ def _verdict(figure: float, target: float, higher_is_better: bool = True) -> str
 
 
 def _run(s: dict[str, Any], args: argparse.Namespace, work: Path) -> int:
+    """Generate the data, run every measurement, print the sections and the targets."""
     t_start = time.perf_counter()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     data, split = work / "jpegs", work / "split"
+    _generate_data(s, data)
+
+    # 3 first: its split is what cnnzoo's way reads in 1 and 2.
+    prep = run_worker(
+        {
+            "kind": "prep",
+            "data": str(data),
+            "work": str(work),
+            "split": str(split),
+            "rounds": s["prep_rounds"],
+        }
+    )
+    feed_ratio = _feed_section(s, data, split)
+    train_ratios = _train_section(s, data, split)
+    prep_ratio = _prep_section(prep)
+    overhead, light, heavy = _orchestration_section(s, args, data, work)
+    _print_targets(t_start, feed_ratio, min(train_ratios), prep_ratio, overhead, light, heavy)
+    return 0
+
+
+def _generate_data(s: dict[str, Any], data: Path) -> None:
+    """Generate the JPEG dataset into ``data`` (replacing it) and describe it."""
     if data.exists():
         shutil.rmtree(data)
     gen = make_jpeg_dataset(
@@ -671,17 +694,9 @@ def _run(s: dict[str, Any], args: argparse.Namespace, work: Path) -> int:
         flush=True,
     )
 
-    # 3 first: its split is what cnnzoo's way reads in 1 and 2.
-    prep = run_worker(
-        {
-            "kind": "prep",
-            "data": str(data),
-            "work": str(work),
-            "split": str(split),
-            "rounds": s["prep_rounds"],
-        }
-    )
 
+def _feed_section(s: dict[str, Any], data: Path, split: Path) -> float:
+    """Section 1, the input feed rate of each way; returns cnnzoo's / the notebook's."""
     _section(
         f"1. input feed rate, no model ({IMG_SIZE} px, batch {NOTEBOOK_BATCH}, "
         f"{s['feed_epochs']} epoch(s) after 1 warm-up; median and range of the epochs)"
@@ -717,7 +732,12 @@ def _run(s: dict[str, Any], args: argparse.Namespace, work: Path) -> int:
     worst = feed["cnnzoo"]["min_per_s"] / feed["notebook"]["max_per_s"]
     print(f"ratio cnnzoo / notebook: {feed_ratio:.2f}x", flush=True)
     print(f"ratio, slowest cnnzoo epoch / fastest notebook epoch: {worst:.2f}x", flush=True)
+    return feed_ratio
 
+
+def _train_section(s: dict[str, Any], data: Path, split: Path) -> list[float]:
+    """Section 2, training each model fed each way; returns cnnzoo's / the notebook's
+    images/s per model."""
     _section(
         f"2. training at {IMG_SIZE} px, batch {s['batch_size']}, Adam ({s['train_epochs']} "
         f"epoch(s) of {s['train_steps']} steps after 1 warm-up epoch)"
@@ -762,7 +782,11 @@ def _run(s: dict[str, Any], args: argparse.Namespace, work: Path) -> int:
         ],
         rows,
     )
+    return train_ratios
 
+
+def _prep_section(prep: dict[str, Any]) -> float:
+    """Section 3, data preparation; returns the PIL loop's time / cnnzoo's."""
     _section(f"3. data preparation ({prep['images']} JPEGs -> {IMG_SIZE} px)")
     cnnzoo_prep = prep["ingest_s"] + prep["split_s"]
     print_table(
@@ -790,6 +814,12 @@ def _run(s: dict[str, Any], args: argparse.Namespace, work: Path) -> int:
             f"(load average {t['load']:.2f})"
         )
     print(f"ratio PIL loop time / cnnzoo time (best round of each): {prep_ratio:.2f}x", flush=True)
+    _print_prep_notes(prep, prep_ratio)
+    return prep_ratio
+
+
+def _print_prep_notes(prep: dict[str, Any], prep_ratio: float) -> None:
+    """Print data preparation on one CPU and what split's sha256 check costs."""
     from cnnzoo.core.workers import PROCESS_THRESHOLD
 
     print(
@@ -806,6 +836,12 @@ def _run(s: dict[str, Any], args: argparse.Namespace, work: Path) -> int:
         flush=True,
     )
 
+
+def _orchestration_section(
+    s: dict[str, Any], args: argparse.Namespace, data: Path, work: Path
+) -> tuple[float | None, float, float]:
+    """Section 4, a local pipeline run against the same steps in one process, and the
+    fixed cost of a task; returns ``(overhead or None if not measured, light, heavy)``."""
     _section(
         f"4. orchestration: local pipeline run of {' + '.join(PIPELINE_MODELS)} "
         f"(demo profile, 1 epoch, {s['pipeline_per_class']} images per class) vs the same "
@@ -813,7 +849,6 @@ def _run(s: dict[str, Any], args: argparse.Namespace, work: Path) -> int:
     )
     overhead: float | None = None
     light, heavy = task_cost()
-    tasks = LIGHT_TASKS + 2 * len(PIPELINE_MODELS)
     if args.skip_pipeline:
         print("skipped (--skip-pipeline)")
     else:
@@ -822,25 +857,7 @@ def _run(s: dict[str, Any], args: argparse.Namespace, work: Path) -> int:
         if isinstance(outcome, str):
             print(f"pipeline: {outcome}")
         else:
-            pipeline_s, sequence_s = outcome
-            overhead = pipeline_s / sequence_s
-            print_table(
-                ["run (best round)", "seconds"],
-                [
-                    ["local pipeline (kfp.local)", f"{pipeline_s:.1f}"],
-                    ["one process, in sequence", f"{sequence_s:.1f}"],
-                ],
-            )
-            print(f"ratio pipeline / sequence (overhead): {overhead:.2f}x")
-            diff = pipeline_s - sequence_s
-            fixed = fixed_cost(len(PIPELINE_MODELS), light, heavy)
-            print(
-                f"difference: {diff:.1f} s over {tasks} tasks; their fixed cost is {fixed:.1f} "
-                f"CPU s ({LIGHT_TASKS} tasks x {light:.2f} s + {2 * len(PIPELINE_MODELS)} "
-                f"TensorFlow tasks x {heavy:.2f} s, less the one process's {heavy:.2f} s), "
-                f"{fixed / len(os.sched_getaffinity(0)):.1f} s of wall time if spread over "
-                f"all {len(os.sched_getaffinity(0))} CPUs"
-            )
+            overhead = _print_pipeline_times(*outcome, light, heavy)
     print(
         f"fixed cost per task: {light:.2f} s without TensorFlow (kfp and cnnzoo), {heavy:.2f} s "
         "for train and evaluate (+ TensorFlow): a fresh Python process importing what the "
@@ -853,6 +870,45 @@ def _run(s: dict[str, Any], args: argparse.Namespace, work: Path) -> int:
         "cost in all; it does not grow with the data or the epochs",
         flush=True,
     )
+    return overhead, light, heavy
+
+
+def _print_pipeline_times(pipeline_s: float, sequence_s: float, light: float, heavy: float):
+    """Print the pipeline and in-sequence times and what the tasks' fixed cost explains of
+    the difference; returns the overhead (pipeline / sequence)."""
+    tasks = LIGHT_TASKS + 2 * len(PIPELINE_MODELS)
+    overhead = pipeline_s / sequence_s
+    print_table(
+        ["run (best round)", "seconds"],
+        [
+            ["local pipeline (kfp.local)", f"{pipeline_s:.1f}"],
+            ["one process, in sequence", f"{sequence_s:.1f}"],
+        ],
+    )
+    print(f"ratio pipeline / sequence (overhead): {overhead:.2f}x")
+    diff = pipeline_s - sequence_s
+    fixed = fixed_cost(len(PIPELINE_MODELS), light, heavy)
+    print(
+        f"difference: {diff:.1f} s over {tasks} tasks; their fixed cost is {fixed:.1f} "
+        f"CPU s ({LIGHT_TASKS} tasks x {light:.2f} s + {2 * len(PIPELINE_MODELS)} "
+        f"TensorFlow tasks x {heavy:.2f} s, less the one process's {heavy:.2f} s), "
+        f"{fixed / len(os.sched_getaffinity(0)):.1f} s of wall time if spread over "
+        f"all {len(os.sched_getaffinity(0))} CPUs"
+    )
+    return overhead
+
+
+def _print_targets(
+    t_start: float,
+    feed_ratio: float,
+    slowest: float,
+    prep_ratio: float,
+    overhead: float | None,
+    light: float,
+    heavy: float,
+) -> None:
+    """Print the closing lines: load, wall time, each target's verdict, the final figure."""
+    tasks = LIGHT_TASKS + 2 * len(PIPELINE_MODELS)
     print()
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"bench wall time: {time.perf_counter() - t_start:.0f} s")
@@ -860,7 +916,6 @@ def _run(s: dict[str, Any], args: argparse.Namespace, work: Path) -> int:
         f"target input feed >= {TARGETS['feed']:g}x the notebook's: {feed_ratio:.2f}x, "
         f"{_verdict(feed_ratio, TARGETS['feed'])}"
     )
-    slowest = min(train_ratios)
     print(
         f"target training no slower than the notebook's feed (>= {TARGETS['train']:g}x, "
         f"slowest model): {slowest:.2f}x, {_verdict(slowest, TARGETS['train'])}"
@@ -878,7 +933,6 @@ def _run(s: dict[str, Any], args: argparse.Namespace, work: Path) -> int:
             f"({tasks} tasks, {light:.2f} / {heavy:.2f} s fixed cost each)"
         )
     print(FINAL_LINE.format(feed_ratio), flush=True)
-    return 0
 
 
 if __name__ == "__main__":

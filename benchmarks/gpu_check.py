@@ -162,7 +162,8 @@ def time_run(name, mode, ds, img_size, args, peaks, gpu: bool) -> Result:
     import keras
     import tensorflow as tf
 
-    from cnnzoo.models.registry import build_model, get_spec, prepare_stage
+    from cnnzoo.models.build import build_model, prepare_stage
+    from cnnzoo.models.registry import get_spec
 
     mixed = mode != "float32"
     keras.backend.clear_session()

@@ -110,7 +110,7 @@ def job_train_memory(job: dict[str, Any]) -> dict[str, Any]:
     from benchmarks.bench import _peak_rss_mb
     from cnnzoo.config.profile import load_profile
     from cnnzoo.data.loader import load_split, plan_cache, read_split_info
-    from cnnzoo.models.registry import build_model
+    from cnnzoo.models.build import build_model
 
     keras.utils.set_random_seed(SEED)
     model = build_model("simple", num_classes=len(CLASSES), img_size=IMG_SIZE)

@@ -1,9 +1,11 @@
 """KFP components of the cnnzoo pipeline: one thin typed wrapper per step.
 
-Each module defines the step's function (its body reads the inputs, calls one
-``cnnzoo`` function and writes the outputs) and an ``op(image)`` factory that turns it
-into a lightweight Python component running on ``image``. TensorFlow is imported only
-inside the bodies, so building and compiling the pipeline needs neither it nor a GPU.
+Each module defines the step's function and an ``op(image)`` factory that turns it into
+a lightweight Python component running on ``image``. The function's signature is what
+the compiled pipeline sees; its body is one call of the step's task function
+(:mod:`cnnzoo.orchestration.tasks`), the code ``cnnzoo`` CLI steps run too, imported
+inside the body (KFP ships only the function's source into the container). So building
+and compiling the pipeline needs neither TensorFlow nor a GPU.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kfp import dsl
+from kfp.components import BaseComponent
 
 
-def make_component(func: Callable, image: str) -> dsl.base_component.BaseComponent:
+def make_component(func: Callable, image: str) -> BaseComponent:
     """Wrap ``func`` as a lightweight component on ``image``; the image ships kfp and cnnzoo.
 
     Args:

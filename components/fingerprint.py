@@ -9,11 +9,9 @@ from cnnzoo.components import make_component
 
 def fingerprint(data_uri: str) -> str:
     """The fingerprint of ``data_uri`` (``cnnzoo.data.fingerprint.data_fingerprint``)."""
-    from cnnzoo.data.fingerprint import data_fingerprint
+    from cnnzoo.orchestration import tasks
 
-    value = data_fingerprint(data_uri)
-    print(f"[cnnzoo] fingerprint {data_uri}: {value[:12]}", flush=True)
-    return value
+    return tasks.fingerprint(data_uri)
 
 
 def op(image: str):

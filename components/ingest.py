@@ -10,26 +10,9 @@ def ingest(data_uri: str, fingerprint: str, dataset: Output[Dataset]):
 
     ``fingerprint`` (the fingerprint step's listing hash of ``data_uri``) is not read: it
     is an input so that KFP's cache key of this step changes when the data does."""
-    import cnnzoo.data.ingest
+    from cnnzoo.orchestration import tasks
 
-    print(f"[cnnzoo] ingest {data_uri}: started", flush=True)
-    manifest = cnnzoo.data.ingest.ingest(data_uri, dataset.path)
-    counts = {split: sum(per_class.values()) for split, per_class in manifest["counts"].items()}
-    dataset.metadata.update(
-        {
-            "source": data_uri,
-            "fingerprint": fingerprint,
-            "classes": manifest["classes"],
-            "counts": counts,
-            "skipped": len(manifest["skipped"]),
-        }
-    )
-    print(
-        f"[cnnzoo] ingest done: {len(manifest['classes'])} classes, "
-        + ", ".join(f"{k} {v}" for k, v in counts.items())
-        + f", {len(manifest['skipped'])} skipped",
-        flush=True,
-    )
+    tasks.ingest(data_uri, fingerprint, dataset)
 
 
 def op(image: str):

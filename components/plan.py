@@ -13,23 +13,9 @@ from cnnzoo.components import make_component
 def plan(models: list, placements: dict, profile: str) -> list:
     """One record per (model, seed), model by model: its placement plus ``"model"``,
     ``"seed"`` and ``"repeat"`` (1-based)."""
-    import json
+    from cnnzoo.orchestration import tasks
 
-    from cnnzoo.config.profile import profile_from_dict
-
-    unknown = [m for m in models if m not in placements]
-    if unknown:
-        raise ValueError(f"unknown model configurations: {', '.join(map(str, unknown))}")
-    seeds = profile_from_dict(json.loads(profile)).repeat_seeds()
-    for name in models:
-        print(f"[cnnzoo] plan {name}: pool {placements[name]['pool']}", flush=True)
-    if len(seeds) > 1:
-        print(f"[cnnzoo] plan: {len(seeds)} repeats, seeds {seeds}", flush=True)
-    return [
-        {**placements[name], "model": name, "seed": seed, "repeat": i}
-        for name in models
-        for i, seed in enumerate(seeds, 1)
-    ]
+    return tasks.plan(models, placements, profile)
 
 
 def op(image: str):

@@ -13,23 +13,9 @@ from cnnzoo.components import make_component
 def tensorboard_cr(run_id: str, run_name: str, tensorboard_root: str, output_uri: str) -> str:
     """Apply the run's ``Tensorboard``; return JSON: its name, namespace and how to open it,
     or ``{"error": ...}``."""
-    import json
+    from cnnzoo.orchestration import tasks
 
-    from cnnzoo.core.errors import CnnzooError
-    from cnnzoo.storage.layout import run_logs_root
-    from cnnzoo.tensorboard.resource import apply_run_tensorboard
-
-    try:
-        ref = apply_run_tensorboard(run_id, run_logs_root(tensorboard_root, output_uri), run_name)
-    except CnnzooError as e:
-        print(f"[cnnzoo] warning: no Kubeflow Tensorboard for this run: {e}", flush=True)
-        return json.dumps({"error": str(e)})
-    print(
-        f"[cnnzoo] Tensorboard {ref.namespace}/{ref.name} {ref.action}: Central Dashboard "
-        f"{ref.dashboard_path}, or: {ref.port_forward}",
-        flush=True,
-    )
-    return json.dumps(ref.to_dict())
+    return tasks.tensorboard_cr(run_id, run_name, tensorboard_root, output_uri)
 
 
 def op(image: str):

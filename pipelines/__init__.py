@@ -2,7 +2,8 @@
 
 ``cnnzoo.pipelines.cnn_comparison`` wires the components of ``cnnzoo.components`` into
 the study's DAG. The default images live here, without importing kfp, so the CLI can
-show them cheaply; the runners (``cnnzoo.orchestration.local_run``, ``cnnzoo.orchestration.cluster``) import this
+show them cheaply; the runners (``cnnzoo.orchestration.local_run``,
+``cnnzoo.orchestration.cluster``) import this
 package, never the reverse.
 """
 

@@ -52,6 +52,7 @@ inputs. A run can turn caching off altogether (``cnnzoo submit --no-cache``).
 
 # No `from __future__ import annotations`: kfp reads the pipeline signatures at run time.
 
+from dataclasses import dataclass
 from typing import Any
 
 from kfp import dsl, kubernetes
@@ -124,7 +125,8 @@ def build_pipeline(
         gpu_image: the image of tasks placed on a pool with an accelerator.
         placement: the cluster placement; None loads the default ``cluster.yaml``.
         default_profile: the ``profile`` parameter's default (a resolved profile as JSON,
-            :func:`cnnzoo.orchestration.study.profile_json`); None resolves the ``demo`` profile now.
+            :func:`cnnzoo.orchestration.study.profile_json`); None resolves the ``demo``
+            profile now.
         caching: False compiles every task with caching off. (kfp's
             ``Client(...).create_run_from_pipeline_package(enable_caching=False)`` alone
             reaches only the root DAG's tasks, not those inside the loop.)
@@ -137,24 +139,43 @@ def build_pipeline(
     placement = placement or load_placement()
     if default_profile is None:
         default_profile = profile_json(load_profile("demo"))
+    tasks = _Tasks(image, gpu_image, placement, caching)
+    train_and_evaluate = _train_and_evaluate_pipeline(tasks)
+    return _comparison_pipeline(tasks, train_and_evaluate, default_profile, tensorboard_cr)
 
-    def cache(task: dsl.PipelineTask, default: bool) -> dsl.PipelineTask:
-        return task.set_caching_options(default and caching)
 
-    def image_for(pool: Pool) -> str:
-        return gpu_image if pool.accelerator else image
+@dataclass(frozen=True)
+class _Tasks:
+    """How every task of the pipeline is made: the images, the placement, caching."""
 
-    def step(module, pool: Pool, **kwargs) -> dsl.PipelineTask:
-        task = module.op(image_for(pool))(**kwargs)
+    image: str
+    gpu_image: str
+    placement: Placement
+    caching: bool
+
+    def cache(self, task: dsl.PipelineTask, default: bool) -> dsl.PipelineTask:
+        """Set ``task``'s caching: ``default``, unless the pipeline compiles caching off."""
+        return task.set_caching_options(default and self.caching)
+
+    def image_for(self, pool: Pool) -> str:
+        """The image of a task on ``pool``: the GPU image on an accelerator pool."""
+        return self.gpu_image if pool.accelerator else self.image
+
+    def step(self, module, pool: Pool, **kwargs) -> dsl.PipelineTask:
+        """A task of ``module``'s component on ``pool``, with the GCP secret if any."""
+        task = module.op(self.image_for(pool))(**kwargs)
         place(task, pool)
-        if placement.gcp_secret:
-            mount_gcp_secret(task, placement.gcp_secret)
+        if self.placement.gcp_secret:
+            mount_gcp_secret(task, self.placement.gcp_secret)
         return task
 
+
+def _train_and_evaluate_pipeline(tasks: _Tasks):
+    """The ``train-and-evaluate`` sub-pipeline: one plan record's train and evaluate."""
+    placement = tasks.placement
     train_pools = [placement.pools[name] for name in placement.train_pool_names()]
     # Validated by load_placement: every train pool has an accelerator, or none has.
-    train_image = image_for(train_pools[0])
-    default_models = list_models()
+    train_image = tasks.image_for(train_pools[0])
 
     @dsl.pipeline(
         name="train-and-evaluate",
@@ -185,36 +206,51 @@ def build_pipeline(
             output_uri=output_uri,
             seed=seed,
         ).set_display_name("train")
-        if len(train_pools) == 1:
-            place(train_task, train_pools[0])
-        else:
-            place_from_inputs(
-                train_task,
-                {
-                    "accelerator": accelerator,
-                    "accelerator_count": accelerator_count,
-                    "cpu": cpu,
-                    "memory": memory,
-                    "cpu_limit": cpu_limit,
-                    "memory_limit": memory_limit,
-                    "node_selector": node_selector,
-                    "tolerations": tolerations,
-                },
-            )
-        if placement.gcp_secret:
-            mount_gcp_secret(train_task, placement.gcp_secret)
-        r = placement.retries
-        cache(train_task, False).set_retry(
-            r.count, backoff_duration=r.backoff, backoff_factor=r.factor, backoff_max_duration=r.max
-        )
-        eval_task = step(
+        record = {
+            "accelerator": accelerator,
+            "accelerator_count": accelerator_count,
+            "cpu": cpu,
+            "memory": memory,
+            "cpu_limit": cpu_limit,
+            "memory_limit": memory_limit,
+            "node_selector": node_selector,
+            "tolerations": tolerations,
+        }
+        _configure_train(tasks, train_task, train_pools, record)
+        eval_task = tasks.step(
             evaluate,
             placement.pool_for_step("evaluate"),
             model=train_task.outputs["model"],
             splits=splits,
         )
-        cache(eval_task.set_display_name("evaluate"), True)
+        tasks.cache(eval_task.set_display_name("evaluate"), True)
         return eval_task.outputs["evaluation"]
+
+    return train_and_evaluate
+
+
+def _configure_train(
+    tasks: _Tasks, train_task: dsl.PipelineTask, train_pools: list[Pool], record: dict[str, Any]
+) -> None:
+    """Place the train task (constants for one train pool, else ``record``), mount the
+    GCP secret, turn its caching off and set its retries."""
+    placement = tasks.placement
+    if len(train_pools) == 1:
+        place(train_task, train_pools[0])
+    else:
+        place_from_inputs(train_task, record)
+    if placement.gcp_secret:
+        mount_gcp_secret(train_task, placement.gcp_secret)
+    r = placement.retries
+    tasks.cache(train_task, False).set_retry(
+        r.count, backoff_duration=r.backoff, backoff_factor=r.factor, backoff_max_duration=r.max
+    )
+
+
+def _comparison_pipeline(tasks: _Tasks, train_and_evaluate, default_profile: str, tensorboard_cr):
+    """The ``cnn-comparison`` pipeline: data and plan, the loop over plan records, report."""
+    placement = tasks.placement
+    default_models = list_models()
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -230,66 +266,23 @@ def build_pipeline(
     ) -> dsl.Artifact:
         board = {}
         if tensorboard_cr:
-            board_task = step(
-                tensorboard_cr_step,
-                placement.pool_for_step("report"),
-                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                tensorboard_root=tensorboard_root,
-                output_uri=output_uri,
-            )
-            cache(board_task.set_display_name("tensorboard-cr"), False)
-            board = {"tensorboard_resource": board_task.output}
-
-        fingerprint_task = step(
-            fingerprint, placement.pool_for_step("fingerprint"), data_uri=data_uri
-        )
-        cache(fingerprint_task.set_display_name("fingerprint"), False)
-        ingest_task = step(
-            ingest,
-            placement.pool_for_step("ingest"),
-            data_uri=data_uri,
-            fingerprint=fingerprint_task.output,
-        )
-        cache(ingest_task.set_display_name("ingest"), True)
-        split_task = step(
-            split,
-            placement.pool_for_step("split"),
-            dataset=ingest_task.outputs["dataset"],
-            profile=profile,
-        )
-        cache(split_task.set_display_name("split"), True)
-        splits = split_task.outputs["splits"]
-        plan_task = step(
+            board = _tensorboard_cr_task(tasks, tensorboard_root, output_uri)
+        ingest_task, splits = _data_tasks(tasks, data_uri, profile)
+        plan_task = tasks.step(
             plan,
             placement.pool_for_step("plan"),
             models=models,
             placements=placement.model_placements(),
             profile=profile,
         )
-        cache(plan_task.set_display_name("plan"), True)
+        tasks.cache(plan_task.set_display_name("plan"), True)
 
         with dsl.ParallelFor(plan_task.output, parallelism=placement.parallelism) as record:
-            model_task = train_and_evaluate(
-                model_name=record.model,
-                splits=splits,
-                profile=profile,
-                tensorboard_root=tensorboard_root,
-                output_uri=output_uri,
-                pool=record.pool,
-                accelerator=record.accelerator,
-                accelerator_count=record.accelerator_count,
-                cpu=record.cpu,
-                memory=record.memory,
-                cpu_limit=record.cpu_limit,
-                memory_limit=record.memory_limit,
-                node_selector=record.node_selector,
-                tolerations=record.tolerations,
-                seed=record.seed,
-            ).set_display_name("model")
-            cache(model_task, True)
+            model_task = _model_task(
+                tasks, train_and_evaluate, record, splits, profile, tensorboard_root, output_uri
+            )
 
-        report_task = step(
+        report_task = tasks.step(
             report,
             placement.pool_for_step("report"),
             evaluations=dsl.Collected(model_task.output),
@@ -302,7 +295,69 @@ def build_pipeline(
             run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             **board,
         )
-        cache(report_task.set_display_name("report"), False)
+        tasks.cache(report_task.set_display_name("report"), False)
         return report_task.outputs["comparison"]
 
     return cnn_comparison
+
+
+def _tensorboard_cr_task(tasks: _Tasks, tensorboard_root, output_uri) -> dict[str, Any]:
+    """Add the ``tensorboard-cr`` step; return the report's input naming its Tensorboard."""
+    board_task = tasks.step(
+        tensorboard_cr_step,
+        tasks.placement.pool_for_step("report"),
+        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        tensorboard_root=tensorboard_root,
+        output_uri=output_uri,
+    )
+    tasks.cache(board_task.set_display_name("tensorboard-cr"), False)
+    return {"tensorboard_resource": board_task.output}
+
+
+def _data_tasks(tasks: _Tasks, data_uri, profile):
+    """Add the fingerprint, ingest and split steps; return the ingest task and the splits."""
+    placement = tasks.placement
+    fingerprint_task = tasks.step(
+        fingerprint, placement.pool_for_step("fingerprint"), data_uri=data_uri
+    )
+    tasks.cache(fingerprint_task.set_display_name("fingerprint"), False)
+    ingest_task = tasks.step(
+        ingest,
+        placement.pool_for_step("ingest"),
+        data_uri=data_uri,
+        fingerprint=fingerprint_task.output,
+    )
+    tasks.cache(ingest_task.set_display_name("ingest"), True)
+    split_task = tasks.step(
+        split,
+        placement.pool_for_step("split"),
+        dataset=ingest_task.outputs["dataset"],
+        profile=profile,
+    )
+    tasks.cache(split_task.set_display_name("split"), True)
+    return ingest_task, split_task.outputs["splits"]
+
+
+def _model_task(
+    tasks: _Tasks, train_and_evaluate, record, splits, profile, tensorboard_root, output_uri
+) -> dsl.PipelineTask:
+    """Add one loop iteration's ``train-and-evaluate`` task for plan record ``record``."""
+    model_task = train_and_evaluate(
+        model_name=record.model,
+        splits=splits,
+        profile=profile,
+        tensorboard_root=tensorboard_root,
+        output_uri=output_uri,
+        pool=record.pool,
+        accelerator=record.accelerator,
+        accelerator_count=record.accelerator_count,
+        cpu=record.cpu,
+        memory=record.memory,
+        cpu_limit=record.cpu_limit,
+        memory_limit=record.memory_limit,
+        node_selector=record.node_selector,
+        tolerations=record.tolerations,
+        seed=record.seed,
+    ).set_display_name("model")
+    return tasks.cache(model_task, True)

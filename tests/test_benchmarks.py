@@ -41,7 +41,7 @@ def test_flop_count_matches_known_architectures():
     import keras
 
     from benchmarks.gpu_check import count_flops
-    from cnnzoo.models.registry import build_model
+    from cnnzoo.models.build import build_model
 
     forward, train = count_flops(keras.applications.MobileNetV2(weights=None))
     assert 0.55e9 < forward < 0.65e9  # ~300 M multiply-adds at 224 px

@@ -11,7 +11,7 @@ import pytest
 from helpers import notebook_profile
 
 from cnnzoo.config.profile import load_profile
-from cnnzoo.models.registry import build_model, set_batchnorm_momentum
+from cnnzoo.models.build import build_model, set_batchnorm_momentum
 from cnnzoo.training.callbacks import epoch_line
 from cnnzoo.training.train import train_model
 

@@ -1,4 +1,5 @@
-"""Tests of cnnzoo.evaluation.evaluate: a model trained on the tiny split, and failed-model records."""
+"""Tests of cnnzoo.evaluation.evaluate: a model trained on the tiny split, and failed-model
+records."""
 
 from __future__ import annotations
 

@@ -422,7 +422,9 @@ def _tree(root: Path) -> dict[str, bytes]:
 def test_decoding_processes_give_the_same_bytes_as_threads(tmp_path, monkeypatch, processes, start):
     # Chunks of 8 images, so 32 images make four chunks: several per process.
     monkeypatch.setattr("cnnzoo.data.ingest.CHUNK_ITEMS", 8)
-    monkeypatch.setattr("cnnzoo.core.workers.pool_context", lambda: multiprocessing.get_context(start))
+    monkeypatch.setattr(
+        "cnnzoo.core.workers.pool_context", lambda: multiprocessing.get_context(start)
+    )
     monkeypatch.setattr("cnnzoo.core.workers.PROCESS_THRESHOLD", 10)  # None: a pool, as 2 CPUs
     monkeypatch.setattr("cnnzoo.core.workers.usable_cpus", lambda: 2)
     pools = []

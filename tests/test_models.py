@@ -11,15 +11,13 @@ import numpy as np
 import pytest
 
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.models.build import build_model, count_trainable_params, get_base, prepare_stage
+from cnnzoo.models.custom import ARCHITECTURES
 from cnnzoo.models.registry import (
     BASE_LAYER,
     PARTIAL_LAYERS,
-    build_model,
-    count_trainable_params,
-    get_base,
     get_spec,
     list_models,
-    prepare_stage,
     register_model,
 )
 
@@ -241,9 +239,9 @@ def test_resnet_aug_augments_only_in_training():
 def test_custom_min_img_size_is_the_smallest_that_builds(name):
     # The registered builder itself (build_model refuses sizes below the minimum first).
     spec = get_spec(name)
-    spec.builder(2, spec.min_img_size)
+    ARCHITECTURES[spec.architecture](2, spec.min_img_size)
     with pytest.raises(ValueError):
-        spec.builder(2, spec.min_img_size - 1)
+        ARCHITECTURES[spec.architecture](2, spec.min_img_size - 1)
 
 
 def test_prepare_stage_is_a_no_op_for_one_stage_configurations():

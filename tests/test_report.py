@@ -29,8 +29,7 @@ from PIL import Image
 
 from cnnzoo.cli.main import main
 from cnnzoo.core.errors import CnnzooError
-from cnnzoo.models.reference import NOTEBOOK_TEST_ACCURACY
-from cnnzoo.models.registry import list_models
+from cnnzoo.models.registry import NOTEBOOK_TEST_ACCURACY, list_models
 from cnnzoo.reporting.columns import format_value
 from cnnzoo.reporting.plots import epoch_markers
 from cnnzoo.reporting.render import summary_table

@@ -20,8 +20,8 @@ import pytest
 from helpers import TINY_FULL, notebook_profile
 
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.storage.layout import CHECKPOINT_DIR, CHECKPOINT_POINTER
 from cnnzoo.storage.local import MARKER, write_marker
-from cnnzoo.training.checkpoint import CHECKPOINT_DIR, CHECKPOINT_POINTER
 from cnnzoo.training.train import train_model
 
 # ReduceLROnPlateau sees no improvement after epoch 1 (min_delta is huge) and waits 2

@@ -280,7 +280,9 @@ def test_shards_written_by_processes_are_the_bytes_of_one_process(
     monkeypatch.setattr(split_mod, "MAX_SHARD_IMAGES", 20)  # 3 train shards, 1 val, 1 test
     monkeypatch.setattr("cnnzoo.core.workers.PROCESS_THRESHOLD", 10)  # None: a pool, as 2 CPUs
     monkeypatch.setattr("cnnzoo.core.workers.usable_cpus", lambda: 2)
-    monkeypatch.setattr("cnnzoo.core.workers.pool_context", lambda: multiprocessing.get_context(start))
+    monkeypatch.setattr(
+        "cnnzoo.core.workers.pool_context", lambda: multiprocessing.get_context(start)
+    )
     pools = []
     real_pool = split_mod.process_pool
 

@@ -1,4 +1,5 @@
-"""``cnnzoo.orchestration.study.Study``: the study's parameters, validated once, the profile resolved
+"""``cnnzoo.orchestration.study.Study``: the study's parameters, validated once, the profile
+resolved
 on the submitting side into the JSON the tasks receive."""
 
 from __future__ import annotations

@@ -29,10 +29,10 @@ from kfp_fixtures import FakeKfpRuns
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.models.registry import list_models
 from cnnzoo.storage.logsync import LogSync
-from cnnzoo.tensorboard.hparams import HPARAM_KEYS, log_hparams, write_hparams_config
-from cnnzoo.tensorboard.server import resolve_logdir
 from cnnzoo.tensorboard.access import tensorboard_access, tensorboard_markdown
+from cnnzoo.tensorboard.hparams import HPARAM_KEYS, log_hparams, write_hparams_config
 from cnnzoo.tensorboard.resource import TensorboardRef
+from cnnzoo.tensorboard.server import resolve_logdir
 
 CONFIGS = {
     # name: (strategy, base, learning rate, stages, final metrics)

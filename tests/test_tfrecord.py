@@ -1,4 +1,5 @@
-"""cnnzoo.storage.tfrecord against TensorFlow: the same bytes, read back by TensorFlow and TensorBoard.
+"""cnnzoo.storage.tfrecord against TensorFlow: the same bytes, read back by TensorFlow and
+TensorBoard.
 
 Split and the report step write their files without importing TensorFlow; these tests
 make TensorFlow's own writers produce the same records and compare byte for byte, and
@@ -99,7 +100,8 @@ def test_split_shards_are_what_tensorflow_writes(tmp_path):
 
 
 def _tf_hparams_config(logdir: Path) -> None:
-    """write_hparams_config as it was before cnnzoo.storage.tfrecord: TensorFlow's summary writer."""
+    """write_hparams_config as it was before cnnzoo.storage.tfrecord: TensorFlow's summary
+    writer."""
     import tensorflow as tf
     from tensorboard.plugins.hparams import api as hp
 

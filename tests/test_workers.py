@@ -1,4 +1,5 @@
-"""cnnzoo.core.workers: how many processes, and what a pool does when a worker or its parent dies."""
+"""cnnzoo.core.workers: how many processes, and what a pool does when a worker or its parent
+dies."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from cnnzoo.orchestration.local_run import run_local
 from cnnzoo.orchestration.study import Study
 from cnnzoo.pipelines import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
 from cnnzoo.reporting.render import summary_table
+from cnnzoo.storage.layout import REPORT_FILES, RUNS_DIR
 from cnnzoo.storage.local import read_json
 
 
@@ -96,7 +97,9 @@ def _tensorboard_cr_arg(p: argparse.ArgumentParser) -> None:
 
 def run_args(p: argparse.ArgumentParser) -> None:
     study_args(p, "'demo' (default), a local folder or archive, or gs://bucket/prefix")
-    p.add_argument("--out", default="runs", metavar="DIR", help="runs folder (default: runs)")
+    p.add_argument(
+        "--out", default=RUNS_DIR, metavar="DIR", help=f"runs folder (default: {RUNS_DIR})"
+    )
     _output_arg(p, "a local folder or gs://bucket/prefix")
     _tensorboard_arg(p, "folder or gs:// prefix (default: the run folder's tensorboard/)")
 
@@ -124,7 +127,7 @@ def run_command(ns: argparse.Namespace) -> int:
     result = run_local(
         _study(ns), runs_dir=ns.out, runner=ns.runner, image=ns.image, gpu_image=ns.gpu_image
     )
-    print(summary_table(read_json(result.report_html.parent / "comparison.json")), end="")
+    print(summary_table(read_json(result.report_html.parent / REPORT_FILES["json"])), end="")
     print(f"finished in {result.seconds / 60:.1f} min; run folder {result.run_dir}")
     if result.arguments["output_uri"]:
         print(f"exported to: {result.arguments['output_uri']}")

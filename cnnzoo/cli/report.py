@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 from cnnzoo.cli.common import add_overwrite_arg
@@ -124,7 +125,6 @@ def _logs_root(ns: argparse.Namespace) -> str:
 
 
 def tensorboard_command(ns: argparse.Namespace) -> int:
-    import tempfile
 
     if not ns.sync_interval > 0:
         raise CnnzooError(f"--sync-interval: must be positive, got {ns.sync_interval:g}")

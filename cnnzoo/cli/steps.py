@@ -8,14 +8,21 @@ Each command parses its arguments and calls one library function; the table in
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from cnnzoo.cli.common import add_overwrite_arg, add_profile_args, load_profile_arg, local_path
+from cnnzoo.core.errors import CnnzooError
 from cnnzoo.data.demo import make_demo_dataset
 from cnnzoo.data.ingest import ingest
 from cnnzoo.data.split import split_dataset
 from cnnzoo.evaluation.evaluate import evaluate_model
 from cnnzoo.models.registry import get_spec, list_models
+from cnnzoo.orchestration import tasks
+from cnnzoo.orchestration.study import profile_json
+from cnnzoo.storage.gcs import is_gcs, parse_gs_uri
+from cnnzoo.storage.layout import run_logs_root
 from cnnzoo.training.train import train_model
 
 # --- registry and profiles -------------------------------------------------------------
@@ -128,11 +135,24 @@ def train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="a registered configuration (see 'cnnzoo models')")
     p.add_argument("split", help="output folder of 'cnnzoo split'")
     p.add_argument("out", help="folder for model.keras, history.json, config.yaml")
-    p.add_argument("--logs", default=None, help="TensorBoard logs root (default: OUT/logs)")
+    p.add_argument(
+        "--output",
+        default="",
+        metavar="URI",
+        help="a run's output location (local folder or gs://bucket/prefix): train as a "
+        "pipeline train task does, checkpointing to URI/checkpoints/MODEL/, logging to "
+        "URI/tensorboard/MODEL/ (unless --logs) and exporting OUT to URI/models/MODEL/",
+    )
+    p.add_argument(
+        "--logs",
+        default=None,
+        help="TensorBoard logs root (default: OUT/logs; with --output: URI/tensorboard)",
+    )
     p.add_argument(
         "--checkpoint",
         default=None,
-        help="per-epoch training state, resumed from when rerun (default: OUT/checkpoint)",
+        help="per-epoch training state, resumed from when rerun (default: OUT/checkpoint); "
+        "not with --output, which checkpoints to URI/checkpoints/MODEL/",
     )
     add_profile_args(p)
     add_overwrite_arg(p, "OUT")
@@ -140,15 +160,51 @@ def train_args(p: argparse.ArgumentParser) -> None:
 
 def train_command(ns: argparse.Namespace) -> int:
 
-    hist = train_model(
-        ns.model,
-        local_path(ns.split, "SPLIT"),
-        local_path(ns.out, "OUT"),
-        load_profile_arg(ns),
-        logs_dir=ns.logs,
-        checkpoint_dir=ns.checkpoint,
-        overwrite=ns.overwrite,
-    )
+    if ns.output:
+        # What a pipeline's train task does (the same task function), on local artifacts.
+        if ns.checkpoint:
+            raise CnnzooError(
+                f"--checkpoint {ns.checkpoint} conflicts with --output {ns.output}: with "
+                "--output the training state is checkpointed to <output>/checkpoints/<model>/"
+            )
+        output = ns.output
+        if is_gcs(output):
+            try:
+                parse_gs_uri(output)
+            except CnnzooError as e:
+                raise CnnzooError(f"--output {e}") from None
+            output = output.rstrip("/")
+        elif "://" in output:
+            raise CnnzooError(f"--output {output!r}: expected a local folder or gs://bucket/prefix")
+        elif os.path.exists(output) and not os.path.isdir(output):
+            raise CnnzooError(f"--output {output}: exists and is not a folder")
+        else:
+            output = str(Path(output).resolve())
+        logs = ns.logs or ""
+        if logs and "://" not in logs:
+            logs = str(Path(logs).resolve())
+        out = local_path(ns.out, "OUT")
+        hist = tasks.train(
+            ns.model,
+            tasks.LocalArtifact(local_path(ns.split, "SPLIT")),
+            profile_json(load_profile_arg(ns)),
+            logs,
+            output,
+            tasks.LocalArtifact(out),
+            # The logs artifact is the logs root itself: no pointer file in OUT.
+            tasks.LocalArtifact(run_logs_root(logs, output)),
+            overwrite=ns.overwrite,
+        )
+    else:
+        hist = train_model(
+            ns.model,
+            local_path(ns.split, "SPLIT"),
+            local_path(ns.out, "OUT"),
+            load_profile_arg(ns),
+            logs_dir=ns.logs,
+            checkpoint_dir=ns.checkpoint,
+            overwrite=ns.overwrite,
+        )
     if hist.get("status") == "failed":
         print(f"error: training {ns.model} failed: {hist.get('error')}", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -54,7 +55,6 @@ __all__ = [
     "profiles_dir",
     "read_yaml",
     "repeat_seeds",
-    "run_label",
 ]
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -185,7 +185,6 @@ def repeat_seeds(seed: int, repeats: int) -> list[int]:
     2**31, skipping a value already taken. Every configuration gets the same seeds, so
     runs with equal seeds pair up in the comparison.
     """
-    import hashlib
 
     seeds = [seed]
     r = 1

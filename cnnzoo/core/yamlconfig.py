@@ -1,6 +1,7 @@
 """Reading cnnzoo's YAML config files, merging them, and one-line messages for bad values.
 
-Profiles (:mod:`cnnzoo.config.profile`) and placements (:mod:`cnnzoo.orchestration.placement`) are pydantic
+Profiles (:mod:`cnnzoo.config.profile`) and placements (:mod:`cnnzoo.orchestration.placement`) are
+pydantic
 models with ``extra="forbid"``; this module is what they share:
 
 - :func:`read_yaml`: a YAML mapping from a file, or a :class:`~cnnzoo.core.errors.CnnzooError`

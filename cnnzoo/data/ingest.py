@@ -35,6 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from cnnzoo import __version__
@@ -100,7 +101,8 @@ def ingest(
         overwrite: replace ``dest`` even if it is not an earlier ingest output (by
             default an existing, non-empty ``dest`` must be one).
         processes: decoding processes; None: one per CPU from
-            :data:`cnnzoo.core.workers.PROCESS_THRESHOLD` images on, threads of this process below; 0:
+            :data:`cnnzoo.core.workers.PROCESS_THRESHOLD` images on, threads of this process below;
+            0:
             threads. The output is the same whichever is used.
 
     Returns:
@@ -340,8 +342,6 @@ def _strict_check(fmt: str | None, data: bytes) -> tuple[str | None, np.ndarray 
     ``IEND``.
     """
     if fmt == "JPEG":
-        import simplejpeg
-
         try:
             pixels = simplejpeg.decode_jpeg(
                 data,

@@ -14,11 +14,13 @@ model scales its own inputs.
 from __future__ import annotations
 
 import os
+import resource
 import sys
 from pathlib import Path
 from typing import Any
 
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.storage.layout import SPLIT_INFO
 from cnnzoo.storage.local import read_json
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -45,7 +47,7 @@ def read_split_info(split_dir: str | os.PathLike) -> dict[str, Any]:
     Raises:
         CnnzooError: the file is missing, not JSON, or lacks a required key.
     """
-    path = Path(split_dir) / "split.json"
+    path = Path(split_dir) / SPLIT_INFO
     if not path.is_file():
         raise CnnzooError(f"{path}: file not found (is {split_dir} the output of 'cnnzoo split'?)")
     info = read_json(path)
@@ -70,8 +72,6 @@ def resident_mb() -> float:
         pages = int(Path("/proc/self/statm").read_text().split()[1])
         return pages * os.sysconf("SC_PAGE_SIZE") / 1024**2
     except (OSError, ValueError, IndexError):
-        import resource
-
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; bytes on macOS
         return peak / 1024**2 if sys.platform == "darwin" else peak / 1024
 
@@ -150,15 +150,15 @@ def load_split(
         raise CnnzooError(f"unknown split part {name!r} (valid: {', '.join(SPLIT_NAMES)})")
     part = info["splits"].get(name)
     if not isinstance(part, dict) or "shards" not in part:
-        raise CnnzooError(f"{Path(split_dir) / 'split.json'}: no 'splits.{name}.shards' entry")
+        raise CnnzooError(f"{Path(split_dir) / SPLIT_INFO}: no 'splits.{name}.shards' entry")
     if batch_size < 1:
         raise CnnzooError(f"batch_size must be >= 1, got {batch_size}")
     files = [str(Path(split_dir) / s) for s in part["shards"]]
     missing = [f for f in files if not os.path.isfile(f)]
     if missing:
-        raise CnnzooError(f"{missing[0]}: shard listed in split.json not found")
+        raise CnnzooError(f"{missing[0]}: shard listed in {SPLIT_INFO} not found")
     if not files:
-        raise CnnzooError(f"{Path(split_dir) / 'split.json'}: split {name!r} has no shards")
+        raise CnnzooError(f"{Path(split_dir) / SPLIT_INFO}: split {name!r} has no shards")
     size = int(info["img_size"])
     count = int(part.get("count", 0))
     if cache and count * size * size * 3 > cache_budget_mb * 1024**2:

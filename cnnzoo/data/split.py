@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import simplejpeg
 from PIL import Image
 
 from cnnzoo.core.errors import CnnzooError
@@ -136,8 +137,6 @@ def resized_pixels(data: bytes, img_size: int) -> bytes:
     Pillow. The bilinear resize is Pillow's.
     """
     if data[:3] == _JPEG_MAGIC:
-        import simplejpeg
-
         side = max(img_size, DECODED_MIN_SIDE)
         pixels = simplejpeg.decode_jpeg(
             data, colorspace="RGB", min_height=side, min_width=side, strict=True
@@ -392,21 +391,47 @@ def split_dataset(
         "verify": verify,
     }
     if is_gcs(dest):
-        with GcsOutput(str(dest), SPLIT_KIND, overwrite=overwrite) as out:
-            with tempfile.TemporaryDirectory(prefix="cnnzoo-split-out-") as scratch:
-                info = split_dataset(ingested, Path(scratch) / "split", **kwargs)
-                out.upload(Path(scratch) / "split")
-        return info
+        return _split_to_gcs(ingested, dest, overwrite, kwargs)
     if is_gcs(ingested):
-        with output_lock(dest), scratch_directory(dest) as work:
-            check_replaceable(dest, SPLIT_KIND, overwrite)
-            require_complete(str(ingested), "ingest")
-            local = download_tree(str(ingested), Path(work) / "ingested")
-            try:
-                return split_dataset(local, dest, overwrite=overwrite, **kwargs)
-            except CnnzooError as e:  # name the URI, not the scratch copy
-                raise CnnzooError(str(e).replace(str(local), str(ingested).rstrip("/"))) from None
+        return _split_from_gcs(ingested, dest, overwrite, kwargs)
     ingested, dest = Path(ingested), Path(dest)
+    _check_arguments(ingested, dest, img_size, val_fraction, test_fraction)
+    manifest = _read_manifest(ingested)
+    assigned = _assign_manifest(ingested, manifest, seed, val_fraction, test_fraction)
+    per_shard, n_proc, workers = _work_plan(assigned, img_size, workers, processes)
+
+    info = _split_info(ingested, manifest, img_size, seed, val_fraction, test_fraction)
+    with atomic_directory(dest, overwrite, kind=SPLIT_KIND) as tmp:
+        _write_parts(tmp, ingested, manifest, assigned, info, per_shard, n_proc, workers, verify)
+        atomic_write_json(tmp / SPLIT_INFO, info)
+    return info
+
+
+def _split_to_gcs(ingested, dest, overwrite: bool, kwargs: dict[str, Any]) -> dict:
+    """Split into a local scratch folder, then upload it to ``gs://`` ``dest``."""
+    with GcsOutput(str(dest), SPLIT_KIND, overwrite=overwrite) as out:
+        with tempfile.TemporaryDirectory(prefix="cnnzoo-split-out-") as scratch:
+            info = split_dataset(ingested, Path(scratch) / "split", **kwargs)
+            out.upload(Path(scratch) / "split")
+    return info
+
+
+def _split_from_gcs(ingested, dest, overwrite: bool, kwargs: dict[str, Any]) -> dict:
+    """Download the ``gs://`` ingest output beside ``dest``, then split the copy."""
+    with output_lock(dest), scratch_directory(dest) as work:
+        check_replaceable(dest, SPLIT_KIND, overwrite)
+        require_complete(str(ingested), "ingest")
+        local = download_tree(str(ingested), Path(work) / "ingested")
+        try:
+            return split_dataset(local, dest, overwrite=overwrite, **kwargs)
+        except CnnzooError as e:  # name the URI, not the scratch copy
+            raise CnnzooError(str(e).replace(str(local), str(ingested).rstrip("/"))) from None
+
+
+def _check_arguments(
+    ingested: Path, dest: Path, img_size: int, val_fraction: float, test_fraction: float
+) -> None:
+    """Refuse a bad image size or fraction, or a ``dest`` that would replace the data."""
     if not isinstance(img_size, int) or img_size < 1:
         raise CnnzooError(f"img_size must be a positive integer, got {img_size!r}")
     if not 0.0 < val_fraction < 1.0:
@@ -415,7 +440,16 @@ def split_dataset(
         raise CnnzooError(f"test_fraction must be in (0, 1), got {test_fraction}")
     if dest.resolve() == ingested.resolve() or dest.resolve() in ingested.resolve().parents:
         raise CnnzooError(f"{dest}: the output folder would replace the ingested data {ingested}")
-    manifest = _read_manifest(ingested)
+
+
+def _assign_manifest(
+    ingested: Path,
+    manifest: dict[str, Any],
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+) -> dict[str, list[tuple[str, str]]]:
+    """Assign the manifest's files to the splits (:func:`assign_splits`); none may be empty."""
     classes: list[str] = list(manifest["classes"])
     train_by_class: dict[str, list[str]] = {c: [] for c in classes}
     test_by_class: dict[str, list[str]] = {c: [] for c in classes}
@@ -431,16 +465,36 @@ def split_dataset(
                 f"{ingested}: the {name} split would be empty "
                 f"({sum(len(v) for v in train_by_class.values())} train images); add images"
             )
+    return assigned
+
+
+def _work_plan(
+    assigned: dict[str, list[tuple[str, str]]],
+    img_size: int,
+    workers: int | None,
+    processes: int | None,
+) -> tuple[int, int, int]:
+    """How the shards are written: images per shard, processes (0: none), threads."""
     total = sum(len(v) for v in assigned.values())
     per_shard = shard_size(img_size)
     n_shards_total = sum(max(1, math.ceil(len(v) / per_shard)) for v in assigned.values())
     n_proc = pool_size(total, n_shards_total, processes)
     if workers is None:
         workers = 1 if total < _POOL_THRESHOLD else min(usable_cpus(), 16)
+    return per_shard, n_proc, workers
 
-    label_index = {c: i for i, c in enumerate(classes)}
-    info: dict[str, Any] = {
-        "classes": classes,
+
+def _split_info(
+    ingested: Path,
+    manifest: dict[str, Any],
+    img_size: int,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+) -> dict[str, Any]:
+    """The ``split.json`` dictionary, its ``splits`` still empty."""
+    return {
+        "classes": list(manifest["classes"]),
         "img_size": img_size,
         "seed": seed,
         "val_fraction": val_fraction,
@@ -450,50 +504,66 @@ def split_dataset(
         "resize": RESIZE_METHOD,
         "splits": {},
     }
+
+
+def _write_parts(
+    tmp: Path,
+    ingested: Path,
+    manifest: dict[str, Any],
+    assigned: dict[str, list[tuple[str, str]]],
+    info: dict[str, Any],
+    per_shard: int,
+    n_proc: int,
+    workers: int,
+    verify: bool,
+) -> None:
+    """Write every part's shards into ``tmp`` (in ``n_proc`` processes, or threads) and
+    describe each part in ``info["splits"]``."""
+    classes, img_size = info["classes"], info["img_size"]
+    label_index = {c: i for i, c in enumerate(classes)}
     sha256 = {f["path"]: f["sha256"] for f in manifest["files"]}
     decoded = {f["path"]: f["decoded"] for f in manifest["files"] if "decoded" in f}
-    with atomic_directory(dest, overwrite, kind=SPLIT_KIND) as tmp:
-        jobs: list[tuple[str, int, list[tuple[str, int, str | None, Any]]]] = []
-        try:
-            for name in SPLITS:
-                items = assigned[name]
-                n_shards = max(1, math.ceil(len(items) / per_shard))
-                shards = [f"{name}-{k:05d}-of-{n_shards:05d}.tfrecord" for k in range(n_shards)]
-                paths = [str(ingested / p) for p, _ in items]
-                hashes = [sha256[p] for p, _ in items] if verify else [None] * len(items)
-                kept = [_kept_for(decoded.get(p), ingested, img_size) for p, _ in items]
-                labels = [label_index[label] for _, label in items]
-                if n_proc:  # written below, every part's shards in one pool
-                    entries = list(zip(paths, labels, hashes, kept, strict=True))
-                    jobs += [
-                        (str(tmp / shard), img_size, entries[k * per_shard : (k + 1) * per_shard])
-                        for k, shard in enumerate(shards)
-                    ]
-                else:
-                    images = _decoded(paths, img_size, workers, hashes if verify else None, kept)
-                    _write_shards(tmp, shards, per_shard, labels, images, name)
-                per_class = {c: 0 for c in classes}
-                for _, label in items:
-                    per_class[label] += 1
-                info["splits"][name] = {
-                    "count": len(items),
-                    "per_class": per_class,
-                    "shards": shards,
-                    "files": [p for p, _ in items],
-                }
-                if not n_proc:
-                    print(
-                        f"split: {name} {len(items)} images in {n_shards} shard(s)",
-                        file=sys.stderr,
-                    )
-            if n_proc:
-                _write_in_pool(n_proc, jobs, f"split {ingested}")
-        except _ChangedFile as e:
-            raise CnnzooError(
-                f"{e}: sha256 differs from {ingested / MANIFEST} (changed or "
-                "half-written since ingest); ingest the data again"
-            ) from None
-        except RuntimeError as e:
-            raise CnnzooError(f"cannot decode ingested image {e}") from None
-        atomic_write_json(tmp / SPLIT_INFO, info)
-    return info
+    jobs: list[tuple[str, int, list[tuple[str, int, str | None, Any]]]] = []
+    try:
+        for name in SPLITS:
+            items = assigned[name]
+            n_shards = max(1, math.ceil(len(items) / per_shard))
+            shards = [f"{name}-{k:05d}-of-{n_shards:05d}.tfrecord" for k in range(n_shards)]
+            paths = [str(ingested / p) for p, _ in items]
+            hashes = [sha256[p] for p, _ in items] if verify else [None] * len(items)
+            kept = [_kept_for(decoded.get(p), ingested, img_size) for p, _ in items]
+            labels = [label_index[label] for _, label in items]
+            if n_proc:  # written below, every part's shards in one pool
+                entries = list(zip(paths, labels, hashes, kept, strict=True))
+                jobs += [
+                    (str(tmp / shard), img_size, entries[k * per_shard : (k + 1) * per_shard])
+                    for k, shard in enumerate(shards)
+                ]
+            else:
+                images = _decoded(paths, img_size, workers, hashes if verify else None, kept)
+                _write_shards(tmp, shards, per_shard, labels, images, name)
+            info["splits"][name] = _part_info(items, classes, shards)
+            if not n_proc:
+                print(f"split: {name} {len(items)} images in {n_shards} shard(s)", file=sys.stderr)
+        if n_proc:
+            _write_in_pool(n_proc, jobs, f"split {ingested}")
+    except _ChangedFile as e:
+        raise CnnzooError(
+            f"{e}: sha256 differs from {ingested / MANIFEST} (changed or "
+            "half-written since ingest); ingest the data again"
+        ) from None
+    except RuntimeError as e:
+        raise CnnzooError(f"cannot decode ingested image {e}") from None
+
+
+def _part_info(items: list[tuple[str, str]], classes: list[str], shards: list[str]) -> dict:
+    """One part's entry of ``split.json``'s ``splits``: count, per class, shards, files."""
+    per_class = {c: 0 for c in classes}
+    for _, label in items:
+        per_class[label] += 1
+    return {
+        "count": len(items),
+        "per_class": per_class,
+        "shards": shards,
+        "files": [p for p, _ in items],
+    }

@@ -14,9 +14,14 @@ A model whose training failed is passed on as a ``"status": "failed"`` record.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from cnnzoo.config.profile import read_yaml
 from cnnzoo.core.errors import CnnzooError, one_line
@@ -91,15 +96,10 @@ def _check_out_json(path: Path, overwrite: bool) -> None:
 
 
 def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, Any]:
-    import math
-
-    import tensorflow as tf
+    import tensorflow  # noqa: F401  (loaded first, for a failed training's record too)
 
     model_dir = Path(model_dir)
-    history = read_json(model_dir / HISTORY_FILE)
-    name = history.get("model")
-    if not isinstance(name, str):
-        raise CnnzooError(f"{model_dir / HISTORY_FILE}: missing 'model'")
+    history, name = _read_history(model_dir)
     spec = get_spec(name)
     head = {"model": name, "strategy": spec.strategy, "base": spec.base}
     if history.get("status") != "ok":
@@ -110,24 +110,61 @@ def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, An
 
     config = read_yaml(model_dir / CONFIG_FILE)
     info = read_split_info(split_dir)
-    trained = config.get("split", {})
-    if trained.get("classes") != info["classes"]:
-        raise CnnzooError(
-            f"{Path(split_dir) / SPLIT_INFO}: classes {info['classes']} differ from those "
-            f"{name} was trained on ({trained.get('classes')}, {model_dir / CONFIG_FILE})"
-        )
+    _check_classes(config, info, name, model_dir, split_dir)
     if batch_size is None:
         batch_size = int(config.get("profile", {}).get("eval_batch_size", 512))
     if batch_size < 1:
         raise CnnzooError(f"batch_size must be >= 1, got {batch_size}")
 
     model = _load_model(model_dir / MODEL_FILE)
+    _check_input_size(model, info, model_dir, split_dir)
+    metrics, y_true, y_pred, error = _evaluate_parts(model, split_dir, batch_size)
+    if error is not None:
+        # Its seed too: with repeats, diverged seeds of one model stay two records.
+        seed = _trained_seed(model_dir / CONFIG_FILE)
+        return _write(out_json, EvaluationRecord.failed(**head, error=error, seed=seed))
+    record = _ok_record(head, config, info, history, metrics, y_true, y_pred)
+    return _write(out_json, record)
+
+
+def _read_history(model_dir: Path) -> tuple[dict[str, Any], str]:
+    """The training's ``history.json`` and the model it names."""
+    history = read_json(model_dir / HISTORY_FILE)
+    name = history.get("model")
+    if not isinstance(name, str):
+        raise CnnzooError(f"{model_dir / HISTORY_FILE}: missing 'model'")
+    return history, name
+
+
+def _check_classes(config, info, name: str, model_dir: Path, split_dir) -> None:
+    """Refuse a split whose classes are not those the model was trained on."""
+    trained = config.get("split", {})
+    if trained.get("classes") != info["classes"]:
+        raise CnnzooError(
+            f"{Path(split_dir) / SPLIT_INFO}: classes {info['classes']} differ from those "
+            f"{name} was trained on ({trained.get('classes')}, {model_dir / CONFIG_FILE})"
+        )
+
+
+def _check_input_size(model, info, model_dir: Path, split_dir) -> None:
+    """Refuse a split whose image size the model does not take."""
     input_size = model.inputs[0].shape[1]
     if input_size is not None and input_size != info["img_size"]:
         raise CnnzooError(
             f"{Path(split_dir) / SPLIT_INFO}: img_size {info['img_size']} but "
             f"{model_dir / MODEL_FILE} takes {input_size} px images"
         )
+
+
+def _evaluate_parts(model, split_dir, batch_size: int):
+    """Loss and accuracy on test, train and val, and the test labels and predictions.
+
+    Returns:
+        ``(metrics, y_true, y_pred, error)``: ``error`` is None, or says which part's
+        loss is not finite (the parts after it are then not evaluated).
+    """
+
+    import tensorflow as tf
 
     metrics = {}
     for part in ("test", "train", "val"):
@@ -149,15 +186,17 @@ def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, An
                 f"{part} loss is {metrics[part]['loss']}: the model outputs "
                 "non-finite values (training diverged?)"
             )
-            # Its seed too: with repeats, diverged seeds of one model stay two records.
-            seed = _trained_seed(model_dir / CONFIG_FILE)
-            return _write(out_json, EvaluationRecord.failed(**head, error=error, seed=seed))
+            return metrics, y_true, y_pred, error
+    return metrics, y_true, y_pred, None
 
+
+def _ok_record(head, config, info, history, metrics, y_true, y_pred) -> EvaluationRecord:
+    """The evaluation record of a trained model from its metrics and test predictions."""
     classes = info["classes"]
     cm = confusion_matrix(y_true, y_pred, len(classes))
     test_count = int(cm.sum())
     correct = int((y_true == y_pred).sum())
-    record = EvaluationRecord(
+    return EvaluationRecord(
         **head,
         status="ok",
         seed=config.get("profile", {}).get("seed"),
@@ -180,7 +219,6 @@ def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, An
         test_labels=[int(v) for v in y_true],
         test_predictions=[int(v) for v in y_pred],
     )
-    return _write(out_json, record)
 
 
 def _write(out_json, record: EvaluationRecord) -> dict[str, Any]:
@@ -195,8 +233,6 @@ def identify_test_set(split_info: dict[str, Any]) -> str:
 
     Two evaluations are compared image by image only when their ``test_set`` is equal.
     """
-    import hashlib
-    import json
 
     test = split_info.get("splits", {}).get("test", {})
     identity = {
@@ -210,7 +246,6 @@ def identify_test_set(split_info: dict[str, Any]) -> str:
 
 def confusion_matrix(y_true, y_pred, num_classes: int):
     """Counts ``cm[t, p]`` of examples of true class ``t`` predicted as ``p`` (int64)."""
-    import numpy as np
 
     cm = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(cm, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
@@ -222,7 +257,6 @@ def per_class_metrics(cm, classes: list[str]) -> dict[str, dict[str, float | int
 
     A ratio whose denominator is zero (a class never predicted, or absent) is 0.0.
     """
-    import numpy as np
 
     cm = np.asarray(cm)
     tp = np.diag(cm).astype(float)
@@ -254,7 +288,6 @@ def _trained_seed(config_yaml: Path) -> int | None:
 
 
 def _predict(model, ds):
-    import numpy as np
 
     y_true, y_pred = [], []
     for images, labels in ds:

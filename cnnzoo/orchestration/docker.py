@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.storage.layout import DOCKER_INPUT_DIR, DOCKER_LOGS_DIR, RUN_KFP_ROOT, RUN_TENSORBOARD
 
 IMAGE_UID = IMAGE_GID = 10001  # images/Dockerfile's USER
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -102,7 +103,7 @@ def stage_input(data_uri: str, pipeline_root: Path) -> str:
     if data_uri == "demo" or "://" in data_uri:
         return data_uri
     src = Path(data_uri)
-    dest = pipeline_root / "input" / src.name
+    dest = pipeline_root / DOCKER_INPUT_DIR / src.name
     if src.is_dir():
         shutil.copytree(src, dest)
     else:
@@ -136,7 +137,16 @@ def docker_runner(pipeline_root: Path, network: bool = False):
     return local.DockerRunner(**args)
 
 
-def _needs_network(arguments: dict[str, Any]) -> bool:
+def needs_network(arguments: dict[str, Any]) -> bool:
+    """Whether a run's containers need the network: its data or output is on ``gs://``.
+
+    Args:
+        arguments: the pipeline's run arguments (``data_uri``, ``output_uri``).
+
+    Returns:
+        True when ``data_uri`` or ``output_uri`` is a ``gs://`` location, else False
+        (the containers then run with no network).
+    """
     return any(str(arguments.get(k, "")).startswith("gs://") for k in ("data_uri", "output_uri"))
 
 
@@ -162,14 +172,16 @@ def prepare_run(arguments: dict[str, Any], run_dir: Path):
     Local data is copied under the pipeline root and TensorBoard logs go there too
     (``run_dir/tensorboard`` links to them), since containers see nothing else.
     """
-    root = run_dir / "kfp"
-    runner = docker_runner(root, network=_needs_network(arguments))
+    root = run_dir / RUN_KFP_ROOT
+    runner = docker_runner(root, network=needs_network(arguments))
     arguments["data_uri"] = stage_input(arguments["data_uri"], root)
-    if arguments.get("tensorboard_root") == str(run_dir / "tensorboard"):
-        logs = root / "tensorboard"
+    if arguments.get("tensorboard_root") == str(run_dir / RUN_TENSORBOARD):
+        logs = root / DOCKER_LOGS_DIR
         logs.mkdir()
         if os.getuid() == 0:
             os.chown(logs, IMAGE_UID, IMAGE_GID)
-        (run_dir / "tensorboard").symlink_to("kfp/tensorboard", target_is_directory=True)
+        (run_dir / RUN_TENSORBOARD).symlink_to(
+            f"{RUN_KFP_ROOT}/{DOCKER_LOGS_DIR}", target_is_directory=True
+        )
         arguments["tensorboard_root"] = str(logs)
     return runner

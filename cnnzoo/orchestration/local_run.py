@@ -46,13 +46,27 @@ from cnnzoo.orchestration.cluster import compile_pipeline
 from cnnzoo.orchestration.placement import Placement, load_placement
 from cnnzoo.orchestration.study import Study
 from cnnzoo.pipelines import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
-from cnnzoo.reporting.discovery import MANIFEST_FILE
+from cnnzoo.storage.layout import (
+    LATEST_RUN,
+    REPORT_FILES,
+    RUN_KFP_ROOT,
+    RUN_LOG,
+    RUN_MANIFEST,
+    RUN_PIPELINE,
+    RUN_RECORD,
+    RUN_TENSORBOARD,
+    RUNS_DIR,
+)
 from cnnzoo.storage.local import atomic_write_json
 
-DEFAULT_RUNS_DIR = "runs"
-#: Loop iterations kfp.local runs at once, whatever the loop's parallelism: kfp 2.17's
-#: ``ParallelExecutor`` caps its thread pool at 2 (``conservative_max``,
-#: kfp/local/orchestrator/enhanced_dag_orchestrator.py).
+DEFAULT_RUNS_DIR = RUNS_DIR
+#: The most ``dsl.ParallelFor`` iterations kfp.local runs at once, whatever the loop's
+#: ``parallelism``: kfp.local's observed cap (kfp 2.17.3, ``ParallelExecutor`` in
+#: kfp/local/orchestrator/enhanced_dag_orchestrator.py, a private value cnnzoo does not
+#: read). ``ParallelExecutor`` came with https://github.com/kubeflow/pipelines/pull/12511
+#: (ParallelFor support in kfp.local); no upstream issue tracks the cap.
+#: tests/test_kfp_local_limits.py measures it from kfp.local's public behaviour, so a kfp
+#: upgrade that changes it fails that test.
 KFP_LOCAL_LOOP_WORKERS = 2
 #: The kfp.local runners a local run can use (``run_local(runner=...)``).
 LOCAL_RUNNERS = ("subprocess", "docker")
@@ -149,7 +163,7 @@ def _new_run_dir(runs_dir: Path) -> Path:
 
 def _point_latest(runs_dir: Path, run_dir: Path) -> None:
     """Make ``runs/latest`` a symlink to the newest run (replaced atomically)."""
-    latest = runs_dir / "latest"
+    latest = runs_dir / LATEST_RUN
     tmp = runs_dir / f".latest.{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
@@ -221,13 +235,13 @@ def run_pipeline_locally(
     session = {
         "package": str(Path(package).resolve()),
         "arguments": arguments,
-        "pipeline_root": str((run_dir / "kfp").resolve()),
+        "pipeline_root": str((run_dir / RUN_KFP_ROOT).resolve()),
         "runner": runner,
         "result": str((run_dir / ".session-result.json").resolve()),
     }
     session_file = run_dir / ".session.json"
     atomic_write_json(session_file, session)
-    log_path = run_dir / "run.log"
+    log_path = run_dir / RUN_LOG
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if threads_per_task is not None:
@@ -272,7 +286,7 @@ def _local_runner(name: str, session: dict[str, Any] | None = None):
         session = session or {}
         return docker_runner.docker_runner(
             Path(session["pipeline_root"]),
-            network=docker_runner._needs_network(session.get("arguments", {})),
+            network=docker_runner.needs_network(session.get("arguments", {})),
         )
     if name == "subprocess":
         # No venv per task: the tasks run in this environment, which has cnnzoo installed.
@@ -372,7 +386,7 @@ def run_local(
     run_dir = _new_run_dir(runs_dir)
     if not arguments["tensorboard_root"] and not arguments["output_uri"]:
         # Without an output location the logs stay in the run folder, one root for all.
-        arguments["tensorboard_root"] = str(run_dir / "tensorboard")
+        arguments["tensorboard_root"] = str(run_dir / RUN_TENSORBOARD)
     if runner == "docker":
         docker_runner.prepare_run(arguments, run_dir)  # stages inputs, prepares kfp/
     record: dict[str, Any] = {
@@ -385,7 +399,7 @@ def run_local(
         "cnnzoo_version": __version__,
         "pid": os.getpid(),
     }
-    atomic_write_json(run_dir / "run.json", record)
+    atomic_write_json(run_dir / RUN_RECORD, record)
     _point_latest(runs_dir, run_dir)
     threads = (
         _threads_per_task(study, placement, arguments["models"]) if runner == "subprocess" else None
@@ -403,7 +417,7 @@ def run_local(
     try:
         with _sigterm_interrupts():
             package = compile_pipeline(
-                run_dir / "pipeline.yaml", image, gpu_image, placement.for_local_run()
+                run_dir / RUN_PIPELINE, image, gpu_image, placement.for_local_run()
             )
             report_dir = run_pipeline_locally(
                 package, arguments, run_dir, console, runner, threads_per_task=threads
@@ -415,8 +429,8 @@ def run_local(
         record.update(status="failed", error=one_line(e))
         raise
     else:
-        record.update(status="succeeded", report=str(report_dir / "report.html"))
-        manifest = report_dir / MANIFEST_FILE  # written by the report step
+        record.update(status="succeeded", report=str(report_dir / REPORT_FILES["html"]))
+        manifest = report_dir / RUN_MANIFEST  # written by the report step
         if manifest.is_file():
             record["manifest"] = os.path.relpath(manifest, run_dir)
     finally:
@@ -425,8 +439,8 @@ def run_local(
             finished=datetime.datetime.now().isoformat(timespec="seconds"),
             seconds=round(seconds, 1),
         )
-        atomic_write_json(run_dir / "run.json", record)
-    return LocalRun(run_dir, report_dir / "report.html", arguments, seconds)
+        atomic_write_json(run_dir / RUN_RECORD, record)
+    return LocalRun(run_dir, report_dir / REPORT_FILES["html"], arguments, seconds)
 
 
 __all__ = [

@@ -18,9 +18,9 @@ from typing import Any
 
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.evaluation.records import EvaluationRecord, read_evaluation
+from cnnzoo.storage.layout import MANIFEST, OUTPUT_REPORT, RUN_MANIFEST, RUN_RECORD, SPLIT_INFO
 from cnnzoo.storage.local import atomic_write_json, read_json
 
-MANIFEST_FILE = "run-manifest.json"
 MANIFEST_KIND = "cnnzoo-run-manifest"
 SCHEMA_VERSION = 1
 #: The context keys a manifest carries (see :func:`cnnzoo.reporting.report.build_report`).
@@ -80,7 +80,7 @@ class RunManifest:
         """
 
         location = os.path.abspath(location or folder)
-        path = Path(folder) / MANIFEST_FILE
+        path = Path(folder) / RUN_MANIFEST
         atomic_write_json(path, self.to_dict(location))
         return path
 
@@ -150,12 +150,12 @@ def manifest_path(run_dir: str | os.PathLike) -> Path:
     root = Path(run_dir)
     if not root.is_dir():
         raise CnnzooError(f"{root}: not a folder (expected a finished run's output folder)")
-    if (root / MANIFEST_FILE).is_file():
-        return root / MANIFEST_FILE
-    run_json = root / "run.json"
+    if (root / RUN_MANIFEST).is_file():
+        return root / RUN_MANIFEST
+    run_json = root / RUN_RECORD
     if not run_json.is_file():
         raise CnnzooError(
-            f"{root}: no run.json or {MANIFEST_FILE} (expected a run folder of 'cnnzoo run' "
+            f"{root}: no run.json or {RUN_MANIFEST} (expected a run folder of 'cnnzoo run' "
             "or a report folder)"
         )
     record = read_json(run_json)
@@ -225,8 +225,8 @@ def find_run_outputs(run_dir: str | os.PathLike) -> RunOutputs:
     context = dict(manifest.context)
     notes = []
     for key, ref, name in (
-        ("data", manifest.dataset, "manifest.json"),
-        ("split", manifest.splits, "split.json"),
+        ("data", manifest.dataset, MANIFEST),
+        ("split", manifest.splits, SPLIT_INFO),
     ):
         if ref is None:
             continue
@@ -237,5 +237,5 @@ def find_run_outputs(run_dir: str | os.PathLike) -> RunOutputs:
             notes.append(f"{ref.path / name} is missing; the report's run section lacks it")
     root = Path(run_dir)
     context.setdefault("run_name", root.resolve().name)
-    default_out = root if path.parent == root else root / "report"
+    default_out = root if path.parent == root else root / OUTPUT_REPORT
     return RunOutputs(evaluations, context, manifest, default_out, notes)

@@ -3,7 +3,8 @@
 The page is the template ``cnnzoo/reporting/templates/report.html.j2`` (package data), rendered
 with autoescape on: every value reaches the page escaped unless the code here marks it
 as markup, which only the embedded plots are. Its tables read the column list of
-:mod:`cnnzoo.reporting.columns` and its first lines are :func:`cnnzoo.reporting.verdict.headline`, as in
+:mod:`cnnzoo.reporting.columns` and its first lines are :func:`cnnzoo.reporting.verdict.headline`,
+as in
 every other format (:mod:`cnnzoo.reporting.render`).
 """
 
@@ -15,6 +16,9 @@ import json
 import re
 from collections.abc import Sequence
 from typing import Any
+
+import jinja2
+from markupsafe import Markup
 
 from cnnzoo import __version__
 from cnnzoo.evaluation.records import finite
@@ -35,7 +39,6 @@ TEMPLATE = "report.html.j2"
 
 def _png_src(png: bytes):
     """A PNG as a ``data:`` URI, marked safe for the template (base64 needs no escaping)."""
-    from markupsafe import Markup
 
     return Markup("data:image/png;base64," + base64.b64encode(png).decode("ascii"))
 
@@ -203,7 +206,6 @@ def html_text(
     Returns:
         The HTML text (plots embedded as base64 PNGs; no external resources).
     """
-    import jinja2
 
     context = context or {}
     profile = context.get("profile") or {}

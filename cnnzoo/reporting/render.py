@@ -1,6 +1,7 @@
 """The report's texts other than the page: Markdown, CSV, JSON and the console summary.
 
-Every format takes the ranked rows and failures of :func:`cnnzoo.reporting.report.split_evaluations`,
+Every format takes the ranked rows and failures of
+:func:`cnnzoo.reporting.report.split_evaluations`,
 reads the one column list of :mod:`cnnzoo.reporting.columns` and starts with the same
 :func:`cnnzoo.reporting.verdict.headline` (best, tied with it, clearly behind). The HTML page is
 :mod:`cnnzoo.reporting.html`.

@@ -26,8 +26,7 @@ from cnnzoo.config.profile import load_profile
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.evaluation.records import EvaluationRecord, finite, read_evaluation
 from cnnzoo.evaluation.stats import compare_configurations
-from cnnzoo.models.reference import notebook_test_accuracy
-from cnnzoo.models.registry import get_spec, list_models
+from cnnzoo.models.registry import get_spec, list_models, notebook_test_accuracy
 from cnnzoo.reporting.columns import (
     DERIVED_KEYS,
     NUMERIC_KEYS,
@@ -39,18 +38,11 @@ from cnnzoo.reporting.discovery import ArtifactRef, RunManifest, find_run_output
 from cnnzoo.reporting.html import html_text
 from cnnzoo.reporting.render import comparison_records, csv_text, json_text, markdown_text
 from cnnzoo.reporting.verdict import headline, statistics_summary
-from cnnzoo.storage.layout import run_label
+from cnnzoo.storage.layout import MANIFEST, REPORT_FILES, REPORT_KIND, SPLIT_INFO, run_label
 from cnnzoo.storage.local import atomic_directory, atomic_write_text, read_json
 from cnnzoo.tensorboard.access import tensorboard_markdown
 
 #: The ownership kind of a report folder (``.cnnzoo.json``; see :mod:`cnnzoo.storage.local`).
-REPORT_KIND = "report"
-REPORT_FILES = {
-    "html": "report.html",
-    "markdown": "report.md",
-    "csv": "comparison.csv",
-    "json": "comparison.json",
-}
 
 
 def _spec_field(model: str, key: str) -> Any:
@@ -394,8 +386,8 @@ def report_artifacts(
     )
     full = {
         **context,
-        "data": read_json(Path(dataset.path) / "manifest.json"),
-        "split": read_json(Path(splits.path) / "split.json"),
+        "data": read_json(Path(dataset.path) / MANIFEST),
+        "split": read_json(Path(splits.path) / SPLIT_INFO),
     }
     return build_report(records, out_dir, full, manifest=manifest), records
 
@@ -425,7 +417,8 @@ def report_run(
         ``(paths, notes)``: :func:`build_report`'s paths and the finder's notes.
 
     Raises:
-        CnnzooError: as :func:`cnnzoo.reporting.discovery.find_run_outputs` and :func:`build_report`.
+        CnnzooError: as :func:`cnnzoo.reporting.discovery.find_run_outputs` and
+        :func:`build_report`.
     """
 
     found = find_run_outputs(run_dir)
@@ -478,7 +471,7 @@ def report_files(
         runs[label] = ArtifactRef(path)
     context: dict[str, Any] = {}
     refs = {}
-    for key, folder, name in (("data", dataset, "manifest.json"), ("split", splits, "split.json")):
+    for key, folder, name in (("data", dataset, MANIFEST), ("split", splits, SPLIT_INFO)):
         if folder is not None:
             refs[key] = ArtifactRef(Path(folder).absolute())
             context[key] = read_json(refs[key].path / name)

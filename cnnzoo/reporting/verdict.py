@@ -34,7 +34,8 @@ MAX_FLIPS_NAMED = 8
 
 
 def _seed_accuracies(ranked: Sequence[dict[str, Any]]) -> dict[str, dict[int, float]]:
-    """Each configuration's test accuracy by seed, as :func:`cnnzoo.evaluation.stats.order_flips` takes it."""
+    """Each configuration's test accuracy by seed, as :func:`cnnzoo.evaluation.stats.order_flips`
+    takes it."""
     return {r["model"]: {s["seed"]: s["test_accuracy"] for s in r["seeds"]} for r in ranked}
 
 

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from cnnzoo.core.env import env_number
 from cnnzoo.core.errors import CnnzooError, one_line
 from cnnzoo.core.paths import is_junk_path, safe_member_path
 from cnnzoo.storage.local import atomic_directory
@@ -54,19 +55,6 @@ def parse_gs_uri(uri: str) -> tuple[str, str]:
     if not bucket:
         raise CnnzooError(f"{uri}: no bucket name in gs:// URI")
     return bucket, prefix
-
-
-def env_number(name: str, default: float) -> float:
-    text = os.environ.get(name)
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise CnnzooError(f"{name}: not a number: {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise CnnzooError(f"{name}: must be positive, got {text!r}")
-    return value
 
 
 def workers() -> int:

@@ -17,6 +17,7 @@ killed writers of the same output left behind (``.<name>.*.partial`` and similar
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -299,7 +300,6 @@ def output_lock(dest: str | os.PathLike, cleanup: bool = True) -> Iterator[None]
     Raises:
         CnnzooError: another process holds it (the message names it).
     """
-    import fcntl
 
     dest = _resolved(dest)
     path = _lock_path(dest)

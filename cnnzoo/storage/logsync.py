@@ -6,6 +6,8 @@ them; ``cnnzoo tensorboard`` on a ``gs://`` root mirrors them into a local folde
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import sys
 import threading
@@ -212,8 +214,6 @@ class LogSync:
 
 def _md5_b64(path: Path) -> str:
     """The base64 MD5 of a file, as Cloud Storage reports ``md5Hash``."""
-    import base64
-    import hashlib
 
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:

@@ -10,20 +10,23 @@ folder between any two of local and ``gs://`` (``gs://`` to ``gs://`` server sid
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import shutil
+import socket
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from cnnzoo.core.env import env_number
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.storage.gcs import (
     api_errors,
     delete_prefix,
     download_tree,
-    env_number,
     folder_prefix,
     gcs_client,
     gcs_error,
@@ -148,7 +151,6 @@ GCS_LOCK_STALE_S = 120.0
 
 def _read_marker(client: Any, uri: str) -> tuple[dict[str, Any] | None, Any]:
     """The commit marker under ``uri`` as ``(content or None, blob or None)``."""
-    import json
 
     from google.api_core.exceptions import NotFound
 
@@ -264,7 +266,6 @@ class GcsOutput:
         self._guard = threading.Lock()
 
     def _write_marker(self, state: str, generation: int) -> None:
-        import json
 
         data = json.dumps(marker_record(self.kind, state), indent=1) + "\n"
         # A precondition makes the write safe to retry and atomic against other writers.
@@ -276,8 +277,6 @@ class GcsOutput:
         )
 
     def _stale(self, marker: dict[str, Any], blob: Any) -> bool:
-        import datetime
-        import socket
 
         writer = marker.get("writer") or {}
         if writer.get("host") == socket.gethostname() and isinstance(writer.get("pid"), int):
@@ -462,7 +461,6 @@ def claim_folder(
         CnnzooError: the folder holds something else (one line naming it and
             ``--overwrite``), or Cloud Storage fails.
     """
-    import json
 
     if not is_gcs(location):
         if "://" in location:

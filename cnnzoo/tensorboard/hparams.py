@@ -16,6 +16,8 @@ import os
 import tempfile
 from typing import Any
 
+import numpy as np
+
 from cnnzoo.config.profile import PRECISIONS
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.models.registry import BASES, STRATEGIES, list_models
@@ -39,7 +41,6 @@ METRIC_KEYS = ("best_val_accuracy", "best_val_loss", "epochs_run")
 
 
 def _hparam_value(key: str, value: Any) -> bool | int | float | str:
-    import numpy as np
 
     if value is None:
         return "none"

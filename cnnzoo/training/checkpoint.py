@@ -30,6 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cnnzoo.core.errors import CnnzooError, one_line
 from cnnzoo.storage.gcs import (
     api_errors,
@@ -110,7 +112,6 @@ class Checkpoint:
         Raises:
             CnnzooError: a ``gs://`` location cannot be reached.
         """
-        import numpy as np
 
         pointer = f"{self.location}/{CHECKPOINT_POINTER}"
         with tempfile.TemporaryDirectory(prefix="cnnzoo-ckpt-") as tmp:
@@ -151,7 +152,6 @@ class Checkpoint:
             CnnzooError: another process wrote the ``gs://`` pointer since this one read
                 or wrote it, or a write fails.
         """
-        import numpy as np
 
         name = checkpoint_file(state["epoch"])
         generation = self._write(

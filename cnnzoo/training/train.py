@@ -30,6 +30,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
+import resource
 import sys
 import tempfile
 import time
@@ -44,13 +46,13 @@ from cnnzoo import __version__
 from cnnzoo.config.profile import Profile
 from cnnzoo.core.errors import CnnzooError, one_line
 from cnnzoo.data.loader import load_split, plan_cache, read_split_info
-from cnnzoo.models.registry import (
+from cnnzoo.models.build import (
     build_model,
     count_trainable_params,
-    get_spec,
     prepare_stage,
     set_batchnorm_momentum,
 )
+from cnnzoo.models.registry import get_spec
 from cnnzoo.storage.gcs import is_gcs
 from cnnzoo.storage.layout import (
     CHECKPOINT_DIR,
@@ -192,7 +194,6 @@ def train_model(
 
 def _remove_own_temporaries(out: Path) -> None:
     """Delete temporary files a killed earlier run left in ``out`` (only cnnzoo's names)."""
-    import re
 
     if not out.is_dir():
         return
@@ -213,19 +214,11 @@ def _train_model_locked(
     callbacks,
     logs_name=None,
 ) -> dict[str, Any]:
-
+    """:func:`train_model`'s work, once it holds its locks."""
     spec = get_spec(model_name)
     info = read_split_info(split_dir)
     split_json = Path(split_dir) / SPLIT_INFO
-    if info["img_size"] != profile.img_size:
-        raise CnnzooError(
-            f"{split_json}: img_size is {info['img_size']} but profile {profile.name!r} has "
-            f"img_size {profile.img_size}; re-split or pass --set img_size={info['img_size']}"
-        )
-    if spec.min_img_size > profile.img_size:
-        raise CnnzooError(
-            f"{model_name} needs img_size >= {spec.min_img_size}, got {profile.img_size}"
-        )
+    _check_img_size(model_name, spec, profile, info, split_json)
     stages = profile.stages_for(model_name)
     train_count = int(info["splits"]["train"]["count"])
 
@@ -236,18 +229,53 @@ def _train_model_locked(
     )
     checkpoint.remove_temporaries()
     resume = checkpoint.load()
+    model_logs = _claim_logs(out, logs_dir, logs_name or model_name, overwrite, resume is None)
+    _prepare_out(out)
+    _write_config(out, model_name, spec, split_dir, info, profile)
+    weights = profile.weights if (spec.pretrained and profile.weights) else "random"
+
+    with _log_folder(model_logs) as local_logs:
+        run = _Run(model_name, spec, stages, profile, info, split_dir, local_logs, train_count)
+        run.extra_callbacks = list(callbacks)
+        history = _train_or_fail(run, weights, out / MODEL_FILE, checkpoint, resume)
+    # Written once the logs are complete (and synced to gs://): it marks the run done.
+    atomic_write_json(out / HISTORY_FILE, history)
+    if history["status"] == "ok":
+        checkpoint.remove()
+    return history
+
+
+def _check_img_size(model_name, spec, profile: Profile, info, split_json: Path) -> None:
+    """Refuse a split of another image size than the profile's, or one below the model's."""
+    if info["img_size"] != profile.img_size:
+        raise CnnzooError(
+            f"{split_json}: img_size is {info['img_size']} but profile {profile.name!r} has "
+            f"img_size {profile.img_size}; re-split or pass --set img_size={info['img_size']}"
+        )
+    if spec.min_img_size > profile.img_size:
+        raise CnnzooError(
+            f"{model_name} needs img_size >= {spec.min_img_size}, got {profile.img_size}"
+        )
+
+
+def _claim_logs(out: Path, logs_dir, logs_name: str, overwrite: bool, fresh: bool) -> str:
+    """Claim the run's TensorBoard logs folder (replaced when ``fresh``); return it."""
     # Kept as a string: the logs root may be a URI (gs://...) that Path would mangle.
     logs_root = str(logs_dir).rstrip("/") if logs_dir is not None else str(out / LOGS_DIR)
-    model_logs = f"{logs_root}/{logs_name or model_name}"
+    model_logs = f"{logs_root}/{logs_name}"
     # A fresh run (or a retry from scratch) replaces its logs; OUT/logs is OUT's.
     claim_folder(
         model_logs,
         TENSORBOARD_KIND,
         overwrite=overwrite or logs_dir is None,
-        replace=resume is None,
+        replace=fresh,
         what="TensorBoard logs",
     )
+    return model_logs
 
+
+def _prepare_out(out: Path) -> None:
+    """Create and mark ``out`` as a train output; delete an earlier run's results."""
     out.mkdir(parents=True, exist_ok=True)
     if output_kind(out) != TRAIN_KIND:
         write_marker(out, TRAIN_KIND)
@@ -256,6 +284,9 @@ def _train_model_locked(
         with contextlib.suppress(FileNotFoundError):
             (out / stale).unlink()
 
+
+def _write_config(out: Path, model_name, spec, split_dir, info, profile: Profile) -> None:
+    """Write the resolved configuration (model, split, profile) to ``out``'s config file."""
     config = {
         "model": model_name,
         "strategy": spec.strategy,
@@ -270,37 +301,31 @@ def _train_model_locked(
         "profile": profile.to_dict(),
     }
     atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
-    weights = profile.weights if (spec.pretrained and profile.weights) else "random"
 
-    with _log_folder(model_logs) as local_logs:
-        run = _Run(model_name, spec, stages, profile, info, split_dir, local_logs, train_count)
-        run.extra_callbacks = list(callbacks)
-        try:
-            history = {
-                "model": model_name,
-                "status": "ok",
-                "weights": weights,
-                **run.train(out / MODEL_FILE, checkpoint, resume),
-            }
-        except CnnzooError:
-            raise
-        except Exception as e:  # a crash in training is reported, not fatal to the pipeline
-            _raise_if_bad_data(e, split_dir)
-            if not isinstance(e, NonFiniteLoss):  # a divergence is no bug: its line suffices
-                traceback.print_exc(file=sys.stderr)
-            history = {
-                "model": model_name,
-                "status": "failed",
-                "error": f"{type(e).__name__}: {one_line(str(e), first=True)}",
-                "weights": weights,
-                "epochs": run.records,
-            }
-        else:
-            _log_hparams(local_logs, model_name, spec, profile, history)
-    # Written once the logs are complete (and synced to gs://): it marks the run done.
-    atomic_write_json(out / HISTORY_FILE, history)
-    if history["status"] == "ok":
-        checkpoint.remove()
+
+def _train_or_fail(run: _Run, weights: str, model_path: Path, checkpoint, resume) -> dict:
+    """Train ``run``: its history, or a failed one if training crashed or diverged."""
+    try:
+        history = {
+            "model": run.model_name,
+            "status": "ok",
+            "weights": weights,
+            **run.train(model_path, checkpoint, resume),
+        }
+    except CnnzooError:
+        raise
+    except Exception as e:  # a crash in training is reported, not fatal to the pipeline
+        _raise_if_bad_data(e, run.split_dir)
+        if not isinstance(e, NonFiniteLoss):  # a divergence is no bug: its line suffices
+            traceback.print_exc(file=sys.stderr)
+        return {
+            "model": run.model_name,
+            "status": "failed",
+            "error": f"{type(e).__name__}: {one_line(str(e), first=True)}",
+            "weights": weights,
+            "epochs": run.records,
+        }
+    _log_hparams(run.logs, run.model_name, run.spec, run.profile, history)
     return history
 
 
@@ -344,9 +369,10 @@ class _Run:
     def train(
         self, model_path: Path, checkpoint: Checkpoint, resume: dict[str, Any] | None
     ) -> dict[str, Any]:
+        """Build the model, fit its stages (from ``resume`` if given), save the best
+        weights to ``model_path``; return the history's figures."""
         import keras
 
-        profile = self.profile
         previous_policy = keras.mixed_precision.global_policy()
         scope = contextlib.ExitStack()
         try:
@@ -355,123 +381,12 @@ class _Run:
             strategy = distribution_strategy()
             scope.enter_context(strategy.scope())
             self.replicas = strategy.num_replicas_in_sync
-            keras.utils.set_random_seed(profile.seed)
-            keras.mixed_precision.set_global_policy(profile.precision)
-            model = build_model(
-                self.model_name,
-                num_classes=len(self.info["classes"]),
-                img_size=profile.img_size,
-                weights=profile.weights if self.spec.pretrained else None,
-            )
-            set_batchnorm_momentum(model, profile.bn_momentum)
-            model = _float32_output(model)
+            model = self._build_model()
             first_stage, continuing = 1, None
             if resume is not None:
                 first_stage, continuing = self._resume(model, checkpoint, resume)
-            # Peak memory stays under the budget: cache what fits beside the model.
-            cached = plan_cache(
-                self.split_dir,
-                ("train", "val"),
-                profile.cache_budget_mb,
-                profile.batch_size,
-                profile.shuffle_buffer,
-            )
-            for part, cache in cached.items():
-                if not cache:
-                    print(
-                        f"data: {part} streamed from its shards every epoch (cached it would "
-                        f"take this process over cache_budget_mb {profile.cache_budget_mb})",
-                        flush=True,
-                    )
-            train_ds = load_split(
-                self.split_dir,
-                "train",
-                profile.batch_size,
-                training=True,
-                shuffle_buffer=profile.shuffle_buffer,
-                seed=profile.seed,
-                cache=cached["train"],
-                cache_budget_mb=math.inf,  # planned above, against the whole process
-            )
-            val_ds = load_split(
-                self.split_dir,
-                "val",
-                profile.batch_size,
-                cache=cached["val"],
-                cache_budget_mb=math.inf,
-            )
-            steps_cap = profile.steps_cap(self.model_name)
-            if steps_cap is not None:  # a pipeline check of a random-weight backbone
-                train_ds = train_ds.take(steps_cap)
-                self.train_count = min(self.train_count, steps_cap * profile.batch_size)
-            verbose = 1 if sys.stdout.isatty() else 2
-            two_stage = len(self.stages) > 1
-            for k, stage in enumerate(self.stages, start=1):
-                if k < first_stage:
-                    continue
-                resumed = continuing if k == first_stage else None
-                if k > 1 and resumed is None and self.best_weights is not None:
-                    _restore(self.best_weights)  # stage 2 starts from the best stage-1 model
-                prepare_stage(model, self.model_name, k)
-                model.compile(
-                    optimizer=keras.optimizers.Adam(learning_rate=stage.learning_rate),
-                    loss="sparse_categorical_crossentropy",
-                    metrics=["accuracy"],
-                    jit_compile=profile.jit_compile,
-                )
-                if resumed is not None:
-                    restore_optimizer(model, resumed["optimizer"], checkpoint.location)
-                callback_state = resumed["callbacks"] if resumed is not None else {}
-                stage_start = sum(1 for r in self.records if r["stage"] < k)
-                stateful = {
-                    "reduce_lr": resumable(
-                        keras.callbacks.ReduceLROnPlateau,
-                        ("wait", "best", "cooldown_counter"),
-                        callback_state.get("reduce_lr"),
-                        monitor="val_loss",
-                        factor=profile.lr_factor,
-                        patience=stage.lr_patience,
-                        min_delta=profile.min_delta,
-                        verbose=1,
-                    ),
-                    "early_stopping": resumable(
-                        keras.callbacks.EarlyStopping,
-                        ("wait", "best", "best_epoch", "stopped_epoch"),
-                        callback_state.get("early_stopping"),
-                        monitor="val_loss",
-                        patience=stage.stop_patience,
-                        restore_best_weights=False,
-                        verbose=1,
-                    ),
-                }
-                # TensorBoard precedes ReduceLROnPlateau so it logs the rate the epoch used;
-                # the checkpoint comes last, to save what every other callback did.
-                callbacks = [
-                    *self.extra_callbacks,
-                    epoch_recorder(self, k),
-                    progress_printer(self, k, sum(s.epochs for s in self.stages)),
-                    keras.callbacks.TensorBoard(
-                        log_dir=f"{self.logs}/stage{k}" if two_stage else self.logs,
-                        write_graph=True,
-                        update_freq="epoch",
-                    ),
-                    stateful["reduce_lr"],
-                    stateful["early_stopping"],
-                    checkpointer(self, checkpoint, k, stage_start + stage.epochs, stateful),
-                ]
-                self.fit_started = time.perf_counter()
-                model.fit(
-                    train_ds,
-                    validation_data=val_ds,
-                    epochs=stage_start + stage.epochs,
-                    initial_epoch=len(self.records),
-                    callbacks=callbacks,
-                    shuffle=False,  # the dataset shuffles itself
-                    verbose=verbose,
-                )
-                self.fit_seconds += time.perf_counter() - self.fit_started
-            if first_stage > len(self.stages):  # resumed after the last epoch: nothing ran
-                prepare_stage(model, self.model_name, len(self.stages))
+            train_ds, val_ds = self._datasets()
+            self._fit_stages(model, checkpoint, first_stage, continuing, train_ds, val_ds)
             if not self.records:
                 raise RuntimeError("training ran no epochs")
             if self.best_weights is not None:
@@ -480,7 +395,150 @@ class _Run:
         finally:
             scope.close()
             keras.mixed_precision.set_global_policy(previous_policy)
+        return self._results(model)
 
+    def _build_model(self):
+        """Seed, set the precision policy and build the model (float32 output)."""
+        import keras
+
+        profile = self.profile
+        keras.utils.set_random_seed(profile.seed)
+        keras.mixed_precision.set_global_policy(profile.precision)
+        model = build_model(
+            self.model_name,
+            num_classes=len(self.info["classes"]),
+            img_size=profile.img_size,
+            weights=profile.weights if self.spec.pretrained else None,
+        )
+        set_batchnorm_momentum(model, profile.bn_momentum)
+        return _float32_output(model)
+
+    def _datasets(self):
+        """The train and val datasets, each cached in memory if it fits the budget."""
+        profile = self.profile
+        # Peak memory stays under the budget: cache what fits beside the model.
+        cached = plan_cache(
+            self.split_dir,
+            ("train", "val"),
+            profile.cache_budget_mb,
+            profile.batch_size,
+            profile.shuffle_buffer,
+        )
+        for part, cache in cached.items():
+            if not cache:
+                print(
+                    f"data: {part} streamed from its shards every epoch (cached it would "
+                    f"take this process over cache_budget_mb {profile.cache_budget_mb})",
+                    flush=True,
+                )
+        train_ds = load_split(
+            self.split_dir,
+            "train",
+            profile.batch_size,
+            training=True,
+            shuffle_buffer=profile.shuffle_buffer,
+            seed=profile.seed,
+            cache=cached["train"],
+            cache_budget_mb=math.inf,  # planned above, against the whole process
+        )
+        val_ds = load_split(
+            self.split_dir,
+            "val",
+            profile.batch_size,
+            cache=cached["val"],
+            cache_budget_mb=math.inf,
+        )
+        steps_cap = profile.steps_cap(self.model_name)
+        if steps_cap is not None:  # a pipeline check of a random-weight backbone
+            train_ds = train_ds.take(steps_cap)
+            self.train_count = min(self.train_count, steps_cap * profile.batch_size)
+        return train_ds, val_ds
+
+    def _fit_stages(self, model, checkpoint, first_stage, continuing, train_ds, val_ds) -> None:
+        """Fit the stages from ``first_stage`` on (it continued from ``continuing``)."""
+        verbose = 1 if sys.stdout.isatty() else 2
+        for k, stage in enumerate(self.stages, start=1):
+            if k < first_stage:
+                continue
+            resumed = continuing if k == first_stage else None
+            if k > 1 and resumed is None and self.best_weights is not None:
+                _restore(self.best_weights)  # stage 2 starts from the best stage-1 model
+            self._fit_stage(model, k, stage, resumed, checkpoint, train_ds, val_ds, verbose)
+        if first_stage > len(self.stages):  # resumed after the last epoch: nothing ran
+            prepare_stage(model, self.model_name, len(self.stages))
+
+    def _fit_stage(self, model, k, stage, resumed, checkpoint, train_ds, val_ds, verbose):
+        """Compile the model for stage ``k`` (its optimizer ``resumed`` if given) and fit it."""
+        import keras
+
+        prepare_stage(model, self.model_name, k)
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=stage.learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=self.profile.jit_compile,
+        )
+        if resumed is not None:
+            restore_optimizer(model, resumed["optimizer"], checkpoint.location)
+        callback_state = resumed["callbacks"] if resumed is not None else {}
+        stage_start = sum(1 for r in self.records if r["stage"] < k)
+        callbacks = self._callbacks(k, stage, stage_start, callback_state, checkpoint)
+        self.fit_started = time.perf_counter()
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=stage_start + stage.epochs,
+            initial_epoch=len(self.records),
+            callbacks=callbacks,
+            shuffle=False,  # the dataset shuffles itself
+            verbose=verbose,
+        )
+        self.fit_seconds += time.perf_counter() - self.fit_started
+
+    def _callbacks(self, k, stage, stage_start, callback_state, checkpoint) -> list:
+        """Stage ``k``'s callbacks, the resumable ones from ``callback_state``."""
+        import keras
+
+        profile = self.profile
+        stateful = {
+            "reduce_lr": resumable(
+                keras.callbacks.ReduceLROnPlateau,
+                ("wait", "best", "cooldown_counter"),
+                callback_state.get("reduce_lr"),
+                monitor="val_loss",
+                factor=profile.lr_factor,
+                patience=stage.lr_patience,
+                min_delta=profile.min_delta,
+                verbose=1,
+            ),
+            "early_stopping": resumable(
+                keras.callbacks.EarlyStopping,
+                ("wait", "best", "best_epoch", "stopped_epoch"),
+                callback_state.get("early_stopping"),
+                monitor="val_loss",
+                patience=stage.stop_patience,
+                restore_best_weights=False,
+                verbose=1,
+            ),
+        }
+        # TensorBoard precedes ReduceLROnPlateau so it logs the rate the epoch used;
+        # the checkpoint comes last, to save what every other callback did.
+        return [
+            *self.extra_callbacks,
+            epoch_recorder(self, k),
+            progress_printer(self, k, sum(s.epochs for s in self.stages)),
+            keras.callbacks.TensorBoard(
+                log_dir=f"{self.logs}/stage{k}" if len(self.stages) > 1 else self.logs,
+                write_graph=True,
+                update_freq="epoch",
+            ),
+            stateful["reduce_lr"],
+            stateful["early_stopping"],
+            checkpointer(self, checkpoint, k, stage_start + stage.epochs, stateful),
+        ]
+
+    def _results(self, model) -> dict[str, Any]:
+        """The history's figures of the finished run (``model`` is the saved one)."""
         epochs_run = len(self.records)
         val_accs = [r["val_accuracy"] for r in self.records if r["val_accuracy"] is not None]
         return {
@@ -529,7 +587,8 @@ class _Run:
         return first_stage, continuing
 
     def save_checkpoint(self, model, checkpoint, stage, stage_done, callbacks_state) -> None:
-        """Save the state after the epoch just recorded (:class:`cnnzoo.training.checkpoint.Checkpoint`)."""
+        """Save the state after the epoch just recorded
+        (:class:`cnnzoo.training.checkpoint.Checkpoint`)."""
         fit_seconds = self.fit_seconds + (time.perf_counter() - self.fit_started)
         # The best weights are often this epoch's: then they are not saved twice.
         best_is_last = self.best_weights is not None and self.best_epoch == len(self.records)
@@ -558,7 +617,6 @@ class _Run:
 
 def peak_memory_mb() -> float:
     """This process's peak resident memory so far, in MiB (Linux reports KiB)."""
-    import resource
 
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
