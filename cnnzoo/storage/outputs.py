@@ -224,6 +224,7 @@ def download_output(
             (:func:`require_complete`).
     """
     client = client or gcs_client(uri)
+    workers()  # a bad CNNZOO_GCS_WORKERS is one error line before any request
     marker, _ = _read_marker(client, uri)
     if marker is not None:
         require_complete(uri, None, client)
