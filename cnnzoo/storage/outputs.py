@@ -224,9 +224,9 @@ def download_output(
             (:func:`require_complete`).
     """
     client = client or gcs_client(uri)
-    workers()  # a bad CNNZOO_GCS_WORKERS is one error line before any request
-    marker, _ = _read_marker(client, uri)
-    if marker is not None:
+    # Listed first, as download_tree does: a missing or forbidden prefix is named as such.
+    top = folder_prefix(parse_gs_uri(uri)[1])
+    if any(b.name == top + MARKER for b in list_objects(uri, client, skip_junk=skip_junk)):
         require_complete(uri, None, client)
     return download_tree(uri, dest, client, skip_junk, overwrite=overwrite)
 
