@@ -23,7 +23,7 @@ from typing import Any
 
 from cnnzoo.core.errors import CnnzooError, one_line
 from cnnzoo.core.paths import is_junk, is_junk_path, safe_member_path
-from cnnzoo.data.demo import make_demo_dataset
+from cnnzoo.data import demo
 from cnnzoo.storage.gcs import download_file, parse_gs_uri
 from cnnzoo.storage.outputs import download_output
 
@@ -90,7 +90,7 @@ def resolve_source(uri: str, workdir: str | os.PathLike, gcs_client: Any = None)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if uri == "demo":
-        return make_demo_dataset(workdir / "demo")
+        return demo.make_demo_dataset(workdir / "demo")
     if uri.startswith("gs://"):
         return find_dataset_root(_fetch_gcs(uri, workdir, gcs_client), uri)
     if "://" in uri:

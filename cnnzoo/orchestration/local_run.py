@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cnnzoo import __version__
+from cnnzoo.core import workers
 from cnnzoo.core.errors import CnnzooError, one_line
-from cnnzoo.core.workers import usable_cpus
 from cnnzoo.models.registry import list_models
 from cnnzoo.orchestration import docker as docker_runner
 from cnnzoo.orchestration.cluster import compile_pipeline
@@ -335,7 +335,7 @@ def _threads_per_task(study: Study, placement, models: list[str]) -> int:
     if placement.parallelism:
         at_once = min(at_once, placement.parallelism)
     at_once = min(at_once, KFP_LOCAL_LOOP_WORKERS)
-    return max(1, usable_cpus() // max(1, at_once))
+    return max(1, workers.usable_cpus() // max(1, at_once))
 
 
 def run_local(
