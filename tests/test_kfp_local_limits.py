@@ -10,6 +10,8 @@ iterations that were running at the same time. A kfp upgrade that changes the ca
 
 # No `from __future__ import annotations`: kfp reads the component's annotations as types.
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,24 +83,35 @@ def test_most_at_once_counts_overlapping_intervals():
     assert most_at_once([(0, 9)] * 5) == 5
 
 
-@pytest.mark.parametrize(
-    "pipeline, parallelism",
-    [(loop_with_parallelism, len(ITEMS)), (loop_without_parallelism, None)],
-    ids=["parallelism-5", "no-parallelism"],
-)
-def test_kfp_local_runs_loop_workers_iterations_at_once(tmp_path: Path, pipeline, parallelism):
+def run_loop(name: str, root: str) -> None:
+    """Run the pipeline ``name`` under kfp.local into ``root`` (in a child process: kfp.local
+    changes process globals, e.g. it indents ``print``, and keeps them)."""
     from kfp import local
 
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    workspace = tmp_path / "workspace"
+    workspace = Path(root) / "workspace"
     workspace.mkdir()
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(tmp_path / "kfp"),
+        pipeline_root=str(Path(root) / "kfp"),
         workspace_root=str(workspace),
     )
-    pipeline(folder=str(marks))
+    globals()[name](folder=str(Path(root) / "marks"))
+
+
+@pytest.mark.parametrize(
+    "pipeline, parallelism",
+    [("loop_with_parallelism", len(ITEMS)), ("loop_without_parallelism", None)],
+    ids=["parallelism-5", "no-parallelism"],
+)
+def test_kfp_local_runs_loop_workers_iterations_at_once(tmp_path: Path, pipeline, parallelism):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        f"import test_kfp_local_limits as t; t.run_loop({pipeline!r}, {str(tmp_path)!r})"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
 
     intervals = [
         (mark["start"], mark["end"])
