@@ -21,7 +21,7 @@ def train(
     plan record's; -1 for the profile's) is this run's training seed. With
     ``repeats > 1`` in the profile every path below names the run
     ``<model_name>/seed-<seed>`` instead of ``<model_name>``
-    (:func:`cnnzoo.config.profile.run_label`), so repeats do not collide.
+    (:func:`cnnzoo.storage.layout.run_label`), so repeats do not collide.
 
     TensorBoard logs go to ``<tensorboard_root>/<model_name>/`` when a root is given
     (e.g. ``gs://bucket/tb/<run>``, one place for every model), else to

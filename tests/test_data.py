@@ -1,6 +1,6 @@
 """Tests of cnnzoo.data.loader: reading TFRecord splits written to the documented format.
 
-The split here is written by hand, following docs/architecture.md, so the reader is
+The split here is written by hand, following docs/formats.md, so the reader is
 checked against the contract rather than against the writer. Each image carries its
 record index in its first pixel, which lets the tests track every example.
 """

@@ -94,7 +94,7 @@ def ingest(
         source: a local folder, ``.zip``/``.tar.gz``/``.tgz`` archive, ``gs://bucket/prefix``
             or ``demo``.
         dest: output folder (replaced atomically): ``images/<split>/<class>/<file>`` and
-            ``manifest.json`` (format in ``docs/architecture.md``); or ``gs://bucket/prefix``
+            ``manifest.json`` (format in ``docs/formats.md``); or ``gs://bucket/prefix``
             (built locally, then uploaded behind a commit marker, see
             :class:`cnnzoo.storage.outputs.GcsOutput`).
         max_bad_fraction: the largest fraction of a split's files that may be undecodable.

@@ -42,7 +42,7 @@ def read_split_info(split_dir: str | os.PathLike) -> dict[str, Any]:
         split_dir: output folder of ``cnnzoo split``.
 
     Returns:
-        The parsed ``split.json`` (see docs/architecture.md).
+        The parsed ``split.json`` (see docs/formats.md).
 
     Raises:
         CnnzooError: the file is missing, not JSON, or lacks a required key.

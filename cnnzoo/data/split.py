@@ -20,7 +20,7 @@ decodes, is the JPEG decoded here, the same way at the smallest scale still at l
 are decoded by Pillow. The resize is Pillow's bilinear filter (``Image.BILINEAR``; when
 shrinking, Pillow widens the filter to cover the source pixels, i.e. it antialiases,
 unlike the notebook's ``tf.image.resize`` bilinear). Records hold raw uint8 HWC pixels,
-so training never decodes a JPEG again. Output format: ``docs/architecture.md``."""
+so training never decodes a JPEG again. Output format: ``docs/formats.md``."""
 
 from __future__ import annotations
 

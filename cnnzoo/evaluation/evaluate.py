@@ -66,7 +66,7 @@ def evaluate_model(
 
     Returns:
         The record written, as :meth:`EvaluationRecord.to_dict` (see
-        docs/architecture.md, "Evaluation"); for a model whose training failed,
+        docs/formats.md, "Evaluation"); for a model whose training failed,
         ``{"model", "strategy", "base", "status": "failed", "error", "schema_version"}``;
         a model whose loss on any part is not finite is recorded as failed too.
 

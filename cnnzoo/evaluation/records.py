@@ -1,6 +1,6 @@
 """The evaluation record: what ``cnnzoo evaluate`` writes and the report reads.
 
-One :class:`EvaluationRecord` per model and run, stored as JSON (``docs/architecture.md``,
+One :class:`EvaluationRecord` per model and run, stored as JSON (``docs/formats.md``,
 "Evaluation"). Its fields are declared once, here, with the kind of value each holds;
 :meth:`EvaluationRecord.from_dict` checks a parsed file against that declaration and
 names the file, the key and the value of the first thing wrong.

@@ -40,7 +40,7 @@ REPEAT_COLUMNS: list[tuple[str, str, str]] = [
     ("seed_accuracies", "per seed", "text"),
 ]
 NUMERIC_KEYS = [k for k, _, kind in COLUMNS if kind != "text"]
-#: Not in an evaluation: the report adds them (cnnzoo.models.reference, cnnzoo.evaluation.stats).
+#: Not in an evaluation: the report adds them (cnnzoo.models.registry, cnnzoo.evaluation.stats).
 DERIVED_KEYS = ["reference_accuracy", "test_accuracy_ci", "gap_ci"]
 #: The interval columns, written to the CSV as ``<key>_low`` and ``<key>_high``.
 CI_KEYS = ("test_accuracy_ci", "gap_ci")

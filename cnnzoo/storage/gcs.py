@@ -273,6 +273,7 @@ def download_tree(
     skip_junk: bool = False,
     *,
     overwrite: bool = False,
+    blobs: list | None = None,
 ) -> Path:
     """Download every object under ``gs://bucket/prefix`` into the folder ``dest``.
 
@@ -288,6 +289,8 @@ def download_tree(
         client: a ``google.cloud.storage.Client`` (default: :func:`gcs_client`).
         skip_junk: leave out hidden files, ``__MACOSX/`` and other OS junk.
         overwrite: replace a non-empty ``dest``.
+        blobs: the listing of ``uri`` (``list_objects(uri, client, skip_junk=...)``)
+            where the caller already made it; default: listed here.
 
     Returns:
         ``dest`` as a Path.
@@ -302,7 +305,8 @@ def download_tree(
 
     client = client or gcs_client(uri)
     top = folder_prefix(parse_gs_uri(uri)[1])
-    blobs = list_objects(uri, client, skip_junk=skip_junk)
+    if blobs is None:
+        blobs = list_objects(uri, client, skip_junk=skip_junk)
     if not blobs:
         raise CnnzooError(f"{uri}: no objects under this prefix (empty or missing folder)")
     rels = [safe_member_path(b.name[len(top) :], uri) for b in blobs]

@@ -2,7 +2,7 @@
 
 Every step, runner and reader takes the names of the files it exchanges and the places
 a run's results go from here, so a name is spelled once. Changing one is a change of
-the formats ``docs/architecture.md`` describes: do it here and nowhere else.
+the formats ``docs/formats.md`` describes: do it here and nowhere else.
 """
 
 from __future__ import annotations

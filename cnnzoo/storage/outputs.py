@@ -226,9 +226,10 @@ def download_output(
     client = client or gcs_client(uri)
     # Listed first, as download_tree does: a missing or forbidden prefix is named as such.
     top = folder_prefix(parse_gs_uri(uri)[1])
-    if any(b.name == top + MARKER for b in list_objects(uri, client, skip_junk=skip_junk)):
+    blobs = list_objects(uri, client, skip_junk=skip_junk)
+    if any(b.name == top + MARKER for b in blobs):
         require_complete(uri, None, client)
-    return download_tree(uri, dest, client, skip_junk, overwrite=overwrite)
+    return download_tree(uri, dest, client, skip_junk, overwrite=overwrite, blobs=blobs)
 
 
 class GcsOutput:

@@ -155,7 +155,7 @@ def train_model(
             several repeats of a configuration logs to ``<model>/seed-<seed>``).
 
     Returns:
-        The history written to ``history.json`` (docs/architecture.md): ``status`` is
+        The history written to ``history.json`` (docs/formats.md): ``status`` is
         ``"ok"``, or ``"failed"`` with ``error`` (``"<ExceptionType>: <first line>"``)
         when training itself raised or diverged (the checkpoint is then kept, so a
         rerun resumes).
