@@ -27,74 +27,110 @@ class Command:
     help: str
     add_args: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    example: str
 
 
 COMMANDS = (
     Command(
-        "models", "list the registered model configurations", steps.no_args, steps.models_command
+        "models",
+        "list the registered model configurations",
+        steps.no_args,
+        steps.models_command,
+        "cnnzoo models",
     ),
     Command(
         "profile",
         "print a resolved profile as YAML",
         steps.profile_show_args,
         steps.profile_command,
+        "cnnzoo profile --profile full --set max_epochs=5",
     ),
     Command(
         "demo-data",
         "generate the small built-in demo dataset",
         steps.demo_args,
         steps.demo_data_command,
+        "cnnzoo demo-data data/demo",
     ),
     Command(
         "ingest",
         "validate an image-folder dataset and write its manifest",
         steps.ingest_args,
         steps.ingest_command,
+        "cnnzoo ingest ~/photos/animals data/ingested",
     ),
     Command(
         "split",
         "split (seeded, stratified) and decode once into TFRecords",
         steps.split_args,
         steps.split_command,
+        "cnnzoo split data/ingested data/split --profile full",
     ),
-    Command("train", "train one model configuration", steps.train_args, steps.train_command),
+    Command(
+        "train",
+        "train one model configuration",
+        steps.train_args,
+        steps.train_command,
+        "cnnzoo train mid data/split out/mid --profile demo",
+    ),
     Command(
         "evaluate",
         "evaluate a trained model on the test set",
         steps.eval_args,
         steps.evaluate_command,
+        "cnnzoo evaluate out/mid data/split out/mid-eval",
     ),
     Command(
         "run",
         "run the whole pipeline locally (kfp.local, one subprocess per step)",
         pipeline.run_args,
         pipeline.run_command,
+        "cnnzoo run --models simple,mid --profile demo",
     ),
     Command(
         "compile",
         "compile the pipeline to YAML for a Kubeflow Pipelines 2.x backend",
         pipeline.compile_args,
         pipeline.compile_command,
+        (
+            "cnnzoo compile --out cnnzoo.yaml --image REGISTRY/cnnzoo:TAG"
+            " --gpu-image REGISTRY/cnnzoo-gpu:TAG"
+        ),
     ),
     Command(
         "submit",
         "compile the pipeline and start a run on a Kubeflow cluster",
         pipeline.submit_args,
         pipeline.submit_command,
+        "cnnzoo submit --host https://kubeflow.example.com/pipeline --data gs://bucket/photos",
     ),
     Command(
         "report",
         "rebuild the comparison report from a finished run's outputs",
         report.report_args,
         report.report_command,
+        "cnnzoo report runs/latest",
     ),
     Command(
         "tensorboard",
         "serve a run's TensorBoard logs (local or gs://) until Ctrl-C",
         report.tensorboard_args,
         report.tensorboard_command,
+        "cnnzoo tensorboard runs/latest",
     ),
 )
+
+
+#: The end of ``cnnzoo --help``: where a newcomer starts.
+EXAMPLES = """\
+examples:
+  cnnzoo run                                 # the whole study, locally, on the built-in demo data
+  cnnzoo run --data ~/photos --profile full  # the notebook's schedule on your image folders
+  cnnzoo submit --host https://kubeflow.example.com/pipeline --data gs://bucket/photos \\
+      --image REGISTRY/cnnzoo:TAG           # the study on a Kubeflow cluster
+
+Start with `cnnzoo run`; `cnnzoo COMMAND --help` shows each command's options.
+"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -109,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="cnnzoo",
         description="Train and compare CNN configurations; run the Kubeflow pipeline.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
     parser.add_argument("--version", action="version", version=f"cnnzoo {__version__}")
@@ -116,7 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )
     for cmd in COMMANDS:
-        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        p = sub.add_parser(
+            cmd.name,
+            help=cmd.help,
+            description=cmd.help,
+            epilog=f"example:\n  {cmd.example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         cmd.add_args(p)
         p.set_defaults(func=cmd.run)
     return parser
@@ -148,4 +192,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["COMMANDS", "Command", "build_parser", "main"]
+__all__ = ["COMMANDS", "EXAMPLES", "Command", "build_parser", "main"]
