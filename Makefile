@@ -71,6 +71,10 @@ $(LINT_VENV)/bin/checkov:
 	$(PYTHON) -m venv $(LINT_VENV)
 	$(LINT_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 
+.PHONY: docs
+docs: install ## build the documentation pages as a site in build/site (mkdocs, broken links are errors)
+	$(BIN)/mkdocs build --strict
+
 .PHONY: images
 images: ## build the CPU and GPU images with docker or podman (IMAGE_REGISTRY, IMAGE_TAG, FLAVORS, BASE_IMAGE)
 	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) VERSION=$(VERSION) bash images/build.sh build
