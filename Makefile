@@ -72,7 +72,8 @@ $(LINT_VENV)/bin/checkov:
 	$(LINT_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 
 .PHONY: docs
-docs: install ## build the documentation pages as a site in build/site (mkdocs, broken links are errors)
+docs: install ## regenerate the reference pages, build the documentation site in build/site (mkdocs --strict)
+	$(PY) tools/docs_reference.py
 	$(BIN)/mkdocs build --strict
 
 .PHONY: images

@@ -23,7 +23,7 @@ def test_readme_links_resolve():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     anchors = {_slug(h) for h in re.findall(r"^#+ (.+)$", text, flags=re.M)}
     broken = []
-    for target, anchor in LINK.findall(text):
+    for target, _anchor in LINK.findall(text):
         if target.startswith(("http://", "https://")):
             continue
         if not (ROOT / target).exists():
@@ -67,3 +67,30 @@ def test_docs_build_strict(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "site" / "results" / "index.html").exists()
+
+
+def test_reference_pages_match_the_code():
+    """The generated pages are what the generator writes from today's code."""
+    proc = subprocess.run(
+        [sys.executable, "tools/docs_reference.py", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_profile_field_says_what_it_means():
+    from cnnzoo.config.profile import Profile, Schedule
+
+    undocumented = [
+        f"{model.__name__}.{name}"
+        for model in (Profile, Schedule)
+        for name, info in model.model_fields.items()
+        if not (info.description or "").strip()
+    ]
+    assert not undocumented, f"profile fields without a description: {undocumented}"
+    text = (ROOT / "docs" / "reference" / "profile.md").read_text(encoding="utf-8")
+    for name, info in Profile.model_fields.items():
+        assert f"`{name}`" in text and " ".join(info.description.split()) in text

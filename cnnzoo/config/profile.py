@@ -72,16 +72,32 @@ class Stage(BaseModel):
 
     model_config = _FORBID
 
-    learning_rate: Number = Field(1e-3, gt=0)
-    epochs: StrictInt = Field(50, ge=1)
-    lr_patience: StrictInt = Field(5, ge=0)
-    stop_patience: StrictInt = Field(10, ge=0)
+    learning_rate: Number = Field(1e-3, gt=0, description="Adam's initial learning rate.")
+    epochs: StrictInt = Field(
+        50, ge=1, description="Most epochs of the stage (early stopping may end it sooner)."
+    )
+    lr_patience: StrictInt = Field(
+        5,
+        ge=0,
+        description="Epochs without improvement of the validation loss before"
+        " ReduceLROnPlateau multiplies the learning rate by `lr_factor`.",
+    )
+    stop_patience: StrictInt = Field(
+        10,
+        ge=0,
+        description="Epochs without improvement before EarlyStopping ends the stage"
+        " (the best epoch's weights are kept).",
+    )
 
 
 class Schedule(Stage):
     """A model configuration's schedule: stage 1, plus ``finetune`` (stage 2) if two-stage."""
 
-    finetune: Stage | None = None
+    finetune: Stage | None = Field(
+        None,
+        description="The second stage of a `*_finetune` configuration: the whole model"
+        " (BatchNorm frozen) at a low learning rate; absent for every other configuration.",
+    )
 
 
 class Profile(BaseModel):
@@ -89,29 +105,102 @@ class Profile(BaseModel):
 
     model_config = _FORBID
 
-    name: StrictStr = "custom"
-    img_size: StrictInt = Field(100, ge=32, le=4096)  # larger: one image fills a shard
-    batch_size: StrictInt = Field(258, ge=1)
-    seed: StrictInt = Field(42, ge=0)  # numpy's rule
-    repeats: StrictInt = Field(1, ge=1, le=MAX_REPEATS)  # training runs per configuration
-    val_fraction: Number = Field(0.15, gt=0, lt=1, description="in (0, 1)")
-    test_fraction: Number = Field(0.1, gt=0, lt=1, description="in (0, 1)")
-    max_epochs: StrictInt | None = Field(None, ge=1)
-    lr_factor: Number = Field(0.2, gt=0, lt=1, description="in (0, 1)")
-    min_delta: Number = Field(1e-5, ge=0)
-    weights: StrictStr | None = None
-    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
-    jit_compile: StrictBool = False
-    shuffle_buffer: StrictInt = Field(2048, ge=1)
-    eval_batch_size: StrictInt = Field(512, ge=1)
-    bn_momentum: Number | None = Field(None, ge=0, lt=1, description="in [0, 1) or null")
-    random_weights_steps: StrictInt | None = Field(None, ge=1)
-    checkpoint_monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    name: StrictStr = Field("custom", description="The profile's name, shown in the report.")
+    img_size: StrictInt = Field(  # larger: one image fills a shard
+        100, ge=32, le=4096, description="Side in pixels every image is resized to, once, at split."
+    )
+    batch_size: StrictInt = Field(258, ge=1, description="Training batch size.")
+    seed: StrictInt = Field(  # numpy's rule
+        42,
+        ge=0,
+        description="The run's seed: the split, weight initialisation and shuffling derive"
+        " from it (`--seed` overrides it).",
+    )
+    repeats: StrictInt = Field(
+        1,
+        ge=1,
+        le=MAX_REPEATS,
+        description="Training runs per configuration, each with its own seed derived from"
+        " `seed`; the report ranks by the mean and shows the spread.",
+    )
+    val_fraction: Number = Field(
+        0.15,
+        gt=0,
+        lt=1,
+        json_schema_extra={"expected": "in (0, 1)"},
+        description="Share of each class's training images held out for validation.",
+    )
+    test_fraction: Number = Field(
+        0.1,
+        gt=0,
+        lt=1,
+        json_schema_extra={"expected": "in (0, 1)"},
+        description="Share of each class split off as the test set when the data has no"
+        " `val/` or `test/` folder.",
+    )
+    max_epochs: StrictInt | None = Field(
+        None,
+        ge=1,
+        description="Caps every stage's `epochs` (null: each configuration's own caps).",
+    )
+    lr_factor: Number = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        json_schema_extra={"expected": "in (0, 1)"},
+        description="ReduceLROnPlateau's factor: the learning rate is multiplied by it.",
+    )
+    min_delta: Number = Field(
+        1e-5,
+        ge=0,
+        description="Smallest change of the monitored value that counts as an improvement"
+        " (ReduceLROnPlateau, EarlyStopping).",
+    )
+    weights: StrictStr | None = Field(
+        None,
+        description="Pretrained bases' weights: `imagenet` (Keras' download), a path or"
+        " gs:// URI of a weights file or folder, or null (random initialisation).",
+    )
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
+        "float32", description="Keras mixed-precision policy of training."
+    )
+    jit_compile: StrictBool = Field(False, description="Compile training steps with XLA.")
+    shuffle_buffer: StrictInt = Field(
+        2048, ge=1, description="Examples in the training input's shuffle buffer."
+    )
+    eval_batch_size: StrictInt = Field(
+        512, ge=1, description="Batch size of evaluation (no gradients: larger fits)."
+    )
+    bn_momentum: Number | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        json_schema_extra={"expected": "in [0, 1) or null"},
+        description="Momentum of the custom CNNs' BatchNorm moving statistics"
+        " (null: Keras' 0.99; the demo's short epochs need less).",
+    )
+    random_weights_steps: StrictInt | None = Field(
+        None,
+        ge=1,
+        description="With random weights, pretrained configurations run this many steps"
+        " per stage, as a pipeline check listed apart in the report (null: whole epochs).",
+    )
+    checkpoint_monitor: Literal["val_loss", "val_accuracy"] = Field(
+        "val_loss", description="What picks the kept epoch among a run's epochs."
+    )
     #: Training's memory budget (MiB): the train and val parts are cached in memory only
     #: while the process stays under it (cnnzoo.data.loader.plan_cache), otherwise streamed from
     #: their shards, so peak memory stays bounded as the data grows.
-    cache_budget_mb: StrictInt = Field(4096, ge=0)
-    models: dict[str, Schedule] = Field(default_factory=dict)
+    cache_budget_mb: StrictInt = Field(
+        4096,
+        ge=0,
+        description="Training's memory budget in MiB: train and validation data are cached"
+        " in memory while under it, else streamed from their shards.",
+    )
+    models: dict[str, Schedule] = Field(
+        default_factory=dict,
+        description="Per-configuration schedule (see below), keyed by configuration name.",
+    )
 
     @field_validator("models", mode="before")
     @classmethod

@@ -13,8 +13,9 @@ models with ``extra="forbid"``; this module is what they share:
 - :func:`invalid`: the error a model's own validator raises about a dotted key;
 - :data:`Number`: a float field that takes numbers and numeric strings, not bools.
 
-A field's ``description`` is what the message says it must be, where the constraint
-alone would not tell a reader (``"a Kubernetes quantity like 500m"``).
+A field's ``json_schema_extra={"expected": ...}`` is what the message says it must be,
+where the constraint alone would not tell a reader (``"a Kubernetes quantity like 500m"``);
+its ``description`` says what the field means (the generated reference pages show it).
 """
 
 from __future__ import annotations
@@ -157,8 +158,9 @@ def describe(model: type[BaseModel], error: dict[str, Any]) -> tuple[tuple[str, 
             return loc, "expected a mapping at the top level"
         return loc, f"{key}: expected a mapping, got {_shown(value)}"
     annotation, info = _walk(model, loc)
-    description = info.description if info is not None else None
-    secret = info is not None and (info.json_schema_extra or {}).get("secret")
+    extra = (info.json_schema_extra or {}) if info is not None else {}
+    description = extra.get("expected")
+    secret = extra.get("secret")
     nullable = " or null" if _nullable(annotation) else ""
     type_error = kind.split("_")[0] in ("int", "float", "bool")
     if description and not type_error:

@@ -82,11 +82,13 @@ Memory = Annotated[
     BeforeValidator(_text),
     Field(
         pattern=r"^\d+(\.\d+)?(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$",
-        description="a Kubernetes quantity like 32G or 512Mi",
+        json_schema_extra={"expected": "a Kubernetes quantity like 32G or 512Mi"},
     ),
 ]
 Duration = Annotated[
-    str, BeforeValidator(_seconds), Field(description="a duration like 60s, 5m, 1h")
+    str,
+    BeforeValidator(_seconds),
+    Field(json_schema_extra={"expected": "a duration like 60s, 5m, 1h"}),
 ]
 Label = Annotated[str, BeforeValidator(_text), Field(min_length=1)]
 
@@ -133,10 +135,10 @@ class Pool(BaseModel):
     cpu_limit: Cpu
     memory_limit: Memory
     accelerator: StrictStr | None = Field(
-        None, min_length=1, description="a resource name like nvidia.com/gpu"
+        None, min_length=1, json_schema_extra={"expected": "a resource name like nvidia.com/gpu"}
     )
     accelerator_type: StrictStr | None = Field(
-        None, min_length=1, description="a label value like nvidia-l4"
+        None, min_length=1, json_schema_extra={"expected": "a label value like nvidia-l4"}
     )
     accelerator_count: StrictInt = Field(0, ge=0)
     node_selector: dict[str, Label] = Field(default_factory=dict)
@@ -205,13 +207,15 @@ class GcpSecret(BaseModel):
     # Kubernetes: a secret name is a DNS subdomain; a data key is [-._a-zA-Z0-9]+.
     name: StrictStr = Field(
         pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
-        description="a Kubernetes secret name like cnnzoo-gcp-sa",
+        json_schema_extra={"expected": "a Kubernetes secret name like cnnzoo-gcp-sa"},
     )
     key: StrictStr = Field(
         pattern=r"^[-._a-zA-Z0-9]{1,253}$",
-        description="the secret's data key (like key.json: letters, digits, '-', '_', '.'),"
-        " not hold the key",
-        json_schema_extra={"secret": True},
+        json_schema_extra={
+            "expected": "the secret's data key (like key.json: letters, digits, '-', '_', '.'),"
+            " not hold the key",
+            "secret": True,
+        },
     )
 
     @field_validator("key")
@@ -232,7 +236,9 @@ class Placement(BaseModel):
 
     model_config = _FROZEN
 
-    parallelism: StrictInt = Field(4, ge=0, description="an integer >= 0 (0: no cap)")
+    parallelism: StrictInt = Field(
+        4, ge=0, json_schema_extra={"expected": "an integer >= 0 (0: no cap)"}
+    )
     retries: Retries = Field(default_factory=Retries)
     pools: dict[str, Pool] = Field(min_length=1)
     steps: dict[str, str]
