@@ -225,7 +225,9 @@ def test_interrupt_is_one_line_in_a_real_process(world, tmp_path):
     """SIGINT while a step works: exit 130, one ``error: interrupted`` line."""
     import signal
 
-    src = write_image_folder(tmp_path / "src", n_train=300, test_name=None, size=64)
+    # 12 chunks of work: the first progress line comes with most of them still to do, so
+    # the signal lands mid-work even on a loaded machine (300 a class raced there).
+    src = write_image_folder(tmp_path / "src", n_train=1500, test_name=None, size=64)
     proc = subprocess.Popen(
         [sys.executable, "-m", "cnnzoo", "ingest", str(src), str(tmp_path / "out")],
         stderr=subprocess.PIPE,
