@@ -32,7 +32,7 @@ $(BIN)/cnnzoo: pyproject.toml requirements-dev.txt
 	@touch $@
 
 .PHONY: install
-install: $(BIN)/cnnzoo ## create .venv and install cnnzoo (editable) with dev extras
+install: $(BIN)/cnnzoo ## create .venv from requirements-dev.txt (hash-checked), cnnzoo editable
 
 .PHONY: system-deps
 system-deps: ## provision what the tests need beyond the venv (headless Chromium), or name it
