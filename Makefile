@@ -10,6 +10,8 @@ IMAGE_TAG ?= $(VERSION)
 LOCAL_BASE ?= localhost/cnnzoo-base:bookworm
 LINT_VENV ?= .venv-lint
 CHECKOV_VERSION := 3.3.30
+# The pip that installs the locks, here and in images/Dockerfile.
+PIP_VERSION := 26.3
 
 .DEFAULT_GOAL := help
 
@@ -17,16 +19,20 @@ CHECKOV_VERSION := 3.3.30
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-# The image lock constrains the venv, so tests run against exactly the image's packages
-# (after changing a pin in pyproject.toml, `make lock` rewrites the lock).
-$(BIN)/cnnzoo: pyproject.toml images/requirements.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c images/requirements.txt -e ".[dev]"
+# The venv is requirements-dev.txt (the CPU image's lock plus the dev tools, every file
+# hash-checked), then cnnzoo itself with --no-deps: the tests run against exactly the CPU
+# image's packages. --clear: a package the lock dropped does not linger.
+# (After changing a dependency in pyproject.toml, `make lock` rewrites the locks.)
+$(BIN)/cnnzoo: pyproject.toml requirements-dev.txt
+	$(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/pip install --quiet pip==$(PIP_VERSION)
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
 	@touch $@
 
 .PHONY: install
-install: $(BIN)/cnnzoo ## create .venv and install cnnzoo (editable) with dev extras
+install: $(BIN)/cnnzoo ## create .venv from requirements-dev.txt (hash-checked), cnnzoo editable
 
 .PHONY: system-deps
 system-deps: ## provision what the tests need beyond the venv (headless Chromium), or name it
@@ -55,11 +61,20 @@ test-images-gpu: install ## build the GPU image (several GB of CUDA wheels) and 
 	bash tools/system-deps.sh containers
 	$(BIN)/pytest -m gpu_image tests/test_images_run.py $(PYTEST_ARGS)
 
+# Every shell script in the repository (tests/test_packaging.py checks none is left out).
+SHELL_SCRIPTS := .ci/run $(sort $(wildcard images/*.sh tools/*.sh))
+
 .PHONY: lint
-lint: install $(LINT_VENV)/bin/checkov ## ruff, import-linter (the layers), hadolint, manifest validation, checkov
+lint: install $(LINT_VENV)/bin/checkov ## ruff, deptry, import-linter, shellcheck, hadolint, kustomize + schemas, checkov
 	$(BIN)/ruff check cnnzoo components pipelines tests benchmarks tools
 	$(BIN)/ruff format --check cnnzoo components pipelines tests benchmarks tools
+	@# deptry twice: the package against its dependencies (no dev tool may be imported),
+	@# then the dev-only code, for which the dev extra counts and the package's may go unused.
+	$(BIN)/deptry cnnzoo components pipelines
+	$(BIN)/deptry tests tools benchmarks --ignore DEP002,DEP004 --exclude __pycache__ \
+	  -kf cnnzoo -kf components -kf pipelines -kf benchmarks
 	$(BIN)/lint-imports
+	$(BIN)/shellcheck $(SHELL_SCRIPTS)
 	$(BIN)/hadolint $(wildcard images/Dockerfile*)
 	$(PY) tools/validate_manifests.py --render-to build/rendered
 	@# checkov reads the rendered manifests: what `kubectl apply -k` sends, namespace included.
@@ -88,10 +103,24 @@ local-base: ## build the Debian stand-in base where no registry is reachable (th
 push: ## push both images to IMAGE_REGISTRY
 	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) VERSION=$(VERSION) bash images/build.sh push
 
+# The three locks, by uv from pyproject.toml (uv is a pinned dev dependency): exact pins with
+# every file's hash, for CPython 3.11 on x86-64 Linux (the images' Python and platform).
+# An existing lock's pins are kept unless pyproject.toml rules them out (UPGRADE=1: the
+# newest allowed). The GPU image and the venv are resolved within the CPU image's pins.
+LOCK := $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+  --python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock" \
+  $(if $(UPGRADE),--upgrade)
+
 .PHONY: lock
-lock: ## after changing a pin in pyproject.toml: reinstall unconstrained, rewrite the image locks
-	$(BIN)/pip install --quiet -e ".[dev]"
-	$(PY) tools/lock_images.py
+lock: | $(BIN)/uv ## after changing a dependency in pyproject.toml: rewrite the three locks (uv)
+	$(LOCK) --extra cpu -o images/requirements-cpu.txt
+	$(LOCK) --extra gpu -c images/requirements-cpu.txt -o images/requirements-gpu.txt
+	$(LOCK) --extra cpu --extra docker --extra dev -c images/requirements-cpu.txt \
+	  -o requirements-dev.txt
+
+# `make lock` needs only uv: a venv that no longer matches pyproject.toml still has it.
+$(BIN)/uv:
+	$(MAKE) install
 
 .PHONY: tensorboard
 tensorboard: install ## serve the latest local run's TensorBoard (RUN=runs/<ts> or gs://... for another)

@@ -39,8 +39,6 @@ IMAGE_INPUTS = (
     "images/Dockerfile",
     "images/build.sh",
     "images/engine.sh",
-    "images/use_tensorflow_cpu.py",
-    "images/requirements.txt",
     "images/requirements-cpu.txt",
     "images/requirements-gpu.txt",
     "pyproject.toml",

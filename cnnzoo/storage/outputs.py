@@ -292,7 +292,7 @@ class GcsOutput:
         updated = getattr(blob, "updated", None)
         if updated is None:
             return True
-        age = (datetime.datetime.now(datetime.timezone.utc) - updated).total_seconds()
+        age = (datetime.datetime.now(datetime.UTC) - updated).total_seconds()
         return age > env_number("CNNZOO_GCS_LOCK_STALE_S", GCS_LOCK_STALE_S)
 
     def __enter__(self) -> GcsOutput:
