@@ -48,9 +48,7 @@ def _type_name(annotation: Any) -> str:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return f"mapping ({annotation.__name__})"
     name = getattr(annotation, "__name__", str(annotation))
-    return {"int": "integer", "float": "number", "str": "string", "bool": "boolean"}.get(
-        name, name
-    )
+    return {"int": "integer", "float": "number", "str": "string", "bool": "boolean"}.get(name, name)
 
 
 def _bounds(info: FieldInfo) -> str:
@@ -129,8 +127,7 @@ def profile_reference() -> str:
         "",
         *_table(
             ["field", "type", "default", "allowed", "meaning"],
-            _field_rows(Schedule, "models.<name>.")
-            + _field_rows(Stage, "models.<name>.finetune."),
+            _field_rows(Schedule, "models.<name>.") + _field_rows(Stage, "models.<name>.finetune."),
         ),
         "",
     ]
