@@ -84,6 +84,10 @@ class Schedule(Stage):
     finetune: Stage | None = None
 
 
+#: The largest seed: ``keras.utils.set_random_seed`` seeds numpy, which takes < 2**32.
+MAX_SEED = 2**32 - 1
+
+
 class Profile(BaseModel):
     """A resolved, validated training profile (see ``configs/profiles/full.yaml``)."""
 
@@ -92,7 +96,7 @@ class Profile(BaseModel):
     name: StrictStr = "custom"
     img_size: StrictInt = Field(100, ge=32, le=4096)  # larger: one image fills a shard
     batch_size: StrictInt = Field(258, ge=1)
-    seed: StrictInt = Field(42, ge=0)  # numpy's rule
+    seed: StrictInt = Field(42, ge=0, le=MAX_SEED)  # numpy's and TensorFlow's rule
     repeats: StrictInt = Field(1, ge=1, le=MAX_REPEATS)  # training runs per configuration
     val_fraction: Number = Field(0.15, gt=0, lt=1, description="in (0, 1)")
     test_fraction: Number = Field(0.1, gt=0, lt=1, description="in (0, 1)")

@@ -1,0 +1,175 @@
+"""Hostile input, round three: what cnnzoo touched, hung on, or answered with a traceback.
+
+Every case here failed on the code before it (a traceback, a hang, a file of the user's
+touched, a complete output downgraded) and now ends in one ``error:`` line, a listed
+skip or a warning. Everything is tiny: bombs are a few hundred bytes, datasets a handful
+of 16-pixel images.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import cli_error, write_image_folder
+
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.core.yamlconfig import read_yaml
+from cnnzoo.storage.local import read_json
+
+# --- one parser: bombs, bytes, nesting ------------------------------------------------
+
+#: A "billion laughs": 9 values, each level 9 aliases of the one above: 9**9 once expanded.
+_BOMB = (
+    "a: &a ["
+    + ",".join(['"lol"'] * 9)
+    + "]\n"
+    + "".join(
+        f"{n}: &{n} [" + ",".join([f"*{p}"] * 9) + "]\n"
+        for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+)
+
+
+def test_alias_bomb_is_refused_not_expanded(tmp_path, capsys):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_BOMB + "max_epochs: *i\n")
+    line = cli_error(capsys, ["train", "simple", "x", "y", "--config", str(bomb)])
+    assert line == f"error: {bomb}: expands to more than 1000000 values (YAML aliases?); refused"
+    # The same through --set (a value is YAML too) and a profile path.
+    line = cli_error(capsys, ["train", "simple", "x", "y", "--profile", str(bomb)])
+    assert "expands to more than" in line
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"max_epochs: \xff\xfe 3\n", "not UTF-8 text (byte 0xff at offset 12)"),
+        (b"\x7fELF\x02\x01\x01\x00\x00\x00", "a binary file (NUL byte at offset 7)"),
+        (b"max_epochs: " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested deeper than 100 levels"),
+    ],
+    ids=["not-utf8", "binary", "nested"],
+)
+@pytest.mark.parametrize("option", ["--config", "--profile"])
+def test_unreadable_config_is_one_line(tmp_path, capsys, content, message, option):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    line = cli_error(capsys, ["train", "simple", "x", "y", option, str(path)])
+    assert line.startswith(f"error: {path}: {message}"), line
+
+
+def test_placement_file_goes_through_the_same_parser(tmp_path):
+    from cnnzoo.orchestration.placement import load_placement
+
+    path = tmp_path / "cluster.yaml"
+    path.write_bytes(b"pools: \xc3\x28\n")
+    with pytest.raises(CnnzooError, match="not UTF-8 text"):
+        load_placement(path)
+    path.write_text(_BOMB + "pools: *i\n")
+    with pytest.raises(CnnzooError, match="expands to more than"):
+        load_placement(path)
+
+
+def test_deep_json_artifact_is_one_line(tmp_path):
+    path = tmp_path / "manifest.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CnnzooError, match=r"manifest.json: nested deeper than 100 levels"):
+        read_json(path)
+    path.write_bytes(b'{"a": "\xff"}')
+    with pytest.raises(CnnzooError, match=r"manifest.json: not UTF-8 text \(byte 0xff"):
+        read_json(path)
+    with pytest.raises(CnnzooError, match=r"is a folder"):
+        read_yaml(tmp_path)
+
+
+def test_a_huge_int_in_an_error_is_not_printed(tmp_path, capsys):
+    big = tmp_path / "big.yaml"
+    big.write_text("seed: " + "9" * 5000 + "\n")
+    line = cli_error(capsys, ["train", "simple", "x", "y", "--config", str(big)])
+    assert line.startswith(f"error: {big}: not valid YAML (Exceeds the limit"), line
+    line = cli_error(capsys, ["train", "simple", "x", "y", "--set", "seed=" + "9" * 4000])
+    assert line == f"error: --set seed={'9' * 4000}: seed must be <= 4294967295"
+    line = cli_error(capsys, ["train", "simple", "x", "y", "--set", "seed=" + "9" * 5000])
+    assert line == f"error: --set seed={'9' * 5000}: seed must be an integer"
+
+
+# --- seeds and numbers -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [2**32, 10**20])
+def test_seed_beyond_numpy_range_is_refused_before_training(capsys, seed):
+    line = cli_error(capsys, ["train", "simple", "x", "y", "--set", f"seed={seed}"])
+    assert line == f"error: --set seed={seed}: seed must be <= 4294967295, got {seed}"
+
+
+def test_run_seed_beyond_range_is_refused_before_the_run(tmp_path, capsys):
+    line = cli_error(capsys, ["run", "--seed", str(10**20), "--out", str(tmp_path / "runs")])
+    assert "seed must be <= 4294967295" in line
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan"])
+def test_non_finite_profile_numbers_are_refused(capsys, value):
+    line = cli_error(capsys, ["train", "simple", "x", "y", "--set", f"min_delta={value}"])
+    # NaN fails the bound first (every comparison with NaN is false): one line either way.
+    assert line.startswith(f"error: --set min_delta={value}: min_delta must be "), line
+    assert line.endswith(("a finite number, got inf", ">= 0, got nan")), line
+
+
+def test_a_run_whose_every_model_failed_fails(tmp_path, monkeypatch):
+    from cnnzoo.orchestration import local_run
+    from cnnzoo.orchestration.study import Study
+    from cnnzoo.storage.layout import REPORT_FILES, RUN_RECORD
+
+    def fake_pipeline(package, arguments, run_dir, console, runner, threads_per_task=None):
+        report = Path(run_dir) / "report"
+        report.mkdir()
+        failed = [{"model": "simple", "status": "failed", "error": "ValueError: seed"}]
+        comparison = {"rows": [], "pipeline_checks": [], "failed": failed}
+        (report / REPORT_FILES["json"]).write_text(json.dumps(comparison))
+        return report
+
+    monkeypatch.setattr(local_run, "compile_pipeline", lambda *a, **k: None)
+    monkeypatch.setattr(local_run, "run_pipeline_locally", fake_pipeline)
+    study = Study(data_uri="demo", models=("simple",))
+    with pytest.raises(CnnzooError, match=r"every model failed \(first: simple: ValueError"):
+        local_run.run_local(study, runs_dir=tmp_path / "runs")
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir() and not p.is_symlink()]
+    assert json.loads((run_dir / RUN_RECORD).read_text())["status"] == "failed"
+
+
+# --- a failed write never downgrades a complete gs:// output ------------------------------
+
+
+def test_failed_gcs_ingest_leaves_a_complete_output_complete(gcs_emulator, tmp_path, capsys):
+    from cnnzoo.data.ingest import ingest
+    from cnnzoo.storage.outputs import require_complete
+
+    src = write_image_folder(tmp_path / "src", n_train=2, n_test=1)
+    bucket = gcs_emulator.new_bucket()
+    dest = f"gs://{bucket}/x"
+    ingest(str(src), dest)
+    before = gcs_emulator.objects(bucket, "x/")
+    line = cli_error(capsys, ["ingest", str(tmp_path / "typo"), dest])
+    assert "typo" in line
+    assert gcs_emulator.objects(bucket, "x/") == before  # the marker too, byte for byte
+    assert require_complete(dest, "ingest")["state"] == "complete"
+    # A failure into an empty prefix leaves it empty, not a 'failed' marker of nothing.
+    cli_error(capsys, ["ingest", str(tmp_path / "typo"), f"gs://{bucket}/new"])
+    assert gcs_emulator.objects(bucket, "new/") == {}
+
+
+def test_a_write_that_began_and_failed_is_marked_failed(gcs_emulator, tmp_path):
+    from cnnzoo.storage.outputs import GcsOutput, require_complete
+
+    bucket = gcs_emulator.new_bucket()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f.txt").write_text("1")
+    with GcsOutput(f"gs://{bucket}/o", "export") as out:
+        out.upload(tmp_path / "a")
+    with pytest.raises(RuntimeError), GcsOutput(f"gs://{bucket}/o", "export") as out:
+        out.upload(tmp_path / "a")
+        raise RuntimeError("killed half way")
+    with pytest.raises(CnnzooError, match="state 'failed'"):
+        require_complete(f"gs://{bucket}/o", "export")
