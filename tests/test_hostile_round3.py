@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import cli_error, write_image_folder
+from helpers import cli_error, tree_hashes, write_image_folder
 
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.core.yamlconfig import read_yaml
@@ -173,3 +173,77 @@ def test_a_write_that_began_and_failed_is_marked_failed(gcs_emulator, tmp_path):
         raise RuntimeError("killed half way")
     with pytest.raises(CnnzooError, match="state 'failed'"):
         require_complete(f"gs://{bucket}/o", "export")
+
+
+# --- ownership: nothing of the user's is written, replaced or deleted -----------------
+
+
+def test_dest_reaching_into_the_source_through_a_symlink_is_refused(tmp_path, capsys):
+    src = write_image_folder(tmp_path / "src", n_train=2, n_test=1)
+    (tmp_path / "link").symlink_to(src)
+    before = tree_hashes(src)
+    line = cli_error(capsys, ["ingest", str(src), str(tmp_path / "link" / "out")])
+    assert (
+        line == f"error: {tmp_path / 'link' / 'out'}: the output folder is inside the source {src}"
+    )
+    # The source through the link, the output inside the real folder.
+    line = cli_error(capsys, ["ingest", str(tmp_path / "link"), str(src / "out")])
+    assert "the output folder is inside the source" in line
+    assert tree_hashes(src) == before and not (src / "out").exists()
+
+
+def test_a_folder_named_demo_is_not_the_builtin_set(tmp_path, capsys, monkeypatch):
+    from cnnzoo.data.sources import DEMO_URI, is_demo
+
+    monkeypatch.chdir(tmp_path)
+    assert is_demo("demo") and is_demo(DEMO_URI)
+    write_image_folder(tmp_path / "demo", n_train=2, n_test=1)
+    line = cli_error(capsys, ["ingest", "demo", str(tmp_path / "out")])
+    assert line == (
+        f"error: demo: names both the built-in demo dataset and {tmp_path / 'demo'}; "
+        "pass ./demo for that path or cnnzoo:demo for the built-in set"
+    )
+    assert not (tmp_path / "out").exists()
+    # The path spelled as a path is that path; the built-in set has its own name.
+    from cnnzoo.data.ingest import ingest
+
+    manifest = ingest("./demo", tmp_path / "out")
+    assert manifest["classes"] == ["ant", "bee"]
+    assert is_demo(DEMO_URI) and not is_demo("./demo")
+
+
+@pytest.fixture
+def user_checkpoint(tmp_path):
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "latest.json").write_text('{"my": "own notes"}\n')
+    return folder
+
+
+def test_train_leaves_a_checkpoint_folder_it_did_not_write(
+    tiny_split, tmp_path, capsys, user_checkpoint
+):
+    before = tree_hashes(user_checkpoint)
+    argv = ["train", "simple", str(tiny_split), str(tmp_path / "out")]
+    line = cli_error(capsys, [*argv, "--profile", "demo", "--checkpoint", str(user_checkpoint)])
+    assert line == (
+        f"error: {user_checkpoint}: holds 'latest.json', which is not part of a cnnzoo "
+        "checkpoint; choose another --checkpoint folder or pass --overwrite"
+    )
+    assert tree_hashes(user_checkpoint) == before
+    (user_checkpoint / "latest.json").unlink()
+    (user_checkpoint / "thesis.tex").write_text("x")
+    line = cli_error(capsys, [*argv, "--checkpoint", str(user_checkpoint)])
+    assert "holds 'thesis.tex'" in line
+
+
+def test_train_checkpoint_that_is_a_file_fails_before_training(tiny_split, tmp_path, capsys):
+    path = tmp_path / "ckpt.txt"
+    path.write_text("mine")
+    argv = ["train", "simple", str(tiny_split), str(tmp_path / "out"), "--checkpoint", str(path)]
+    line = cli_error(capsys, [*argv, "--overwrite"])
+    assert line == (
+        f"error: {path}: exists and is not a folder; a checkpoint is a folder "
+        "(choose another --checkpoint)"
+    )
+    assert path.read_text() == "mine" and not (tmp_path / "out" / "history.json").exists()

@@ -51,6 +51,7 @@ from cnnzoo.storage.local import (
     atomic_write_json,
     check_replaceable,
     output_lock,
+    refuse_overlap,
     scratch_directory,
 )
 from cnnzoo.storage.outputs import GcsOutput
@@ -131,20 +132,12 @@ def ingest(
     # Downloads and extracted archives go beside DEST, not to /tmp, which is often small
     # in containers; the scratch folder is removed whatever happens (and, if the step is
     # killed, by the next ingest into DEST).
-    out = Path(os.path.abspath(dest))
-
-    def refuse_replacing(root: Path) -> None:
-        if out == root or out in root.parents:
-            raise CnnzooError(f"{dest}: the output folder would replace the source {source}")
-        if root in out.parents:
-            raise CnnzooError(f"{dest}: the output folder is inside the source {source}")
-
-    if "://" not in source and source != "demo" and Path(source).expanduser().exists():
-        refuse_replacing(Path(source).expanduser().resolve())
+    if "://" not in source and Path(source).expanduser().exists():
+        refuse_overlap(dest, source, "source")
     with output_lock(dest), scratch_directory(dest) as work:
         check_replaceable(dest, INGEST_KIND, overwrite)
         root = resolve_source(source, work)
-        refuse_replacing(root.resolve())
+        refuse_overlap(dest, root, "source")
         classes, test_source, items = _scan(root, source)
         with atomic_directory(dest, overwrite, kind=INGEST_KIND) as tmp:
             results = _process_all(root, tmp, items, processes)

@@ -167,6 +167,29 @@ def check_replaceable(dest: str | os.PathLike, kind: str | None, overwrite: bool
     )
 
 
+def refuse_overlap(dest: str | os.PathLike, source: str | os.PathLike, what: str) -> None:
+    """Refuse a ``dest`` that is, holds or lies inside ``source``, as written and with
+    symbolic links resolved on both sides (a DEST reached through a link into the source
+    is inside it).
+
+    Args:
+        dest: the output folder.
+        source: the input folder.
+        what: what ``source`` is, for the message (``"source"``, ``"ingested data"``).
+
+    Raises:
+        CnnzooError: ``DEST: the output folder would replace the <what> SOURCE`` or
+            ``... is inside the <what> SOURCE``.
+    """
+    d, s = Path(dest).expanduser(), Path(source).expanduser()
+    for out in {Path(os.path.abspath(d)), Path(os.path.realpath(d))}:
+        for root in {Path(os.path.abspath(s)), Path(os.path.realpath(s))}:
+            if out == root or out in root.parents:
+                raise CnnzooError(f"{dest}: the output folder would replace the {what} {source}")
+            if root in out.parents:
+                raise CnnzooError(f"{dest}: the output folder is inside the {what} {source}")
+
+
 def _resolved(dest: str | os.PathLike) -> Path:
     """``dest`` made absolute (``.`` and ``..`` resolved), refusing a filesystem root."""
 

@@ -227,6 +227,8 @@ def _train_model_locked(
         str(checkpoint_dir) if checkpoint_dir is not None else str(out / CHECKPOINT_DIR),
         run_fingerprint(model_name, profile, split_json),
     )
+    if checkpoint_dir is not None:  # the default one lies inside OUT, checked above
+        checkpoint.check_owned(overwrite)
     checkpoint.remove_temporaries()
     resume = checkpoint.load()
     model_logs = _claim_logs(out, logs_dir, logs_name or model_name, overwrite, resume is None)
