@@ -247,3 +247,193 @@ def test_train_checkpoint_that_is_a_file_fails_before_training(tiny_split, tmp_p
         "(choose another --checkpoint)"
     )
     assert path.read_text() == "mine" and not (tmp_path / "out" / "history.json").exists()
+
+
+# --- resource limits up front -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--size", "100000"], "size must be <= 4096 pixels, got 100000"),
+        (["--per-class-train", "10000000"], "at most 100000 images per class and split"),
+    ],
+)
+def test_demo_data_refuses_what_would_not_fit(tmp_path, capsys, argv, message):
+    line = cli_error(capsys, ["demo-data", str(tmp_path / "d"), *argv])
+    assert line == f"error: demo data: {message}" or message in line
+    assert not (tmp_path / "d").exists()
+
+
+def test_placement_numbers_beyond_their_range_are_one_line(tmp_path):
+    from cnnzoo.orchestration.placement import load_placement
+
+    path = tmp_path / "cluster.yaml"
+    path.write_text("parallelism: 99999999999999999999999\n")
+    with pytest.raises(CnnzooError) as err:
+        load_placement(path)
+    assert str(err.value) == (
+        f"{path}: parallelism must be an integer 0..10000 (0: no cap), got 99999999999999999999999"
+    )
+
+
+# --- hand-edited artifacts: the declared schemas --------------------------------------
+
+
+@pytest.fixture
+def ingested_copy(tmp_path):
+    from cnnzoo.data.ingest import ingest
+
+    src = write_image_folder(tmp_path / "src", n_train=3, n_test=2)
+    ingest(str(src), tmp_path / "ing")
+    return tmp_path / "ing"
+
+
+def _edit_json(path: Path, edit) -> None:
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m.update(classes="ant"), "manifest.json: classes must be a list, got 'ant'"),
+        (lambda m: m.update(files={}), "manifest.json: files must be a list, got {}"),
+        (lambda m: m["files"][0].update(width="wide"), ": width must be an integer, got 'wide'"),
+        (lambda m: m["files"][0].update(split=1), ": split must be one of train, test, got 1"),
+        (lambda m: m["files"][0].update(label=["ant"]), ": label must be a string"),
+        (
+            lambda m: m["files"][0]["decoded"].update(width=10**9),
+            "decoded: 1000000000x16 is larger than the image (16x16)",
+        ),
+    ],
+    ids=["classes", "files", "width", "split", "label", "decoded-width"],
+)
+def test_hand_edited_manifest_is_one_line(ingested_copy, tmp_path, capsys, edit, message):
+    _edit_json(ingested_copy / "manifest.json", edit)
+    line = cli_error(capsys, ["split", str(ingested_copy), str(tmp_path / "s")])
+    assert line.startswith(f"error: {ingested_copy / 'manifest.json'}"), line
+    assert line.endswith(message) or message in line, line
+    assert not (tmp_path / "s").exists()
+
+
+def test_hand_edited_split_info_is_one_line(tiny_split, tmp_path):
+    import shutil
+
+    from cnnzoo.data.loader import read_split_info
+
+    split = tmp_path / "split"
+    shutil.copytree(tiny_split, split)
+    for edit, message in (
+        (lambda s: s.update(img_size="72"), "img_size must be an integer, got '72'"),
+        (lambda s: s["splits"]["train"].update(count=[3]), "splits.train.count must be an int"),
+        (lambda s: s.update(splits=[]), "splits: expected a mapping, got []"),
+    ):
+        shutil.copy(tiny_split / "split.json", split / "split.json")
+        _edit_json(split / "split.json", edit)
+        with pytest.raises(CnnzooError) as err:
+            read_split_info(split)
+        assert str(err.value).startswith(f"{split / 'split.json'}: {message}"), err.value
+
+
+@pytest.mark.parametrize(
+    ("history", "config", "message"),
+    [
+        ({"model": 7, "status": "ok"}, None, "history.json: model must be a string, got 7"),
+        ({"model": "simple", "status": "done"}, None, "status must be one of ok, failed"),
+        (
+            {"model": "simple", "status": "ok", "best_val_accuracy": 7},
+            None,
+            "best_val_accuracy must be <= 1 or null, got 7",
+        ),
+        (
+            {"model": "simple", "status": "ok"},
+            "model: simple\nsplit: {classes: circle, img_size: 72}\n",
+            "config.yaml: split.classes must be a list, got 'circle'",
+        ),
+        (
+            {"model": "simple", "status": "ok"},
+            "model: simple\nsplit: {classes: [a, b], img_size: 72}\nprofile: {seed: -1}\n",
+            "config.yaml: profile.seed must be >= 0 or null, got -1",
+        ),
+    ],
+    ids=["model", "status", "accuracy", "classes", "seed"],
+)
+def test_hand_edited_train_output_is_one_line(
+    tiny_split, tmp_path, capsys, history, config, message
+):
+    model_dir = tmp_path / "trained"
+    model_dir.mkdir()
+    (model_dir / "history.json").write_text(json.dumps(history))
+    (model_dir / "config.yaml").write_text(config or "model: simple\n")
+    line = cli_error(
+        capsys, ["evaluate", str(model_dir), str(tiny_split), str(tmp_path / "e.json")]
+    )
+    assert line.startswith(f"error: {model_dir}/"), line
+    assert message in line, line
+    assert not (tmp_path / "e.json").exists()
+
+
+# --- the report over numbers no evaluation writes ----------------------------------------
+
+_RECORD = {
+    "model": "mid",
+    "strategy": "scratch",
+    "base": None,
+    "status": "ok",
+    "classes": ["circle", "square"],
+    "test_count": 4,
+    "test_loss": 0.5,
+    "test_accuracy": 0.75,
+    "train_loss": 0.25,
+    "train_accuracy": 1.0,
+    "val_loss": 0.4,
+    "val_accuracy": 0.5,
+    "gap": 0.25,
+    "per_class": {
+        "circle": {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2},
+        "square": {"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2},
+    },
+    "confusion_matrix": [[1, 1], [0, 2]],
+    "total_params": 1614885,
+    "trainable_params": 1614885,
+    "epochs_run": 3,
+    "best_val_accuracy": 0.5,
+    "train_time_s": 12.5,
+    "images_per_s": 80.0,
+    "weights": "random",
+    "history": [{"epoch": 1, "stage": 1, "loss": 1.0}],
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"test_accuracy": float("nan")},
+            "test_accuracy must be a number in [0, 1] or null, got nan",
+        ),
+        ({"test_loss": float("inf")}, "test_loss must be a finite number >= 0 or null, got inf"),
+        ({"train_accuracy": -0.5}, "train_accuracy must be a number in [0, 1] or null, got -0.5"),
+        ({"val_accuracy": 1.5}, "val_accuracy must be a number in [0, 1] or null, got 1.5"),
+        ({"total_params": 0}, "total_params must be an integer >= 1 or null, got 0"),
+        ({"images_per_s": -1}, "images_per_s must be a finite number >= 0 or null, got -1"),
+        ({"test_accuracy_ci": [0.9, 0.1]}, "test_accuracy_ci must be [low, high] fractions"),
+        (
+            {"confusion_matrix": [[1, -1], [0, 2]]},
+            "confusion_matrix must be a list of rows of counts",
+        ),
+        (
+            {"per_class": {"circle": {"precision": float("nan")}}},
+            "per_class.circle.precision must be a number in [0, 1] or null, got nan",
+        ),
+    ],
+    ids=["nan", "inf", "negative", "above-1", "zero-params", "rate", "ci", "matrix", "per-class"],
+)
+def test_report_over_impossible_numbers_is_one_line(tmp_path, capsys, change, message):
+    path = tmp_path / "mid.json"
+    path.write_text(json.dumps({**_RECORD, **change}))  # NaN and Infinity as Python writes them
+    line = cli_error(capsys, ["report", "--evaluations", str(path), "--out", str(tmp_path / "r")])
+    assert line == f"error: {path}: {message}" or line.startswith(f"error: {path}: {message}")
+    assert not (tmp_path / "r").exists()

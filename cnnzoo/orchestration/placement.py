@@ -138,7 +138,7 @@ class Pool(BaseModel):
     accelerator_type: StrictStr | None = Field(
         None, min_length=1, description="a label value like nvidia-l4"
     )
-    accelerator_count: StrictInt = Field(0, ge=0)
+    accelerator_count: StrictInt = Field(0, ge=0, le=64)  # a node holds 8 or 16
     node_selector: dict[str, Label] = Field(default_factory=dict)
     tolerations: tuple[Toleration, ...] = ()
 
@@ -184,7 +184,7 @@ class Retries(BaseModel):
 
     model_config = _FROZEN
 
-    count: StrictInt = Field(3, ge=0)
+    count: StrictInt = Field(3, ge=0, le=100)
     backoff: Duration = "60s"
     factor: Number = Field(2.0, ge=1)
     max: Duration = "600s"
@@ -227,12 +227,19 @@ class GcpSecret(BaseModel):
         return f"{GCP_SECRET_MOUNT_PATH}/{self.key}"
 
 
+#: The largest ``parallelism`` (more tasks than any study has; KFP keeps it in an int32).
+MAX_PARALLELISM = 10_000
+
+
 class Placement(BaseModel):
     """A validated ``cluster.yaml``."""
 
     model_config = _FROZEN
 
-    parallelism: StrictInt = Field(4, ge=0, description="an integer >= 0 (0: no cap)")
+    # KFP keeps parallelism in an int32; a study has at most a few hundred training tasks.
+    parallelism: StrictInt = Field(
+        4, ge=0, le=MAX_PARALLELISM, description=f"an integer 0..{MAX_PARALLELISM} (0: no cap)"
+    )
     retries: Retries = Field(default_factory=Retries)
     pools: dict[str, Pool] = Field(min_length=1)
     steps: dict[str, str]
