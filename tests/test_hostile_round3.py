@@ -437,3 +437,52 @@ def test_report_over_impossible_numbers_is_one_line(tmp_path, capsys, change, me
     line = cli_error(capsys, ["report", "--evaluations", str(path), "--out", str(tmp_path / "r")])
     assert line == f"error: {path}: {message}" or line.startswith(f"error: {path}: {message}")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_full_disk_during_training_is_one_line(tiny_split, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from cnnzoo.training.checkpoint import Checkpoint
+
+    def full(self, state, arrays):
+        path = f"{self.location}/state-epoch0001.npz"
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(Checkpoint, "save", full)
+    out = tmp_path / "out"
+    argv = ["train", "simple", str(tiny_split), str(out), "--set", "max_epochs=1"]
+    line = cli_error(capsys, [*argv, "--set", "img_size=72"])
+    assert line == (
+        f"error: {out}/checkpoint/state-epoch0001.npz: No space left on device while training "
+        "simple; make room and run it again (it resumes from the last checkpoint)"
+    )
+    assert not (out / "history.json").exists()  # no record that looks finished
+
+
+# --- per-image failures stay per-image --------------------------------------------------
+
+
+def test_a_file_that_cannot_be_written_is_skipped_not_fatal(tmp_path, capsys):
+    from helpers import png_bytes, rgb_image
+
+    src = write_image_folder(tmp_path / "src", n_train=3, n_test=1)
+    gray = png_bytes(rgb_image().convert("L"))  # converted to RGB PNG on ingest
+    long_name = "n" * 255  # no suffix: converted as <name>.png, over the 255-byte limit
+    (src / "train" / "ant" / long_name).write_bytes(gray)
+    (src / "train" / "bee" / "x.gif").write_bytes(gray)  # converted as x.png ...
+    (src / "train" / "bee" / "x.png").mkdir()  # ... where a folder x.png/ is
+    (src / "train" / "bee" / "x.png" / "y.jpg").write_bytes(
+        (src / "train/bee/bee000.jpg").read_bytes()
+    )
+    from cnnzoo.cli.main import main
+
+    assert main(["ingest", str(src), str(tmp_path / "out"), "--max-bad-fraction", "0.5"]) == 0
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    skipped = {s["path"]: s["reason"] for s in manifest["skipped"]}
+    assert skipped[f"train/ant/{long_name}"] == (
+        f"cannot be written as {long_name}.png (File name too long)"
+    )
+    clash = [p for p in skipped if p.startswith("train/bee/x.")]
+    assert len(clash) == 1 and "cannot be written as x.png" in skipped[clash[0]]
+    assert manifest["counts"]["train"] == {"ant": 3, "bee": 4}
+    assert "skipped 2 unreadable file(s)" in capsys.readouterr().err

@@ -22,6 +22,7 @@ the step with a :class:`~cnnzoo.core.errors.CnnzooError`.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -355,6 +356,10 @@ def _strict_check(fmt: str | None, data: bytes) -> tuple[str | None, np.ndarray 
     return None, None
 
 
+#: Write errors that belong to one file's name, not to the disk: the image is skipped.
+_NAME_ERRNOS = (errno.ENAMETOOLONG, errno.EISDIR, errno.EEXIST, errno.ENOTDIR)
+
+
 def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
     """Decode ``src`` and write it under ``tmp``; return its manifest entry or an error.
 
@@ -403,11 +408,19 @@ def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
         rgb.save(buf, format="PNG")
         rel, out = item.convert_rel, buf.getvalue()
     target = tmp / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if out is data:
-        _link_or_copy(src, st, target, data)
-    else:
-        target.write_bytes(out)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if out is data:
+            _link_or_copy(src, st, target, data)
+        else:
+            target.write_bytes(out)
+    except OSError as e:
+        if e.errno not in _NAME_ERRNOS:
+            raise  # the disk (full, read-only): the whole ingest fails
+        # This file's name (too long, or it collides with a folder): skipped like a
+        # corrupt image, named by its source path in the manifest's "skipped".
+        name = rel.split("/", 3)[-1]
+        return {"error": f"cannot be written as {name} ({e.strerror})"}
     kept = pixels if rel == item.copy_rel and fmt == "JPEG" else None
     entry = {
         "path": rel,
