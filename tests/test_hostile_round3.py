@@ -486,3 +486,97 @@ def test_a_file_that_cannot_be_written_is_skipped_not_fatal(tmp_path, capsys):
     assert len(clash) == 1 and "cannot be written as x.png" in skipped[clash[0]]
     assert manifest["counts"]["train"] == {"ant": 3, "bee": 4}
     assert "skipped 2 unreadable file(s)" in capsys.readouterr().err
+
+
+# --- data-quality warnings: printed, in the manifest and split.json, in the report -------
+
+
+def test_test_images_copied_from_training_are_a_warning(tmp_path, capsys):
+    import shutil
+
+    from cnnzoo.data.ingest import ingest
+
+    src = write_image_folder(tmp_path / "src", n_train=3, n_test=2)
+    for label in ("ant", "bee"):
+        shutil.rmtree(src / "val" / label)
+        shutil.copytree(src / "train" / label, src / "val" / label)  # the test set IS train
+    manifest = ingest(str(src), tmp_path / "out")
+    (warning,) = manifest["warnings"]
+    assert warning == (
+        "6 test image(s) are byte-identical to training images (e.g. val/ant/ant000.jpg = "
+        "train/ant/ant000.jpg): the test accuracy overstates"
+    )
+    assert f"warning: ingest: {warning}" in capsys.readouterr().err
+
+
+def test_a_near_empty_class_is_a_warning(tmp_path, capsys):
+    from cnnzoo.data.ingest import ingest
+
+    src = write_image_folder(tmp_path / "src", n_train=30, n_test=1)
+    for p in sorted((src / "train" / "bee").iterdir())[2:]:
+        p.unlink()
+    manifest = ingest(str(src), tmp_path / "out")
+    assert manifest["warnings"] == [
+        "class bee is near-empty: 2 training image(s) (the largest class has 30)"
+    ]
+    # A balanced dataset has no warnings key at all (its manifest is as before).
+    balanced = ingest(str(write_image_folder(tmp_path / "ok", n_train=3)), tmp_path / "ok-out")
+    assert "warnings" not in balanced
+
+
+def test_exif_rotated_jpeg_is_applied_and_said(tmp_path, capsys):
+    from PIL import Image
+
+    from cnnzoo.data.ingest import ingest
+
+    src = write_image_folder(tmp_path / "src", n_train=3, n_test=1)
+    img = Image.new("RGB", (40, 20), (200, 10, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown rotated 90 degrees clockwise
+    img.save(src / "train" / "ant" / "rotated.jpg", format="JPEG", exif=exif)
+    manifest = ingest(str(src), tmp_path / "out")
+    entry = next(f for f in manifest["files"] if f["source_path"] == "train/ant/rotated.jpg")
+    assert entry["path"] == "images/train/ant/rotated.png"
+    assert (entry["width"], entry["height"]) == (20, 40)  # upright
+    assert entry["note"] == "EXIF orientation 6 applied (saved upright as PNG)"
+    assert Image.open(tmp_path / "out" / entry["path"]).size == (20, 40)
+    assert manifest["warnings"] == [
+        "1 image(s) carry an EXIF orientation, applied (saved upright as PNG; e.g. "
+        "train/ant/rotated.jpg)"
+    ]
+
+
+def test_a_class_without_validation_images_is_a_warning(tmp_path, capsys):
+    from cnnzoo.data.ingest import ingest
+    from cnnzoo.data.split import split_dataset
+
+    src = write_image_folder(tmp_path / "src", n_train=7, n_test=1)
+    for p in sorted((src / "train" / "ant").iterdir())[3:]:
+        p.unlink()
+    ingest(str(src), tmp_path / "ing")
+    capsys.readouterr()
+    info = split_dataset(tmp_path / "ing", tmp_path / "s", img_size=16)
+    assert info["splits"]["val"]["per_class"] == {"ant": 0, "bee": 1}  # 3 x 0.15 rounds to 0
+    assert info["warnings"] == [
+        "no val image of class(es) ant: their val figures mean nothing; add images or change "
+        "the fractions"
+    ]
+    assert f"warning: split: {info['warnings'][0]}" in capsys.readouterr().err
+    assert json.loads((tmp_path / "s" / "split.json").read_text())["warnings"] == info["warnings"]
+
+
+def test_report_shows_data_warnings_and_escapes_markdown(tmp_path):
+    from cnnzoo.reporting.report import build_report
+
+    hostile = "<img src=x onerror=alert(1)>[x](javascript:alert(1))`"
+    failed = {"model": hostile, "status": "failed", "error": "<script>alert(1)</script>"}
+    context = {"data": {"warnings": ["class <b>bee</b> is near-empty"]}}
+    paths = build_report([{**_RECORD, "model": "mid"}, failed], tmp_path / "r", context)
+    md = Path(paths["markdown"]).read_text(encoding="utf-8")
+    # The name only inside a code span (shown literally), fenced past its backtick.
+    line = f"- `` {hostile} ``: &lt;script>alert(1)&lt;/script>"
+    assert line in md.splitlines()
+    assert "<script" not in md and "<b>" not in md and md.count("<img") == 1
+    assert "## Data warnings\n\n- class &lt;b>bee&lt;/b> is near-empty\n" in md
+    html = Path(paths["html"]).read_text(encoding="utf-8")
+    assert "<li>warning: class &lt;b&gt;bee&lt;/b&gt; is near-empty</li>" in html

@@ -379,6 +379,11 @@ def split_dataset(
     info = _split_info(ingested, manifest, img_size, seed, val_fraction, test_fraction)
     with atomic_directory(dest, overwrite, kind=SPLIT_KIND) as tmp:
         _write_parts(tmp, ingested, manifest, assigned, info, per_shard, n_proc, workers, verify)
+        warnings = split_warnings(info)
+        for line in warnings:
+            print(f"warning: split: {line}", file=sys.stderr)
+        if warnings:  # absent when there are none: a clean split's split.json is as before
+            info["warnings"] = warnings
         atomic_write_json(tmp / SPLIT_INFO, info)
     return info
 
@@ -530,6 +535,20 @@ def _write_parts(
         ) from None
     except RuntimeError as e:
         raise CnnzooError(f"cannot decode ingested image {e}") from None
+
+
+def split_warnings(info: dict[str, Any]) -> list[str]:
+    """``split.json``'s ``warnings``: classes without a validation or test image (their
+    precision and recall there would read 0 on no evidence)."""
+    out = []
+    for part in ("val", "test"):
+        empty = [c for c, n in info["splits"][part]["per_class"].items() if n == 0]
+        if empty:
+            out.append(
+                f"no {part} image of class(es) {', '.join(empty)}: their {part} figures "
+                "mean nothing; add images or change the fractions"
+            )
+    return out
 
 
 def _part_info(items: list[tuple[str, str]], classes: list[str], shards: list[str]) -> dict:

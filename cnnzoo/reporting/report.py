@@ -36,7 +36,13 @@ from cnnzoo.reporting.columns import (
 )
 from cnnzoo.reporting.discovery import ArtifactRef, RunManifest, find_run_outputs
 from cnnzoo.reporting.html import html_text
-from cnnzoo.reporting.render import comparison_records, csv_text, json_text, markdown_text
+from cnnzoo.reporting.render import (
+    comparison_records,
+    csv_text,
+    json_text,
+    markdown_text,
+    warnings_markdown,
+)
 from cnnzoo.reporting.verdict import headline, statistics_summary
 from cnnzoo.storage.layout import MANIFEST, REPORT_FILES, REPORT_KIND, SPLIT_INFO, run_label
 from cnnzoo.storage.local import atomic_directory, atomic_write_text, read_json
@@ -334,7 +340,8 @@ def build_report(
     texts = {
         "html": html_text(rows, failed, context, differences),
         "markdown": markdown_text(rows, failed, differences, profile_name)
-        + tensorboard_markdown(context),
+        + tensorboard_markdown(context)
+        + warnings_markdown(context),
         "csv": csv_text(records),
         "json": json_text(comparison),
     }
