@@ -580,3 +580,15 @@ def test_report_shows_data_warnings_and_escapes_markdown(tmp_path):
     assert "## Data warnings\n\n- class &lt;b>bee&lt;/b> is near-empty\n" in md
     html = Path(paths["html"]).read_text(encoding="utf-8")
     assert "<li>warning: class &lt;b&gt;bee&lt;/b&gt; is near-empty</li>" in html
+
+
+def test_report_over_a_hand_edited_manifest_is_one_line(tmp_path, capsys):
+    path = tmp_path / "mid.json"
+    path.write_text(json.dumps(_RECORD))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "manifest.json").write_text(json.dumps({"classes": "ant", "files": []}))
+    argv = ["report", "--evaluations", str(path), "--data", str(data), "--out", str(tmp_path / "r")]
+    line = cli_error(capsys, argv)
+    assert line == f"error: {data / 'manifest.json'}: classes must be a list, got 'ant'"
+    assert not (tmp_path / "r").exists()

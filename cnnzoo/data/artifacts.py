@@ -29,6 +29,7 @@ from pydantic import (
 
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.core.yamlconfig import describe, invalid, validate
+from cnnzoo.storage.layout import SPLIT_INFO
 from cnnzoo.storage.local import read_json
 
 #: The most pixels an ingested image may have: Pillow refuses a larger one as a
@@ -165,7 +166,14 @@ def read_split_info(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+def read_data_artifact(path: str | os.PathLike) -> dict[str, Any]:
+    """An ingest manifest or a ``split.json`` (by its file name), checked as the readers
+    above check it."""
+    return read_split_info(path) if Path(path).name == SPLIT_INFO else read_manifest(path)
+
+
 __all__ = [
+    "read_data_artifact",
     "MAX_PIXELS",
     "IngestManifest",
     "SplitInfo",

@@ -24,6 +24,7 @@ from typing import Any
 
 from cnnzoo.config.profile import load_profile
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.data.artifacts import read_data_artifact
 from cnnzoo.evaluation.records import EvaluationRecord, finite, read_evaluation
 from cnnzoo.evaluation.stats import compare_configurations
 from cnnzoo.models.registry import get_spec, list_models, notebook_test_accuracy
@@ -45,7 +46,7 @@ from cnnzoo.reporting.render import (
 )
 from cnnzoo.reporting.verdict import headline, statistics_summary
 from cnnzoo.storage.layout import MANIFEST, REPORT_FILES, REPORT_KIND, SPLIT_INFO, run_label
-from cnnzoo.storage.local import atomic_directory, atomic_write_text, read_json
+from cnnzoo.storage.local import atomic_directory, atomic_write_text
 from cnnzoo.tensorboard.access import tensorboard_markdown
 
 #: The ownership kind of a report folder (``.cnnzoo.json``; see :mod:`cnnzoo.storage.local`).
@@ -393,8 +394,8 @@ def report_artifacts(
     )
     full = {
         **context,
-        "data": read_json(Path(dataset.path) / MANIFEST),
-        "split": read_json(Path(splits.path) / SPLIT_INFO),
+        "data": read_data_artifact(Path(dataset.path) / MANIFEST),
+        "split": read_data_artifact(Path(splits.path) / SPLIT_INFO),
     }
     return build_report(records, out_dir, full, manifest=manifest), records
 
@@ -481,6 +482,6 @@ def report_files(
     for key, folder, name in (("data", dataset, MANIFEST), ("split", splits, SPLIT_INFO)):
         if folder is not None:
             refs[key] = ArtifactRef(Path(folder).absolute())
-            context[key] = read_json(refs[key].path / name)
+            context[key] = read_data_artifact(refs[key].path / name)
     manifest = RunManifest(evaluations=runs, dataset=refs.get("data"), splits=refs.get("split"))
     return build_report(records, out_dir, context, manifest=manifest, overwrite=overwrite)
