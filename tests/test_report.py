@@ -578,7 +578,7 @@ def test_cli_report_errors(tmp_path, capsys):
     record = json.loads((first / "evaluation").read_text())
     (first / "evaluation").write_text(json.dumps(dict(record, gap="high")))
     assert _error(capsys, ["report", str(run)]) == (
-        f"error: {first / 'evaluation'}: gap must be a number or null, got 'high'"
+        f"error: {first / 'evaluation'}: gap must be a number in [-1, 1] or null, got 'high'"
     )
     (first / "evaluation").unlink()
     assert "the evaluation of simple" in _error(capsys, ["report", str(run)])

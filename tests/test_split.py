@@ -269,7 +269,8 @@ def test_a_bad_kept_decode_record_is_named(ingested_large, tmp_path):
     manifest["files"][2]["decoded"]["offset"] = "zero"
     (copy / "manifest.json").write_text(json.dumps(manifest))
     bad = manifest["files"][2]["path"]
-    with pytest.raises(CnnzooError, match=f"file {bad} has a bad 'decoded' record"):
+    message = f"file {bad}: decoded.offset must be an integer, got 'zero'"
+    with pytest.raises(CnnzooError, match=message):
         split_dataset(copy, tmp_path / "s", img_size=SIZE)
 
 

@@ -100,6 +100,10 @@ class Schedule(Stage):
     )
 
 
+#: The largest seed: ``keras.utils.set_random_seed`` seeds numpy, which takes < 2**32.
+MAX_SEED = 2**32 - 1
+
+
 class Profile(BaseModel):
     """A resolved, validated training profile (see ``configs/profiles/full.yaml``)."""
 
@@ -110,9 +114,10 @@ class Profile(BaseModel):
         100, ge=32, le=4096, description="Side in pixels every image is resized to, once, at split."
     )
     batch_size: StrictInt = Field(258, ge=1, description="Training batch size.")
-    seed: StrictInt = Field(  # numpy's rule
+    seed: StrictInt = Field(  # numpy's and TensorFlow's rule
         42,
         ge=0,
+        le=MAX_SEED,
         description="The run's seed: the split, weight initialisation and shuffling derive"
         " from it (`--seed` overrides it).",
     )

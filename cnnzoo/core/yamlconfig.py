@@ -6,6 +6,12 @@ models with ``extra="forbid"``; this module is what they share:
 
 - :func:`read_yaml`: a YAML mapping from a file, or a :class:`~cnnzoo.core.errors.CnnzooError`
   naming the file (missing, not YAML, not a mapping);
+- :func:`read_json` and :func:`parse_json`: the same for JSON (the artifacts the steps
+  exchange). Every file cnnzoo reads goes through :func:`read_text` and
+  :func:`check_shape`: at most ``max_bytes`` (:data:`MAX_CONFIG_BYTES` for a config,
+  :data:`MAX_ARTIFACT_BYTES` for an artifact), UTF-8, no NUL byte, nested at most
+  :data:`MAX_DEPTH` levels and at most :data:`MAX_VALUES` values once YAML aliases are
+  expanded (a "billion laughs" file is one line, not a hang);
 - :func:`deep_merge` and :func:`parse_override` (``a.b=value`` from ``--set``);
 - :func:`validate`: ``model.model_validate(data)`` whose ``ValidationError`` becomes one
   ``CnnzooError`` line naming the source, the dotted key and the value, e.g.
@@ -21,7 +27,9 @@ its ``description`` says what the field means (the generated reference pages sho
 from __future__ import annotations
 
 import copy
+import json
 import os
+import reprlib
 import types
 import typing
 from collections.abc import Callable
@@ -29,7 +37,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ValidationError
+from pydantic import AllowInfNan, BaseModel, BeforeValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
 from cnnzoo.core.errors import CnnzooError, one_line
@@ -47,32 +55,137 @@ def _not_bool(value: Any) -> Any:
     return value
 
 
-#: A float field: a number or a numeric string, not a bool.
-Number = Annotated[float, BeforeValidator(_not_bool)]
+#: A float field: a finite number or a numeric string, not a bool, NaN or infinity.
+Number = Annotated[float, BeforeValidator(_not_bool), AllowInfNan(False)]
+
+
+#: The largest config file (profile, override file, placement) cnnzoo reads.
+MAX_CONFIG_BYTES = 4 * 1024**2
+#: The largest JSON artifact (a manifest of a million images is about 400 MiB).
+MAX_ARTIFACT_BYTES = 2 * 1024**3
+#: The deepest nesting of mappings and lists in any file cnnzoo reads.
+MAX_DEPTH = 100
+#: The most values (mappings, lists and scalars, aliases expanded) in a config file.
+MAX_VALUES = 1_000_000
+
+
+def read_text(
+    path: str | os.PathLike, what: str = "file", max_bytes: int = MAX_CONFIG_BYTES
+) -> str:
+    """The text of ``path``: at most ``max_bytes``, UTF-8, no NUL byte.
+
+    Raises:
+        CnnzooError: missing, unreadable, a folder, too large, binary or not UTF-8
+            (names the file and, for a bad byte, its offset).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise CnnzooError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise CnnzooError(f"{path}: is a folder, expected a {what}") from None
+    except OSError as e:
+        raise CnnzooError(f"{path}: cannot read ({e.strerror or one_line(e)})") from None
+    if len(data) > max_bytes:
+        raise CnnzooError(f"{path}: larger than {max_bytes} bytes; not a {what} cnnzoo reads")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CnnzooError(
+            f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})"
+        ) from None
+    nul = text.find("\0")
+    if nul >= 0:
+        raise CnnzooError(f"{path}: a binary file (NUL byte at offset {nul}), expected a {what}")
+    return text
+
+
+def check_shape(data: Any, where: str, max_values: int = MAX_VALUES) -> Any:
+    """``data`` if it nests at most :data:`MAX_DEPTH` levels and holds at most
+    ``max_values`` values counted as a reader would walk them (a YAML alias counts again
+    wherever it is used); walks no further than the limits.
+
+    Raises:
+        CnnzooError: ``<where>: nested deeper than ...`` or ``<where>: expands to more
+            than ... values``.
+    """
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    seen = 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > max_values:
+            raise CnnzooError(
+                f"{where}: expands to more than {max_values} values (YAML aliases?); refused"
+            )
+        if isinstance(value, dict):
+            children: Any = [*value.keys(), *value.values()]
+        elif isinstance(value, (list, tuple)):
+            children = value
+        else:
+            continue
+        if depth >= MAX_DEPTH:
+            raise CnnzooError(f"{where}: nested deeper than {MAX_DEPTH} levels; refused")
+        stack.extend((c, depth + 1) for c in children)
+    return data
+
+
+def _safe_yaml(text: str, where: str) -> Any:
+    try:
+        return check_shape(yaml.safe_load(text), where)
+    except (yaml.YAMLError, ValueError) as e:  # ValueError: an int of over 4,300 digits
+        raise CnnzooError(f"{where}: not valid YAML ({one_line(e, first=True)})") from None
+    except RecursionError:
+        raise CnnzooError(f"{where}: nested deeper than {MAX_DEPTH} levels; refused") from None
 
 
 def read_yaml(path: str | os.PathLike, what: str = "file") -> dict[str, Any]:
-    """Read a YAML mapping (an empty file is ``{}``).
+    """Read a YAML mapping (an empty file is ``{}``), through :func:`read_text` and
+    :func:`check_shape`.
 
     Args:
         path: the file.
         what: what the file is, for the not-found message (``"placement file"``).
 
     Raises:
-        CnnzooError: missing file, malformed YAML, or not a mapping (names the file).
+        CnnzooError: missing file, not UTF-8 text, too large or too deep, malformed YAML,
+            or not a mapping (names the file).
     """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CnnzooError(f"{path}: {what} not found") from None
-    except yaml.YAMLError as e:
-        raise CnnzooError(f"{path}: not valid YAML ({one_line(e, first=True)})") from None
+    data = _safe_yaml(read_text(path, what), str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise CnnzooError(f"{path}: expected a mapping at the top level")
     return data
+
+
+def parse_json(text: str, where: str, max_values: int | None = None) -> Any:
+    """``json.loads(text)`` nested at most :data:`MAX_DEPTH` levels (and, with
+    ``max_values``, at most that many values), or one :class:`CnnzooError` line naming
+    ``where``."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CnnzooError(f"{where}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except RecursionError:
+        raise CnnzooError(f"{where}: nested deeper than {MAX_DEPTH} levels; refused") from None
+    # JSON has no aliases: every value takes at least a byte of the bounded text.
+    return check_shape(data, where, max_values if max_values is not None else MAX_ARTIFACT_BYTES)
+
+
+def read_json(
+    path: str | os.PathLike, what: str = "file", max_bytes: int = MAX_ARTIFACT_BYTES
+) -> Any:
+    """A JSON file through :func:`read_text` and :func:`parse_json`.
+
+    Raises:
+        CnnzooError: missing, unreadable, not UTF-8, too large, too deep or not JSON
+            (names the file).
+    """
+    return parse_json(read_text(path, what, max_bytes), str(path))
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -94,8 +207,11 @@ def parse_override(item: str) -> dict[str, Any]:
         raise CnnzooError(f"override {item!r}: expected key=value")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: an int of over 4,300 digits
         value = raw
+    except RecursionError:
+        raise CnnzooError(f"override {key!r}: nested deeper than {MAX_DEPTH} levels") from None
+    check_shape(value, f"override {key!r}")
     out: dict[str, Any] = {}
     cur = out
     parts = key.split(".")
@@ -179,8 +295,8 @@ def describe(model: type[BaseModel], error: dict[str, Any]) -> tuple[tuple[str, 
         expected = f"must match {ctx['pattern']}"
     else:
         expected = f"must be {_TYPES.get(kind.split('_')[0], kind.replace('_', ' '))}{nullable}"
-    shown = not secret and len(repr(value)) <= _SHOWN_MAX
-    return loc, f"{key} {expected}" + (f", got {value!r}" if shown else "")
+    text = None if secret else _short_repr(value)
+    return loc, f"{key} {expected}" + (f", got {text}" if text is not None else "")
 
 
 def _dotted(loc: tuple[str, ...]) -> str:
@@ -200,6 +316,7 @@ _BOUNDS = {
 _TYPES = {
     "int": "an integer",
     "float": "a number",
+    "finite": "a finite number",
     "bool": "true or false",
     "string": "a string",
     "list": "a list",
@@ -207,8 +324,26 @@ _TYPES = {
 }
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple = 3, 8, 8, 8
+_REPR.maxstring = _REPR.maxlong = _REPR.maxother = _SHOWN_MAX
+
+
+def _short_repr(value: Any) -> str | None:
+    """``repr(value)`` where it is at most :data:`_SHOWN_MAX` characters, else None;
+    never builds the repr of a whole large value (an expanded alias bomb, a huge int)."""
+    try:
+        text = _REPR.repr(value)
+    except ValueError:  # an int too long to print
+        return None
+    if "..." in text and "..." not in (value if isinstance(value, str) else ""):
+        return None
+    return text if len(text) <= _SHOWN_MAX else None
+
+
 def _shown(value: Any) -> str:
-    return repr(value) if len(repr(value)) <= _SHOWN_MAX else "a long value"
+    text = _short_repr(value)
+    return text if text is not None else "a long value"
 
 
 def _strip_optional(annotation: Any) -> Any:

@@ -172,6 +172,13 @@ def _jpeg_bytes(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+#: The largest demo image side (the largest ``img_size`` a profile takes); an image is
+#: rendered in memory as float arrays, so 100,000 px would need tens of GiB.
+MAX_DEMO_SIZE = 4096
+#: The most demo images per class and split (1,000,000 in all: hours, not a demo).
+MAX_DEMO_IMAGES = 100_000
+
+
 def make_demo_dataset(
     dest: str | os.PathLike,
     per_class_train: int = 80,
@@ -204,6 +211,13 @@ def make_demo_dataset(
         raise CnnzooError(f"demo data: per_class_test must be >= 0, got {per_class_test}")
     if size < 16:
         raise CnnzooError(f"demo data: size must be >= 16 pixels, got {size}")
+    if size > MAX_DEMO_SIZE:
+        raise CnnzooError(f"demo data: size must be <= {MAX_DEMO_SIZE} pixels, got {size}")
+    if per_class_train > MAX_DEMO_IMAGES or per_class_test > MAX_DEMO_IMAGES:
+        raise CnnzooError(
+            f"demo data: at most {MAX_DEMO_IMAGES} images per class and split, got "
+            f"{max(per_class_train, per_class_test)}"
+        )
     if seed < 0:
         raise CnnzooError(f"demo data: seed must be >= 0, got {seed}")
     dest = Path(dest)

@@ -22,6 +22,7 @@ the step with a :class:`~cnnzoo.core.errors.CnnzooError`.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -36,7 +37,7 @@ from typing import Any
 
 import numpy as np
 import simplejpeg
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from cnnzoo import __version__
 from cnnzoo.core.errors import CnnzooError, one_line
@@ -51,6 +52,7 @@ from cnnzoo.storage.local import (
     atomic_write_json,
     check_replaceable,
     output_lock,
+    refuse_overlap,
     scratch_directory,
 )
 from cnnzoo.storage.outputs import GcsOutput
@@ -131,20 +133,12 @@ def ingest(
     # Downloads and extracted archives go beside DEST, not to /tmp, which is often small
     # in containers; the scratch folder is removed whatever happens (and, if the step is
     # killed, by the next ingest into DEST).
-    out = Path(os.path.abspath(dest))
-
-    def refuse_replacing(root: Path) -> None:
-        if out == root or out in root.parents:
-            raise CnnzooError(f"{dest}: the output folder would replace the source {source}")
-        if root in out.parents:
-            raise CnnzooError(f"{dest}: the output folder is inside the source {source}")
-
-    if "://" not in source and source != "demo" and Path(source).expanduser().exists():
-        refuse_replacing(Path(source).expanduser().resolve())
+    if "://" not in source and Path(source).expanduser().exists():
+        refuse_overlap(dest, source, "source")
     with output_lock(dest), scratch_directory(dest) as work:
         check_replaceable(dest, INGEST_KIND, overwrite)
         root = resolve_source(source, work)
-        refuse_replacing(root.resolve())
+        refuse_overlap(dest, root, "source")
         classes, test_source, items = _scan(root, source)
         with atomic_directory(dest, overwrite, kind=INGEST_KIND) as tmp:
             results = _process_all(root, tmp, items, processes)
@@ -362,6 +356,20 @@ def _strict_check(fmt: str | None, data: bytes) -> tuple[str | None, np.ndarray 
     return None, None
 
 
+def _exif_orientation(img: Image.Image) -> int:
+    """The image's EXIF orientation (1: as stored; 2..8: to be mirrored or rotated); 1
+    where there is none or it cannot be read."""
+    try:
+        value = img.getexif().get(0x0112, 1)
+    except Exception:  # a corrupt EXIF block: the pixels are what they are
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+#: Write errors that belong to one file's name, not to the disk: the image is skipped.
+_NAME_ERRNOS = (errno.ENAMETOOLONG, errno.EISDIR, errno.EEXIST, errno.ENOTDIR)
+
+
 def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
     """Decode ``src`` and write it under ``tmp``; return its manifest entry or an error.
 
@@ -399,10 +407,14 @@ def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
         return {"error": f"cannot decode ({type(e).__name__}: {one_line(e, 300)})"}
     if width < 1 or height < 1:
         return {"error": f"image has no pixels ({width}x{height})"}
-    if fmt in ("JPEG", "PNG") and img.mode == "RGB" and not sixteen:
+    orientation = _exif_orientation(img)
+    if fmt in ("JPEG", "PNG") and img.mode == "RGB" and not sixteen and orientation == 1:
         rel, out = item.copy_rel, data
     else:
         try:
+            if orientation != 1:  # shown rotated or mirrored by every viewer: made so
+                img = ImageOps.exif_transpose(img)
+                width, height = img.size
             rgb = to_rgb(img)
         except Exception as e:  # exotic modes Pillow cannot convert
             return {"error": f"cannot convert {fmt} mode {img.mode} to RGB ({one_line(e, 300)})"}
@@ -410,11 +422,19 @@ def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
         rgb.save(buf, format="PNG")
         rel, out = item.convert_rel, buf.getvalue()
     target = tmp / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if out is data:
-        _link_or_copy(src, st, target, data)
-    else:
-        target.write_bytes(out)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if out is data:
+            _link_or_copy(src, st, target, data)
+        else:
+            target.write_bytes(out)
+    except OSError as e:
+        if e.errno not in _NAME_ERRNOS:
+            raise  # the disk (full, read-only): the whole ingest fails
+        # This file's name (too long, or it collides with a folder): skipped like a
+        # corrupt image, named by its source path in the manifest's "skipped".
+        name = rel.split("/", 3)[-1]
+        return {"error": f"cannot be written as {name} ({e.strerror})"}
     kept = pixels if rel == item.copy_rel and fmt == "JPEG" else None
     entry = {
         "path": rel,
@@ -427,6 +447,8 @@ def _decode_and_write(src: Path, tmp: Path, item: _Item) -> dict[str, Any]:
     }
     if frames > 1:
         entry["note"] = f"animated {fmt} with {frames} frames: first frame used"
+    if orientation != 1:
+        entry["note"] = f"EXIF orientation {orientation} applied (saved upright as PNG)"
     if kept is not None:  # made bytes and hashed here, in the worker thread
         raw = kept.tobytes()
         entry["pixels"] = (raw, kept.shape[1], kept.shape[0], hashlib.sha256(raw).hexdigest())
@@ -642,19 +664,63 @@ def _build_manifest(
             )
     if skipped:
         print(f"ingest: skipped {len(skipped)} unreadable file(s)", file=sys.stderr)
-    notes = [f for f in files if "note" in f]
+    notes = [f for f in files if f.get("note", "").startswith("animated")]
     if notes:
         print(
             f"ingest: {len(notes)} animated image(s), first frame used "
             f"(e.g. {notes[0]['source_path']})",
             file=sys.stderr,
         )
-    return {
+    warnings = quality_warnings(classes, counts, files)
+    for line in warnings:
+        print(f"warning: ingest: {line}", file=sys.stderr)
+    manifest = {
         "source": source,
         "classes": classes,
         "test_source": test_source,
         "counts": counts,
         "files": files,
         "skipped": skipped,
-        "cnnzoo_version": __version__,
     }
+    if warnings:  # absent when there are none: a clean dataset's manifest is as before
+        manifest["warnings"] = warnings
+    manifest["cnnzoo_version"] = __version__
+    return manifest
+
+
+#: A class with fewer training images than this fraction of the largest class's (or
+#: fewer than 2) is "near-empty": its accuracy figures rest on a handful of images.
+NEAR_EMPTY_FRACTION = 0.1
+
+
+def quality_warnings(
+    classes: list[str], counts: dict[str, dict[str, int]], files: list[dict[str, Any]]
+) -> list[str]:
+    """What is wrong with the data but not fatal (the manifest's ``warnings``): test images
+    byte-identical to training images, near-empty classes, EXIF-rotated images."""
+    out: list[str] = []
+    train = {f["sha256"]: f["source_path"] for f in files if f["split"] == "train"}
+    both = [
+        (f["source_path"], train[f["sha256"]])
+        for f in files
+        if f["split"] == "test" and f["sha256"] in train
+    ]
+    if both:
+        out.append(
+            f"{len(both)} test image(s) are byte-identical to training images (e.g. "
+            f"{both[0][0]} = {both[0][1]}): the test accuracy overstates"
+        )
+    largest = max(counts["train"].values(), default=0)
+    for c in classes:
+        n = counts["train"].get(c, 0)
+        if n < max(2, NEAR_EMPTY_FRACTION * largest):
+            out.append(
+                f"class {c} is near-empty: {n} training image(s) (the largest class has {largest})"
+            )
+    rotated = [f for f in files if f.get("note", "").startswith("EXIF orientation")]
+    if rotated:
+        out.append(
+            f"{len(rotated)} image(s) carry an EXIF orientation, applied (saved upright as "
+            f"PNG; e.g. {rotated[0]['source_path']})"
+        )
+    return out

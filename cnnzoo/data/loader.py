@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.data import artifacts
 from cnnzoo.storage.layout import SPLIT_INFO
-from cnnzoo.storage.local import read_json
 
 SPLIT_NAMES = ("train", "val", "test")
 #: Default memory budget of the in-memory cache (MiB of decoded uint8 pixels).
@@ -50,19 +50,7 @@ def read_split_info(split_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(split_dir) / SPLIT_INFO
     if not path.is_file():
         raise CnnzooError(f"{path}: file not found (is {split_dir} the output of 'cnnzoo split'?)")
-    info = read_json(path)
-    if not isinstance(info, dict):
-        raise CnnzooError(f"{path}: expected a JSON object")
-    for key in ("classes", "img_size", "splits"):
-        if key not in info:
-            raise CnnzooError(f"{path}: missing key {key!r}")
-    if not isinstance(info["classes"], list) or not info["classes"]:
-        raise CnnzooError(f"{path}: 'classes' must be a non-empty list")
-    if not isinstance(info["img_size"], int) or info["img_size"] < 1:
-        raise CnnzooError(
-            f"{path}: 'img_size' must be a positive integer, got {info['img_size']!r}"
-        )
-    return info
+    return artifacts.read_split_info(path)  # the declared schema, every key checked
 
 
 def resident_mb() -> float:

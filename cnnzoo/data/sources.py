@@ -69,13 +69,38 @@ def find_dataset_root(folder: Path, uri: str) -> Path:
     return folder
 
 
+#: The built-in demo dataset's unambiguous name; the bare word ``demo`` names it too
+#: where no file or folder ``demo`` exists (a path that exists is always that path).
+DEMO_URI = "cnnzoo:demo"
+
+
+def is_demo(uri: str) -> bool:
+    """Whether ``uri`` names the built-in demo dataset.
+
+    Raises:
+        CnnzooError: ``demo`` where a file or folder ``demo`` exists too (a clash: the
+            message says how to name either).
+    """
+    if uri == DEMO_URI:
+        return True
+    if uri != "demo":
+        return False
+    if os.path.lexists(uri):
+        raise CnnzooError(
+            f"demo: names both the built-in demo dataset and {os.path.abspath(uri)}; "
+            f"pass ./demo for that path or {DEMO_URI} for the built-in set"
+        )
+    return True
+
+
 def resolve_source(uri: str, workdir: str | os.PathLike, gcs_client: Any = None) -> Path:
     """Return a local folder holding the dataset that ``uri`` names.
 
     Args:
         uri: a local folder; a ``.zip``/``.tar.gz``/``.tgz``/``.tar`` archive;
             ``gs://bucket/prefix`` (a folder of objects or one archive object); or
-            ``demo`` for the built-in demo dataset, generated on the fly.
+            ``demo`` (or :data:`DEMO_URI`) for the built-in demo dataset, generated on the
+            fly (see :func:`is_demo`).
         workdir: scratch folder for downloads and extraction (created if missing).
         gcs_client: a ``google.cloud.storage.Client`` to use instead of a default one.
 
@@ -89,7 +114,7 @@ def resolve_source(uri: str, workdir: str | os.PathLike, gcs_client: Any = None)
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    if uri == "demo":
+    if is_demo(uri):
         return demo.make_demo_dataset(workdir / "demo")
     if uri.startswith("gs://"):
         return find_dataset_root(_fetch_gcs(uri, workdir, gcs_client), uri)

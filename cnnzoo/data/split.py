@@ -41,7 +41,8 @@ from PIL import Image
 
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.core.workers import pool_size, process_pool, usable_cpus
-from cnnzoo.data.decoded import DECODED_KEYS, DECODED_MIN_SIDE
+from cnnzoo.data.artifacts import read_manifest
+from cnnzoo.data.decoded import DECODED_MIN_SIDE
 from cnnzoo.storage.gcs import download_tree, is_gcs
 from cnnzoo.storage.layout import MANIFEST, SPLIT_INFO, SPLIT_KIND
 from cnnzoo.storage.local import (
@@ -50,7 +51,6 @@ from cnnzoo.storage.local import (
     check_replaceable,
     output_kind,
     output_lock,
-    read_json,
     scratch_directory,
 )
 from cnnzoo.storage.outputs import GcsOutput, require_complete
@@ -176,8 +176,10 @@ def _load_kept(kept: dict[str, Any], img_size: int, verify: bool) -> bytes:
     width, height = kept["width"], kept["height"]
     try:
         with open(kept["file"], "rb") as f:
+            # Never read (nor allocate) past the file's end, whatever the manifest says.
+            available = max(0, os.fstat(f.fileno()).st_size - kept["offset"])
             f.seek(kept["offset"])
-            raw = f.read(width * height * 3)
+            raw = f.read(min(width * height * 3, available))
     except OSError as e:
         raise RuntimeError(f"{kept['file']}: cannot read ({e.strerror})") from None
     if verify and hashlib.sha256(raw).hexdigest() != kept["sha256"]:
@@ -297,39 +299,13 @@ def _read_manifest(ingested: Path) -> dict[str, Any]:
     if kind is not None and kind != "ingest":
         raise CnnzooError(f"{ingested}: a cnnzoo {kind} output, not an ingest output")
     path = ingested / MANIFEST
-    manifest = read_json(path)
-    for key in ("classes", "files", "test_source"):
-        if not isinstance(manifest, dict) or key not in manifest:
-            raise CnnzooError(f"{path}: missing key '{key}' (not an ingest manifest?)")
-    classes = manifest["classes"]
-    if not classes:
-        raise CnnzooError(f"{path}: 'classes' is empty")
+    manifest = read_manifest(path)  # every key of the declared schema checked
     for f in manifest["files"]:
-        if f.get("label") not in classes:
-            raise CnnzooError(f"{path}: file {f.get('path')} has unknown label {f.get('label')!r}")
-        if f.get("split") not in ("train", "test"):
-            raise CnnzooError(f"{path}: file {f.get('path')} has bad split {f.get('split')!r}")
         if not (ingested / f["path"]).is_file():
             raise CnnzooError(f"{path}: listed file {f['path']} is missing from {ingested}")
-        if not isinstance(f.get("sha256"), str):
-            raise CnnzooError(f"{path}: file {f['path']} has no sha256")
         kept = f.get("decoded")
-        if kept is not None:
-            keys = DECODED_KEYS
-            if (
-                not isinstance(kept, dict)
-                or any(k not in kept for k in keys)
-                or not isinstance(kept["file"], str)
-                or not all(
-                    isinstance(kept[k], int) and kept[k] >= 0
-                    for k in ("offset", "width", "height", "min_side")
-                )
-            ):
-                raise CnnzooError(
-                    f"{path}: file {f['path']} has a bad 'decoded' record (keys: {keys})"
-                )
-            if not (ingested / kept["file"]).is_file():
-                raise CnnzooError(f"{path}: listed file {kept['file']} is missing from {ingested}")
+        if kept is not None and not (ingested / kept["file"]).is_file():
+            raise CnnzooError(f"{path}: listed file {kept['file']} is missing from {ingested}")
     return manifest
 
 
@@ -403,6 +379,11 @@ def split_dataset(
     info = _split_info(ingested, manifest, img_size, seed, val_fraction, test_fraction)
     with atomic_directory(dest, overwrite, kind=SPLIT_KIND) as tmp:
         _write_parts(tmp, ingested, manifest, assigned, info, per_shard, n_proc, workers, verify)
+        warnings = split_warnings(info)
+        for line in warnings:
+            print(f"warning: split: {line}", file=sys.stderr)
+        if warnings:  # absent when there are none: a clean split's split.json is as before
+            info["warnings"] = warnings
         atomic_write_json(tmp / SPLIT_INFO, info)
     return info
 
@@ -554,6 +535,20 @@ def _write_parts(
         ) from None
     except RuntimeError as e:
         raise CnnzooError(f"cannot decode ingested image {e}") from None
+
+
+def split_warnings(info: dict[str, Any]) -> list[str]:
+    """``split.json``'s ``warnings``: classes without a validation or test image (their
+    precision and recall there would read 0 on no evidence)."""
+    out = []
+    for part in ("val", "test"):
+        empty = [c for c, n in info["splits"][part]["per_class"].items() if n == 0]
+        if empty:
+            out.append(
+                f"no {part} image of class(es) {', '.join(empty)}: their {part} figures "
+                "mean nothing; add images or change the fractions"
+            )
+    return out
 
 
 def _part_info(items: list[tuple[str, str]], classes: list[str], shards: list[str]) -> dict:

@@ -24,13 +24,14 @@ from typing import Any
 import numpy as np
 
 from cnnzoo.config.profile import read_yaml
+from cnnzoo.config.train_output import read_history, read_train_config
 from cnnzoo.core.errors import CnnzooError, one_line
 from cnnzoo.data.loader import load_split, read_split_info
 from cnnzoo.evaluation.records import EvaluationRecord, read_evaluation, write_evaluation
 from cnnzoo.evaluation.stats import wilson_interval
 from cnnzoo.models.registry import get_spec
 from cnnzoo.storage.layout import CONFIG_FILE, HISTORY_FILE, MODEL_FILE, SPLIT_INFO
-from cnnzoo.storage.local import output_lock, read_json
+from cnnzoo.storage.local import output_lock
 
 #: Fields copied from history.json into the evaluation record.
 HISTORY_FIELDS = (
@@ -108,7 +109,7 @@ def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, An
         seed = _trained_seed(model_dir / CONFIG_FILE)
         return _write(out_json, EvaluationRecord.failed(**head, error=error, seed=seed))
 
-    config = read_yaml(model_dir / CONFIG_FILE)
+    config = read_train_config(model_dir / CONFIG_FILE)
     info = read_split_info(split_dir)
     _check_classes(config, info, name, model_dir, split_dir)
     if batch_size is None:
@@ -129,11 +130,8 @@ def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, An
 
 def _read_history(model_dir: Path) -> tuple[dict[str, Any], str]:
     """The training's ``history.json`` and the model it names."""
-    history = read_json(model_dir / HISTORY_FILE)
-    name = history.get("model")
-    if not isinstance(name, str):
-        raise CnnzooError(f"{model_dir / HISTORY_FILE}: missing 'model'")
-    return history, name
+    history = read_history(model_dir / HISTORY_FILE)
+    return history, history["model"]
 
 
 def _check_classes(config, info, name: str, model_dir: Path, split_dir) -> None:

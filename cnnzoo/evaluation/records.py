@@ -66,28 +66,28 @@ class EvaluationRecord:
     status: str = field(metadata=_kind("status"))
     error: str | None = field(default=None, metadata=_kind("text"))
     classes: list[str] | None = field(default=None, metadata=_kind("classes"))
-    test_count: int | None = field(default=None, metadata=_kind("number"))
-    test_loss: float | None = field(default=None, metadata=_kind("number"))
-    test_accuracy: float | None = field(default=None, metadata=_kind("number", True))
-    train_loss: float | None = field(default=None, metadata=_kind("number"))
-    train_accuracy: float | None = field(default=None, metadata=_kind("number", True))
-    val_loss: float | None = field(default=None, metadata=_kind("number"))
-    val_accuracy: float | None = field(default=None, metadata=_kind("number"))
-    gap: float | None = field(default=None, metadata=_kind("number", True))
+    test_count: int | None = field(default=None, metadata=_kind("count"))
+    test_loss: float | None = field(default=None, metadata=_kind("loss"))
+    test_accuracy: float | None = field(default=None, metadata=_kind("fraction", True))
+    train_loss: float | None = field(default=None, metadata=_kind("loss"))
+    train_accuracy: float | None = field(default=None, metadata=_kind("fraction", True))
+    val_loss: float | None = field(default=None, metadata=_kind("loss"))
+    val_accuracy: float | None = field(default=None, metadata=_kind("fraction"))
+    gap: float | None = field(default=None, metadata=_kind("difference", True))
     per_class: dict[str, dict[str, float]] | None = field(default=None, metadata=_kind("per_class"))
     confusion_matrix: list[list[int]] | None = field(default=None, metadata=_kind("matrix"))
-    total_params: int | None = field(default=None, metadata=_kind("number", True))
-    trainable_params: int | None = field(default=None, metadata=_kind("number", True))
-    epochs_run: int | None = field(default=None, metadata=_kind("number"))
-    best_val_accuracy: float | None = field(default=None, metadata=_kind("number"))
-    train_time_s: float | None = field(default=None, metadata=_kind("number"))
-    images_per_s: float | None = field(default=None, metadata=_kind("number"))
+    total_params: int | None = field(default=None, metadata=_kind("positive_count", True))
+    trainable_params: int | None = field(default=None, metadata=_kind("count", True))
+    epochs_run: int | None = field(default=None, metadata=_kind("count"))
+    best_val_accuracy: float | None = field(default=None, metadata=_kind("fraction"))
+    train_time_s: float | None = field(default=None, metadata=_kind("amount"))
+    images_per_s: float | None = field(default=None, metadata=_kind("amount"))
     weights: str | None = field(default=None, metadata=_kind("text"))
     history: list[dict[str, Any]] | None = field(default=None, metadata=_kind("history"))
     # Added for the comparison's statistics (cnnzoo.evaluation.stats); a file without them is read
     # as before (no interval from predictions, no McNemar test against the best).
     seed: int | None = field(default=None, metadata=_kind("integer"))
-    train_count: int | None = field(default=None, metadata=_kind("number"))
+    train_count: int | None = field(default=None, metadata=_kind("count"))
     test_accuracy_ci: list[float] | None = field(default=None, metadata=_kind("interval"))
     test_set: str | None = field(default=None, metadata=_kind("text"))
     test_labels: list[int] | None = field(default=None, metadata=_kind("indices"))
@@ -199,6 +199,20 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
+#: Numeric kinds of value: (lowest, highest, what the message says it must be). A
+#: ``*count`` is an integer; the others are finite numbers (never NaN or infinite).
+_RANGES = {
+    "count": (0, math.inf, "an integer >= 0"),
+    "positive_count": (1, math.inf, "an integer >= 1"),
+    "fraction": (0, 1, "a number in [0, 1]"),
+    "difference": (-1, 1, "a number in [-1, 1]"),
+    "loss": (0, math.inf, "a finite number >= 0"),
+    "amount": (0, math.inf, "a finite number >= 0"),
+}
+#: The kinds of a ``per_class`` entry's metrics.
+_PER_CLASS = {"precision": "fraction", "recall": "fraction", "f1": "fraction", "support": "count"}
+
+
 def _check_value(where: str, key: str, kind: str, value: Any) -> None:
     """Raise a one-line error naming ``where``, ``key`` and ``value`` if it is not ``kind``."""
 
@@ -220,15 +234,22 @@ def _check_value(where: str, key: str, kind: str, value: Any) -> None:
     elif kind == "text":
         if not isinstance(value, str):
             raise bad("a string or null")
-    elif kind == "number":
-        if not _is_number(value):
-            raise bad("a number or null")
+    elif kind in _RANGES:
+        low, high, expected = _RANGES[kind]
+        integral = kind.endswith("count")
+        if not (_is_int(value) if integral else finite(value)) or not low <= value <= high:
+            raise bad(f"{expected} or null")
     elif kind == "integer":
         if not _is_int(value):
             raise bad("an integer or null")
     elif kind == "interval":
-        if not (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)):
-            raise bad("[low, high] or null")
+        if not (
+            isinstance(value, list)
+            and len(value) == 2
+            and all(finite(v) and 0 <= v <= 1 for v in value)
+            and value[0] <= value[1]
+        ):
+            raise bad("[low, high] fractions, low <= high, or null")
     elif kind == "indices":
         if not isinstance(value, list) or not all(_is_int(v) for v in value):
             raise bad("a list of class indices or null")
@@ -237,12 +258,16 @@ def _check_value(where: str, key: str, kind: str, value: Any) -> None:
             raise bad("a list of class names")
     elif kind == "matrix":
         if not isinstance(value, list) or not all(
-            isinstance(r, list) and all(_is_number(v) for v in r) for r in value
+            isinstance(r, list) and all(_is_int(v) and v >= 0 for v in r) for r in value
         ):
-            raise bad("a list of rows of numbers")
+            raise bad("a list of rows of counts")
     elif kind == "per_class":
         if not isinstance(value, dict) or not all(isinstance(m, dict) for m in value.values()):
             raise bad("an object (class -> metrics)")
+        for label, metrics in value.items():
+            for name, metric in metrics.items():
+                kind_of = _PER_CLASS.get(name, "amount")
+                _check_value(where, f"per_class.{label}.{name}", kind_of, metric)
     elif kind == "history":
         if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
             raise bad("a list of epoch records")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.data.sources import is_demo
 from cnnzoo.storage.layout import DOCKER_INPUT_DIR, DOCKER_LOGS_DIR, RUN_KFP_ROOT, RUN_TENSORBOARD
 
 IMAGE_UID = IMAGE_GID = 10001  # images/Dockerfile's USER
@@ -100,7 +101,7 @@ def prepare_pipeline_root(root: Path) -> dict[str, Any]:
 def stage_input(data_uri: str, pipeline_root: Path) -> str:
     """A local ``--data`` folder or archive copied under the pipeline root (the only host
     path a container sees); ``demo`` and ``gs://`` URIs are returned unchanged."""
-    if data_uri == "demo" or "://" in data_uri:
+    if "://" in data_uri or is_demo(data_uri):
         return data_uri
     src = Path(data_uri)
     dest = pipeline_root / DOCKER_INPUT_DIR / src.name

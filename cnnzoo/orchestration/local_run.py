@@ -57,7 +57,7 @@ from cnnzoo.storage.layout import (
     RUN_TENSORBOARD,
     RUNS_DIR,
 )
-from cnnzoo.storage.local import atomic_write_json
+from cnnzoo.storage.local import atomic_write_json, read_json
 
 DEFAULT_RUNS_DIR = RUNS_DIR
 #: The most ``dsl.ParallelFor`` iterations kfp.local runs at once, whatever the loop's
@@ -422,6 +422,7 @@ def run_local(
             report_dir = run_pipeline_locally(
                 package, arguments, run_dir, console, runner, threads_per_task=threads
             )
+            _require_a_model(report_dir)
     except KeyboardInterrupt as e:
         record.update(status="interrupted", signal=str(e) if str(e) else "SIGINT")
         raise
@@ -441,6 +442,17 @@ def run_local(
         )
         atomic_write_json(run_dir / RUN_RECORD, record)
     return LocalRun(run_dir, report_dir / REPORT_FILES["html"], arguments, seconds)
+
+
+def _require_a_model(report_dir: Path) -> None:
+    """Raise unless the report ranks at least one model: a run whose every model failed
+    has a report (it lists the failures) but is a failed run."""
+    comparison = read_json(report_dir / REPORT_FILES["json"])
+    if comparison.get("rows") or comparison.get("pipeline_checks"):
+        return
+    failed = comparison.get("failed") or []
+    first = f" (first: {failed[0].get('model')}: {failed[0].get('error')})" if failed else ""
+    raise CnnzooError(f"every model failed{first}; report: {report_dir / REPORT_FILES['html']}")
 
 
 __all__ = [

@@ -140,7 +140,7 @@ class Pool(BaseModel):
     accelerator_type: StrictStr | None = Field(
         None, min_length=1, json_schema_extra={"expected": "a label value like nvidia-l4"}
     )
-    accelerator_count: StrictInt = Field(0, ge=0)
+    accelerator_count: StrictInt = Field(0, ge=0, le=64)  # a node holds 8 or 16
     node_selector: dict[str, Label] = Field(default_factory=dict)
     tolerations: tuple[Toleration, ...] = ()
 
@@ -186,7 +186,7 @@ class Retries(BaseModel):
 
     model_config = _FROZEN
 
-    count: StrictInt = Field(3, ge=0)
+    count: StrictInt = Field(3, ge=0, le=100)
     backoff: Duration = "60s"
     factor: Number = Field(2.0, ge=1)
     max: Duration = "600s"
@@ -231,13 +231,21 @@ class GcpSecret(BaseModel):
         return f"{GCP_SECRET_MOUNT_PATH}/{self.key}"
 
 
+#: The largest ``parallelism`` (more tasks than any study has; KFP keeps it in an int32).
+MAX_PARALLELISM = 10_000
+
+
 class Placement(BaseModel):
     """A validated ``cluster.yaml``."""
 
     model_config = _FROZEN
 
+    # KFP keeps parallelism in an int32; a study has at most a few hundred training tasks.
     parallelism: StrictInt = Field(
-        4, ge=0, json_schema_extra={"expected": "an integer >= 0 (0: no cap)"}
+        4,
+        ge=0,
+        le=MAX_PARALLELISM,
+        json_schema_extra={"expected": f"an integer 0..{MAX_PARALLELISM} (0: no cap)"},
     )
     retries: Retries = Field(default_factory=Retries)
     pools: dict[str, Pool] = Field(min_length=1)

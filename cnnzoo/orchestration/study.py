@@ -25,6 +25,7 @@ from typing import Any
 
 from cnnzoo.config.profile import load_profile
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.data.sources import DEMO_URI, is_demo
 from cnnzoo.models.registry import get_spec, list_models
 from cnnzoo.storage.gcs import is_gcs, parse_gs_uri
 
@@ -135,7 +136,7 @@ def profile_json(profile) -> str:
 
 
 def _data_uri(data_uri: str, local: bool) -> str:
-    if data_uri == "demo":
+    if is_demo(data_uri) if local else data_uri in ("demo", DEMO_URI):
         return data_uri
     if local:
         if "://" in data_uri:

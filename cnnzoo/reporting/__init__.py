@@ -7,6 +7,6 @@ comparison concludes, ``render`` the Markdown/CSV/JSON/console texts, ``html`` a
 ``templates/`` the page, ``plots`` the figures.
 
 May import: :mod:`cnnzoo.evaluation` (records, stats), :mod:`cnnzoo.tensorboard`
-(access), :mod:`cnnzoo.config`, :mod:`cnnzoo.models` (registry), :mod:`cnnzoo.storage`,
-:mod:`cnnzoo.core`. Never TensorFlow, Keras or kfp.
+(access), :mod:`cnnzoo.config`, :mod:`cnnzoo.data` (artifacts), :mod:`cnnzoo.models`
+(registry), :mod:`cnnzoo.storage`, :mod:`cnnzoo.core`. Never TensorFlow, Keras or kfp.
 """

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.data.artifacts import read_data_artifact
 from cnnzoo.evaluation.records import EvaluationRecord, read_evaluation
 from cnnzoo.storage.layout import MANIFEST, OUTPUT_REPORT, RUN_MANIFEST, RUN_RECORD, SPLIT_INFO
 from cnnzoo.storage.local import atomic_write_json, read_json
@@ -232,7 +233,7 @@ def find_run_outputs(run_dir: str | os.PathLike) -> RunOutputs:
             continue
         found = _local(ref, name)
         if found is not None:
-            context[key] = read_json(found)
+            context[key] = read_data_artifact(found)
         else:
             notes.append(f"{ref.path / name} is missing; the report's run section lacks it")
     root = Path(run_dir)

@@ -31,7 +31,7 @@ from cnnzoo.reporting.columns import (
     setting_text,
     table_columns,
 )
-from cnnzoo.reporting.verdict import STATS_NOTE, headline
+from cnnzoo.reporting.verdict import STATS_NOTE, data_warnings, headline
 from cnnzoo.tensorboard.access import tensorboard_access
 
 TEMPLATE = "report.html.j2"
@@ -242,6 +242,7 @@ def html_text(
         run_items=_run_items(context),
         class_counts=_class_counts(context),
         skipped=(context.get("data") or {}).get("skipped"),
+        data_warnings=data_warnings(context),
         profile_json=json.dumps(profile, indent=2, default=str) if profile else None,
         verdict=headline(rows),
         stats_note=STATS_NOTE,

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,7 +27,7 @@ from cnnzoo.reporting.columns import (
     setting_text,
     table_columns,
 )
-from cnnzoo.reporting.verdict import STATS_NOTE, headline
+from cnnzoo.reporting.verdict import STATS_NOTE, data_warnings, headline
 
 #: ``comparison.csv``'s columns, in order.
 CSV_FIELDS = (
@@ -118,7 +119,20 @@ def json_text(comparison: dict[str, Any]) -> str:
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    """``text`` as plain Markdown: what the HTML page escapes is escaped here too (a tag,
+    an entity), and so are links, code spans and the table's ``|``."""
+    text = text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    text = re.sub(r"&(?=[A-Za-z#])", "&amp;", text)  # could start an entity
+    text = re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text)  # could start a tag or an autolink
+    return re.sub(r"([`\[\]])", r"\\\1", text)
+
+
+def _md_code(text: str) -> str:
+    """``text`` as a Markdown code span (shown literally), fenced past any backticks in it."""
+    text = text.replace("\n", " ").replace("|", "\\|")
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _md_table(rows: Sequence[dict[str, Any]], columns, ranked: bool) -> list[str]:
@@ -170,13 +184,13 @@ def markdown_text(
         lines += _md_table(checks, CHECK_COLUMNS, ranked=False)
     if differences:
         lines.append("")
-        lines.append(f"**What profile `{_md_cell(str(profile_name))}` changes against `full`:**")
+        lines.append(f"**What profile {_md_code(str(profile_name))} changes against `full`:**")
         lines.append("")
         lines.append("| setting | `full` | this run |")
         lines.append("|---|---|---|")
         for key, ref, value in differences:
             lines.append(
-                f"| `{_md_cell(key)}` | {_md_cell(setting_text(ref))} | "
+                f"| {_md_code(key)} | {_md_cell(setting_text(ref))} | "
                 f"{_md_cell(setting_text(value))} |"
             )
     if failed:
@@ -184,8 +198,16 @@ def markdown_text(
         lines.append(f"**Failed ({len(failed)}):**")
         lines.append("")
         for f in failed:
-            lines.append(f"- `{_md_cell(f['model'])}`: {_md_cell(f['error'])}")
+            lines.append(f"- {_md_code(f['model'])}: {_md_cell(f['error'])}")
     return "\n".join(lines) + "\n"
+
+
+def warnings_markdown(context: dict[str, Any]) -> str:
+    """The data-quality warnings as a Markdown section ("" when there are none)."""
+    found = data_warnings(context)
+    if not found:
+        return ""
+    return "\n## Data warnings\n\n" + "".join(f"- {_md_cell(w)}\n" for w in found)
 
 
 # --- the console summary ---------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any
 
 from cnnzoo.config.profile import load_profile
 from cnnzoo.core.errors import CnnzooError
+from cnnzoo.data.artifacts import read_data_artifact
 from cnnzoo.evaluation.records import EvaluationRecord, finite, read_evaluation
 from cnnzoo.evaluation.stats import compare_configurations
 from cnnzoo.models.registry import get_spec, list_models, notebook_test_accuracy
@@ -36,10 +37,16 @@ from cnnzoo.reporting.columns import (
 )
 from cnnzoo.reporting.discovery import ArtifactRef, RunManifest, find_run_outputs
 from cnnzoo.reporting.html import html_text
-from cnnzoo.reporting.render import comparison_records, csv_text, json_text, markdown_text
+from cnnzoo.reporting.render import (
+    comparison_records,
+    csv_text,
+    json_text,
+    markdown_text,
+    warnings_markdown,
+)
 from cnnzoo.reporting.verdict import headline, statistics_summary
 from cnnzoo.storage.layout import MANIFEST, REPORT_FILES, REPORT_KIND, SPLIT_INFO, run_label
-from cnnzoo.storage.local import atomic_directory, atomic_write_text, read_json
+from cnnzoo.storage.local import atomic_directory, atomic_write_text
 from cnnzoo.tensorboard.access import tensorboard_markdown
 
 #: The ownership kind of a report folder (``.cnnzoo.json``; see :mod:`cnnzoo.storage.local`).
@@ -334,7 +341,8 @@ def build_report(
     texts = {
         "html": html_text(rows, failed, context, differences),
         "markdown": markdown_text(rows, failed, differences, profile_name)
-        + tensorboard_markdown(context),
+        + tensorboard_markdown(context)
+        + warnings_markdown(context),
         "csv": csv_text(records),
         "json": json_text(comparison),
     }
@@ -386,8 +394,8 @@ def report_artifacts(
     )
     full = {
         **context,
-        "data": read_json(Path(dataset.path) / MANIFEST),
-        "split": read_json(Path(splits.path) / SPLIT_INFO),
+        "data": read_data_artifact(Path(dataset.path) / MANIFEST),
+        "split": read_data_artifact(Path(splits.path) / SPLIT_INFO),
     }
     return build_report(records, out_dir, full, manifest=manifest), records
 
@@ -474,6 +482,6 @@ def report_files(
     for key, folder, name in (("data", dataset, MANIFEST), ("split", splits, SPLIT_INFO)):
         if folder is not None:
             refs[key] = ArtifactRef(Path(folder).absolute())
-            context[key] = read_json(refs[key].path / name)
+            context[key] = read_data_artifact(refs[key].path / name)
     manifest = RunManifest(evaluations=runs, dataset=refs.get("data"), splits=refs.get("split"))
     return build_report(records, out_dir, context, manifest=manifest, overwrite=overwrite)

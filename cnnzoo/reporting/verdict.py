@@ -125,3 +125,14 @@ def statistics_summary(ranked: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "test_accuracy_std": "sample standard deviation over seeds (n - 1)",
         },
     }
+
+
+def data_warnings(context: dict[str, Any]) -> list[str]:
+    """The data-quality warnings of the run's ingest manifest and split (``warnings``
+    in ``manifest.json`` and ``split.json``), as text lines."""
+    out = []
+    for key in ("data", "split"):
+        found = (context.get(key) or {}).get("warnings") if isinstance(context, dict) else None
+        if isinstance(found, list):
+            out += [str(w) for w in found]
+    return out

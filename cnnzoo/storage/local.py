@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnzoo import __version__
+from cnnzoo.core import yamlconfig
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.storage.layout import MARKER
 
@@ -79,15 +80,9 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file, raising CnnzooError with the path if it is missing or invalid."""
-
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CnnzooError(f"{path}: file not found") from None
-    except json.JSONDecodeError as e:
-        raise CnnzooError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    """Read a JSON file (:func:`cnnzoo.core.yamlconfig.read_json`: bounded size and
+    nesting, UTF-8), raising CnnzooError with the path if it is missing or invalid."""
+    return yamlconfig.read_json(path)
 
 
 #: The ownership marker in every folder cnnzoo writes.
@@ -108,8 +103,8 @@ def output_kind(folder: str | os.PathLike) -> str | None:
     """The kind of cnnzoo output ``folder`` holds (its marker), or None if it has none."""
     path = Path(folder) / MARKER
     try:
-        marker = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        marker = yamlconfig.parse_json(path.read_text(encoding="utf-8"), str(path), 1000)
+    except (OSError, ValueError, CnnzooError):
         return None
     kind = marker.get("kind") if isinstance(marker, dict) else None
     return kind if isinstance(kind, str) else None
@@ -170,6 +165,29 @@ def check_replaceable(dest: str | os.PathLike, kind: str | None, overwrite: bool
     raise CnnzooError(
         f"{dest}: exists and is not {what}{other}; choose another folder or pass --overwrite"
     )
+
+
+def refuse_overlap(dest: str | os.PathLike, source: str | os.PathLike, what: str) -> None:
+    """Refuse a ``dest`` that is, holds or lies inside ``source``, as written and with
+    symbolic links resolved on both sides (a DEST reached through a link into the source
+    is inside it).
+
+    Args:
+        dest: the output folder.
+        source: the input folder.
+        what: what ``source`` is, for the message (``"source"``, ``"ingested data"``).
+
+    Raises:
+        CnnzooError: ``DEST: the output folder would replace the <what> SOURCE`` or
+            ``... is inside the <what> SOURCE``.
+    """
+    d, s = Path(dest).expanduser(), Path(source).expanduser()
+    for out in {Path(os.path.abspath(d)), Path(os.path.realpath(d))}:
+        for root in {Path(os.path.abspath(s)), Path(os.path.realpath(s))}:
+            if out == root or out in root.parents:
+                raise CnnzooError(f"{dest}: the output folder would replace the {what} {source}")
+            if root in out.parents:
+                raise CnnzooError(f"{dest}: the output folder is inside the {what} {source}")
 
 
 def _resolved(dest: str | os.PathLike) -> Path:

@@ -70,6 +70,7 @@ def _copy_objects(src: str, blobs: list[Any], out: GcsOutput, client: Any) -> No
         return name
 
     last = [b for b in blobs if "/" not in b.name[len(top) :] and b.name.endswith(".json")]
+    out.begin_replacing()
     try:
         with ThreadPoolExecutor(max_workers=workers()) as pool:
             for group in ([b for b in blobs if b not in last], last):
@@ -171,7 +172,7 @@ def _read_marker(client: Any, uri: str) -> tuple[dict[str, Any] | None, Any]:
         raise gcs_error(where, e, "read the commit marker", client) from None
     try:
         marker = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         marker = None
     if not isinstance(marker, dict):
         marker = {"kind": None, "state": "unreadable"}
@@ -245,10 +246,13 @@ class GcsOutput:
        only one gets it; a ``writing`` marker refreshed within
        :data:`GCS_LOCK_STALE_S` (or written by a live process on this host) belongs to
        a live writer and refuses the second. A background thread refreshes it.
-    2. The old top-level ``*.json`` files (an earlier ``manifest.json``...) are deleted
-       before anything is uploaded, then :meth:`upload` writes the new objects.
+    2. The first :meth:`upload` deletes the old top-level ``*.json`` files (an earlier
+       ``manifest.json``...) before it uploads anything, then writes the new objects.
     3. On success, objects of the earlier output that the new one lacks are deleted and
-       the marker is rewritten ``complete``, last. On an error it is left ``failed``; a
+       the marker is rewritten ``complete``, last. On an error after the first upload
+       began it is left ``failed``; on an error before (a bad source, say), nothing of
+       the earlier output was touched and its marker is put back as it was (or removed,
+       where there was none), so a failed write never downgrades a complete output. A
        killed writer leaves ``writing``. Readers call :func:`require_complete`.
     """
 
@@ -261,6 +265,8 @@ class GcsOutput:
         self.client = client
         self.written: set[str] = set()
         self._old: list[Any] = []
+        self._previous: dict[str, Any] | None = None
+        self._touched = False
         self._blob: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -333,10 +339,7 @@ class GcsOutput:
             ) from None
         except api_errors() as e:
             raise gcs_error(self.uri, e, "upload objects", self.client) from None
-        # Readers of older versions look for the manifest: it goes before anything new.
-        for b in self._old:
-            if "/" not in b.name[len(top) :] and b.name.endswith(".json"):
-                self._delete(b)
+        self._previous = marker
         self._thread = threading.Thread(target=self._heartbeat, name="cnnzoo-gcs-lock", daemon=True)
         self._thread.start()
         return self
@@ -365,8 +368,38 @@ class GcsOutput:
         except api_errors() as e:
             raise gcs_error(f"gs://{blob.bucket.name}/{blob.name}", e, "delete an object") from None
 
+    def _unwind(self) -> None:
+        """After an error: ``failed`` once the earlier output was touched; before, the
+        marker as it was (none: removed)."""
+        generation = int(self._blob.generation)
+        if self._touched or self._lost:
+            self._write_marker("failed", generation)
+        elif self._previous is None:
+            self._blob.delete(if_generation_match=generation, retry=retry_policy())
+        elif self._previous.get("state") == "unreadable":
+            self._write_marker("failed", generation)
+        else:
+            self._blob.upload_from_string(
+                json.dumps(self._previous, indent=1) + "\n",
+                content_type="application/json",
+                if_generation_match=generation,
+                retry=retry_policy(),
+            )
+
+    def begin_replacing(self) -> None:
+        """Call before the first object changes (:meth:`upload` does): the old top-level
+        ``*.json`` files go first (readers of older versions look for the manifest)."""
+        if self._touched:
+            return
+        self._touched = True
+        top = folder_prefix(parse_gs_uri(self.uri)[1])
+        for b in self._old:
+            if "/" not in b.name[len(top) :] and b.name.endswith(".json"):
+                self._delete(b)
+
     def upload(self, local_dir: str | os.PathLike) -> list[str]:
         """Upload ``local_dir`` into the output (see :func:`upload_tree`)."""
+        self.begin_replacing()
         names = upload_tree(local_dir, self.uri, self.client, exclude=(MARKER,))
         self.written.update(names)
         return names
@@ -379,7 +412,7 @@ class GcsOutput:
             self._thread.join()
         if exc_type is not None:
             try:
-                self._write_marker("failed", int(self._blob.generation))
+                self._unwind()
             except (PreconditionFailed, *api_errors()) as e:
                 print(f"warning: {self.uri}: cannot mark the output failed ({e})", file=sys.stderr)
             return

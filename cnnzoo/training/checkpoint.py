@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from cnnzoo.core.errors import CnnzooError, one_line
+from cnnzoo.core.yamlconfig import parse_json
 from cnnzoo.storage.gcs import (
     api_errors,
     download_file,
@@ -50,6 +51,8 @@ from cnnzoo.storage.layout import CHECKPOINT_POINTER, checkpoint_file
 CHECKPOINT_FORMAT = 1
 #: Names of the temporary files a killed local save leaves (``tempfile``'s 8 characters).
 _TEMPORARY = re.compile(r"\.[^/]+\.[a-z0-9_]{8}\.tmp")
+#: Names of the array files (:func:`cnnzoo.storage.layout.checkpoint_file`).
+_ARRAYS = re.compile(r"state-epoch\d+\.npz")
 
 
 def run_fingerprint(model_name: str, profile: Any, split_json: Path) -> str:
@@ -93,6 +96,54 @@ class Checkpoint:
         if self._gcs is None:
             self._gcs = gcs_client(self.location)
         return self._gcs
+
+    def check_owned(self, overwrite: bool = False) -> None:
+        """Refuse a location cnnzoo's checkpoint would clobber: a file (always), or one
+        holding anything but a cnnzoo checkpoint (``latest.json`` that is a cnnzoo
+        pointer, ``state-epochNNNN.npz``, cnnzoo's temporaries) unless ``overwrite``.
+
+        Raises:
+            CnnzooError: naming the location and the first file that is not cnnzoo's.
+        """
+        if not self.remote and os.path.lexists(self.location) and not Path(self.location).is_dir():
+            raise CnnzooError(
+                f"{self.location}: exists and is not a folder; a checkpoint is a folder "
+                "(choose another --checkpoint)"
+            )
+        if overwrite:
+            return
+        names = self._names()
+        foreign = [
+            n
+            for n in names
+            if n != CHECKPOINT_POINTER
+            and not _ARRAYS.fullmatch(n)
+            and not (not self.remote and _TEMPORARY.fullmatch(n))
+        ]
+        if not foreign and CHECKPOINT_POINTER in names and not self._pointer_is_cnnzoos():
+            foreign = [CHECKPOINT_POINTER]
+        if foreign:
+            raise CnnzooError(
+                f"{self.location}: holds {foreign[0]!r}, which is not part of a cnnzoo "
+                "checkpoint; choose another --checkpoint folder or pass --overwrite"
+            )
+
+    def _pointer_is_cnnzoos(self) -> bool:
+        """Whether ``latest.json`` is a pointer cnnzoo wrote (of any run or format)."""
+        with tempfile.TemporaryDirectory(prefix="cnnzoo-ckpt-") as tmp:
+            path = self._fetch(CHECKPOINT_POINTER, Path(tmp))
+            if path is None:
+                return True
+            try:
+                state = parse_json(path.read_text(encoding="utf-8"), str(path))
+            except (CnnzooError, OSError, ValueError):
+                return False
+        return (
+            isinstance(state, dict)
+            and isinstance(state.get("format"), int)
+            and isinstance(state.get("fingerprint"), str)
+            and isinstance(state.get("arrays_file"), str)
+        )
 
     def remove_temporaries(self) -> None:
         """Delete temporary files a killed local save left (only cnnzoo's names)."""

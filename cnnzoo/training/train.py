@@ -28,6 +28,7 @@ checkpoint) are in :mod:`cnnzoo.training.callbacks`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import re
@@ -227,6 +228,8 @@ def _train_model_locked(
         str(checkpoint_dir) if checkpoint_dir is not None else str(out / CHECKPOINT_DIR),
         run_fingerprint(model_name, profile, split_json),
     )
+    if checkpoint_dir is not None:  # the default one lies inside OUT, checked above
+        checkpoint.check_owned(overwrite)
     checkpoint.remove_temporaries()
     resume = checkpoint.load()
     model_logs = _claim_logs(out, logs_dir, logs_name or model_name, overwrite, resume is None)
@@ -303,6 +306,10 @@ def _write_config(out: Path, model_name, spec, split_dir, info, profile: Profile
     atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
 
 
+#: Errors of the storage, not of the training: no space, over quota, read-only.
+_STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
 def _train_or_fail(run: _Run, weights: str, model_path: Path, checkpoint, resume) -> dict:
     """Train ``run``: its history, or a failed one if training crashed or diverged."""
     try:
@@ -314,6 +321,15 @@ def _train_or_fail(run: _Run, weights: str, model_path: Path, checkpoint, resume
         }
     except CnnzooError:
         raise
+    except OSError as e:
+        if e.errno not in _STORAGE_ERRNOS:
+            raise
+        # The disk, not the model: one line, and the checkpoint kept for the rerun.
+        where = e.filename or model_path.parent
+        raise CnnzooError(
+            f"{where}: {e.strerror} while training {run.model_name}; make room and run "
+            "it again (it resumes from the last checkpoint)"
+        ) from None
     except Exception as e:  # a crash in training is reported, not fatal to the pipeline
         _raise_if_bad_data(e, run.split_dir)
         if not isinstance(e, NonFiniteLoss):  # a divergence is no bug: its line suffices
