@@ -31,7 +31,10 @@ class Command:
 
 COMMANDS = (
     Command(
-        "models", "list the registered model configurations", steps.no_args, steps.models_command
+        "models",
+        "list the model configurations (registered, plugins', the profile's variants and sweeps)",
+        steps.models_args,
+        steps.models_command,
     ),
     Command(
         "profile",

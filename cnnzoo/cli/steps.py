@@ -32,11 +32,21 @@ def no_args(p: argparse.ArgumentParser) -> None:
     """A command without arguments."""
 
 
-def models_command(ns: argparse.Namespace) -> int:
+def models_args(p: argparse.ArgumentParser) -> None:
+    add_profile_args(p)
 
+
+def models_command(ns: argparse.Namespace) -> int:
+    """The registry's configurations (plugins' included), then the profile's variants and
+    sweep points with what each derives from and its settings."""
     for name in list_models():
         s = get_spec(name)
         print(f"{name:22s} {s.strategy:9s} {s.description}")
+    derived = load_profile_arg(ns).derived_configurations()
+    for name, c in derived.items():
+        kind = f"sweep {c.sweep}" if c.sweep else "variant"
+        settings = ", ".join(f"{k}={v}" for k, v in c.settings.items()) or "same settings"
+        print(f"{name:22s} {c.spec.strategy:9s} {kind} of {c.derives_from}: {settings}")
     return 0
 
 

@@ -62,6 +62,9 @@ class ModelSpec:
             None for a configuration the study did not have.
         architecture: for a custom configuration, the key of its builder in
             :data:`cnnzoo.models.custom.ARCHITECTURES`; None for a pretrained one.
+        derived_from: for a profile's variant or sweep point
+            (:meth:`cnnzoo.config.profile.Profile.spec_for`), the configuration it derives
+            from; None for a registered one.
     """
 
     name: str
@@ -71,6 +74,7 @@ class ModelSpec:
     description: str
     notebook_test_accuracy: float | None = None
     architecture: str | None = None
+    derived_from: str | None = None
 
     @property
     def pretrained(self) -> bool:
@@ -79,6 +83,10 @@ class ModelSpec:
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
+
+#: Custom architectures with an augmented form (``augment: true`` in a profile's variant):
+#: architecture -> its augmented architecture.
+AUGMENTED_ARCHITECTURES: dict[str, str] = {"resnet": "resnet_aug"}
 
 
 def register_model(
