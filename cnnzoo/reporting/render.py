@@ -37,7 +37,14 @@ CSV_FIELDS = (
         if k not in ("model", "strategy", "significance")
         for f in ([f"{k}_low", f"{k}_high"] if k in CI_KEYS else [k])
     ]
-    + ["vs_best", "p_vs_best", "repeats", "test_accuracy_std", "seed_test_accuracies"]
+    + [
+        "vs_best",
+        "p_vs_best",
+        "p_vs_best_adjusted",
+        "repeats",
+        "test_accuracy_std",
+        "seed_test_accuracies",
+    ]
     + ["weights", "pipeline_check", "test_loss", "train_loss", "val_accuracy", "error"]
 )
 
@@ -67,6 +74,7 @@ def comparison_records(
             val_accuracy=_json_number(r["val_accuracy"]),
             vs_best=r["vs_best"],
             p_vs_best=r["p_vs_best"],
+            p_vs_best_adjusted=r["p_vs_best_adjusted"],
             repeats=r["repeats"],
             test_accuracy_std=r["test_accuracy_std"],
             seeds=r["seeds"],
