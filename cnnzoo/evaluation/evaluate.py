@@ -294,6 +294,7 @@ def _record_head(name: str, config_yaml: Path) -> dict[str, Any]:
         "derived_from": derived.get("from"),
         "sweep": derived.get("sweep"),
         "sweep_point": derived.get("point") or None,
+        "derived_settings": derived.get("settings") or None,
     }
 
 

@@ -31,7 +31,7 @@ READABLE_VERSIONS = (1,)
 STATUSES = ("ok", "failed")
 #: Optional fields of a profile's own configuration (a variant or sweep point), left out
 #: of a registered configuration's record.
-DERIVED_FIELDS = ("derived_from", "sweep", "sweep_point")
+DERIVED_FIELDS = ("derived_from", "sweep", "sweep_point", "derived_settings")
 #: Optional fields a record written before them lacks (see :class:`EvaluationRecord`).
 STATS_FIELDS = (
     "seed",
@@ -100,6 +100,7 @@ class EvaluationRecord:
     derived_from: str | None = field(default=None, metadata=_kind("text"))
     sweep: str | None = field(default=None, metadata=_kind("text"))
     sweep_point: dict[str, Any] | None = field(default=None, metadata=_kind("settings"))
+    derived_settings: dict[str, Any] | None = field(default=None, metadata=_kind("settings"))
     schema_version: int = field(default=SCHEMA_VERSION, metadata=_kind("version"))
 
     @property

@@ -30,7 +30,7 @@ from cnnzoo.reporting.verdict import STATS_NOTE, headline
 
 #: ``comparison.csv``'s columns, in order.
 CSV_FIELDS = (
-    ["rank", "model", "status", "strategy", "base"]
+    ["rank", "model", "derived", "status", "strategy", "base"]
     + [
         f
         for k, _, _ in COLUMNS
@@ -75,6 +75,10 @@ def comparison_records(
             vs_best=r["vs_best"],
             p_vs_best=r["p_vs_best"],
             p_vs_best_adjusted=r["p_vs_best_adjusted"],
+            derived=r["derived"],
+            derived_from=r["evaluation"].derived_from,
+            sweep=r["evaluation"].sweep,
+            sweep_point=r["evaluation"].sweep_point,
             repeats=r["repeats"],
             test_accuracy_std=r["test_accuracy_std"],
             seeds=r["seeds"],

@@ -30,6 +30,7 @@ from cnnzoo.models.registry import get_spec, list_models, notebook_test_accuracy
 from cnnzoo.reporting.columns import (
     DERIVED_KEYS,
     NUMERIC_KEYS,
+    derived_text,
     format_p,
     format_value,
     table_columns,
@@ -186,6 +187,7 @@ def _row(runs: list[EvaluationRecord]) -> dict[str, Any]:
         base=base,
         weights=ev.weights,
         weights_used=weights_label(strategy, base, ev.weights),
+        derived=derived_text(ev.derived_from, ev.sweep, ev.derived_settings),
         random_pretrained=random_pretrained,
         test_loss=value("test_loss"),
         train_loss=value("train_loss"),
