@@ -41,7 +41,8 @@ def models_command(ns: argparse.Namespace) -> int:
     sweep points with what each derives from and its settings."""
     for name in list_models():
         s = get_spec(name)
-        print(f"{name:22s} {s.strategy:9s} {s.description}")
+        plugin = f" (plugin {s.plugin})" if s.plugin else ""
+        print(f"{name:22s} {s.strategy:9s} {s.description}{plugin}")
     derived = load_profile_arg(ns).derived_configurations()
     for name, c in derived.items():
         kind = f"sweep {c.sweep}" if c.sweep else "variant"

@@ -266,6 +266,9 @@ class Profile(BaseModel):
                 raise invalid(
                     f"models.{name}.finetune", "only *_finetune configurations have a second stage"
                 )
+        for name in valid:  # a plugin's configuration trains with the default schedule
+            if name not in self.models and get_spec(name).plugin is not None:
+                self.models[name] = Schedule()
         missing = [m for m in valid if m not in self.models]
         if missing:
             raise invalid("models", f"no schedule for {', '.join(missing)}")
