@@ -9,6 +9,9 @@ IMAGE_REGISTRY ?= ghcr.io/example/cnnzoo
 IMAGE_TAG ?= $(VERSION)
 LOCAL_BASE ?= localhost/cnnzoo-base:bookworm
 LINT_VENV ?= .venv-lint
+# Extra packages for both images (e.g. a plugin of architectures): requirement specifiers
+# (mypkg==1.2), wheel files or folders of wheels; docs/your-own-configurations.md.
+EXTRA_PACKAGES ?=
 CHECKOV_VERSION := 3.3.30
 
 .DEFAULT_GOAL := help
@@ -72,8 +75,9 @@ $(LINT_VENV)/bin/checkov:
 	$(LINT_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 
 .PHONY: images
-images: ## build the CPU and GPU images with docker or podman (IMAGE_REGISTRY, IMAGE_TAG, FLAVORS, BASE_IMAGE)
-	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) VERSION=$(VERSION) bash images/build.sh build
+images: ## build the CPU and GPU images with docker or podman (IMAGE_REGISTRY, IMAGE_TAG, FLAVORS, BASE_IMAGE, EXTRA_PACKAGES)
+	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) VERSION=$(VERSION) \
+	  EXTRA_PACKAGES="$(EXTRA_PACKAGES)" bash images/build.sh build
 
 .PHONY: local-base
 local-base: ## build the Debian stand-in base where no registry is reachable (then: make images BASE_IMAGE=LOCAL_BASE)
