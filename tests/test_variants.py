@@ -17,6 +17,7 @@ from cnnzoo.evaluation.records import read_evaluation
 from cnnzoo.models.registry import get_spec, list_models
 from cnnzoo.orchestration import tasks
 from cnnzoo.orchestration.study import Study, profile_json
+from cnnzoo.tensorboard.hparams import write_hparams_config
 from cnnzoo.training.train import train_model
 
 STUDY = {
@@ -235,3 +236,17 @@ def test_unknown_names_for_train_list_the_profile_configurations(
         ["train", "mid_fast", str(tiny_split), str(tmp_path / "t"), "--config", str(study_yaml)],
     )
     assert "unknown model configuration 'mid_fast'" in line and "mid_slow" in line
+
+
+def test_the_hparams_model_domain_takes_the_runs_own_configurations(tmp_path):
+    from tensorboard.backend.event_processing import plugin_event_multiplexer as pem
+    from tensorboard.plugins.hparams import metadata
+
+    write_hparams_config(tmp_path, ["simple", *POINTS])
+    mx = pem.EventMultiplexer()
+    mx.AddRunsFromDirectory(str(tmp_path))
+    mx.Reload()
+    content = mx.PluginRunToTagToContent("hparams")
+    experiment = metadata.parse_experiment_plugin_data(content["."][metadata.EXPERIMENT_TAG])
+    domain = [v.string_value for v in experiment.hparam_infos[0].domain_discrete.values]
+    assert sorted(domain) == sorted([*list_models(), *POINTS])

@@ -143,7 +143,11 @@ def split_command(ns: argparse.Namespace) -> int:
 
 
 def train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="a registered configuration (see 'cnnzoo models')")
+    p.add_argument(
+        "model",
+        help="a configuration: registered, a plugin's, or the profile's variant or sweep point "
+        "(see 'cnnzoo models --config F')",
+    )
     p.add_argument("split", help="output folder of 'cnnzoo split'")
     p.add_argument("out", help="folder for model.keras, history.json, config.yaml")
     p.add_argument(

@@ -409,7 +409,7 @@ def report(
         context,
     )
     if context["tensorboard_root"]:
-        write_hparams_config(context["tensorboard_root"])
+        write_hparams_config(context["tensorboard_root"], [r.model for r in results])
     shutil.copyfile(paths["html"], html.path)
     shutil.copyfile(paths["markdown"], markdown.path)
     failed = [r.model for r in results if not r.ok]

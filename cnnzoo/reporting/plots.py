@@ -395,6 +395,8 @@ def sweep_plot(sweep: str, rows: Sequence[dict[str, Any]]) -> bytes:
             ax.set_xscale("log")
         if not numeric:
             ax.set_xticks(range(len(categories)), categories)
+        elif all(isinstance(v, int) for v in values):  # epochs, patiences: whole numbers
+            ax.set_xticks(sorted(set(values)))
         ax.set_xlabel(key)
         ax.set_ylabel("test accuracy (%); error bar: 95% interval")
         ax.grid(True, alpha=0.3)
