@@ -60,7 +60,7 @@ test-images-gpu: install ## build the GPU image (several GB of CUDA wheels) and 
 
 .PHONY: lint
 lint: install $(LINT_VENV)/bin/checkov ## ruff, import-linter (the layers), hadolint, manifest validation, checkov
-	$(BIN)/ruff check cnnzoo components pipelines tests benchmarks tools
+	$(BIN)/ruff check cnnzoo components pipelines tests benchmarks tools examples
 	$(BIN)/ruff format --check cnnzoo components pipelines tests benchmarks tools
 	$(BIN)/lint-imports
 	$(BIN)/hadolint $(wildcard images/Dockerfile*)

@@ -39,15 +39,16 @@ def models_args(p: argparse.ArgumentParser) -> None:
 def models_command(ns: argparse.Namespace) -> int:
     """The registry's configurations (plugins' included), then the profile's variants and
     sweep points with what each derives from and its settings."""
+    derived = load_profile_arg(ns).derived_configurations()
+    width = max(22, *(len(name) for name in [*list_models(), *derived]))
     for name in list_models():
         s = get_spec(name)
         plugin = f" (plugin {s.plugin})" if s.plugin else ""
-        print(f"{name:22s} {s.strategy:9s} {s.description}{plugin}")
-    derived = load_profile_arg(ns).derived_configurations()
+        print(f"{name:{width}s} {s.strategy:9s} {s.description}{plugin}")
     for name, c in derived.items():
         kind = f"sweep {c.sweep}" if c.sweep else "variant"
         settings = ", ".join(f"{k}={v}" for k, v in c.settings.items()) or "same settings"
-        print(f"{name:22s} {c.spec.strategy:9s} {kind} of {c.derives_from}: {settings}")
+        print(f"{name:{width}s} {c.spec.strategy:9s} {kind} of {c.derives_from}: {settings}")
     return 0
 
 
