@@ -9,6 +9,9 @@ IMAGE_REGISTRY ?= ghcr.io/example/cnnzoo
 IMAGE_TAG ?= $(VERSION)
 LOCAL_BASE ?= localhost/cnnzoo-base:bookworm
 LINT_VENV ?= .venv-lint
+# Extra packages for both images (e.g. a plugin of architectures): requirement specifiers
+# (mypkg==1.2), wheel files or folders of wheels; docs/your-own-configurations.md.
+EXTRA_PACKAGES ?=
 CHECKOV_VERSION := 3.3.30
 # The pip that installs the locks, here and in images/Dockerfile.
 PIP_VERSION := 26.3
@@ -66,7 +69,7 @@ SHELL_SCRIPTS := .ci/run $(sort $(wildcard images/*.sh tools/*.sh))
 
 .PHONY: lint
 lint: install $(LINT_VENV)/bin/checkov ## ruff, deptry, import-linter, shellcheck, hadolint, kustomize + schemas, checkov
-	$(BIN)/ruff check cnnzoo components pipelines tests benchmarks tools
+	$(BIN)/ruff check cnnzoo components pipelines tests benchmarks tools examples
 	$(BIN)/ruff format --check cnnzoo components pipelines tests benchmarks tools
 	@# deptry twice: the package against its dependencies (no dev tool may be imported),
 	@# then the dev-only code, for which the dev extra counts and the package's may go unused.
@@ -92,8 +95,9 @@ docs: install ## regenerate the reference pages, build the documentation site in
 	$(BIN)/mkdocs build --strict
 
 .PHONY: images
-images: ## build the CPU and GPU images with docker or podman (IMAGE_REGISTRY, IMAGE_TAG, FLAVORS, BASE_IMAGE)
-	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) VERSION=$(VERSION) bash images/build.sh build
+images: ## build the CPU and GPU images with docker or podman (IMAGE_REGISTRY, IMAGE_TAG, FLAVORS, BASE_IMAGE, EXTRA_PACKAGES)
+	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) VERSION=$(VERSION) \
+	  EXTRA_PACKAGES="$(EXTRA_PACKAGES)" bash images/build.sh build
 
 .PHONY: local-base
 local-base: ## build the Debian stand-in base where no registry is reachable (then: make images BASE_IMAGE=LOCAL_BASE)

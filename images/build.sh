@@ -16,6 +16,11 @@
 #                     python:*-slim); images/local-base.sh builds a stand-in without a registry
 #   BUILD_NETWORK     the network RUN steps use (default: host, so pip reaches the index
 #                     the way this machine does)
+#   EXTRA_PACKAGES    packages to add to both images, e.g. a plugin of architectures
+#                     (docs/your-own-configurations.md): space-separated requirement
+#                     specifiers (mypkg==1.2), wheel files and folders of wheels. Staged in
+#                     images/extra-packages/ (rewritten by every build), installed under the
+#                     image's lock as constraints, so they cannot move a pinned version.
 #
 # Package-index settings never enter a layer. With podman, this machine's pip configuration
 # (/etc/pip.conf, /etc/xdg/pip, ~/.config/pip, $PIP_CONFIG_FILE) and the files and local
@@ -85,6 +90,43 @@ for m in sorted(mounts):
         print(f"{m}:{m}:ro")
 PY
 }
+# EXTRA_PACKAGES staged in the build context: wheels copied, specifiers listed.
+stage="$root/images/extra-packages"
+if [[ -e "$stage" && ! -e "$stage/.cnnzoo-staging" ]]; then
+  echo "error: $stage exists and is not images/build.sh's staging folder; move it away" >&2
+  exit 1
+fi
+rm -rf "$stage"
+mkdir -p "$stage"
+touch "$stage/.cnnzoo-staging"
+: > "$stage/requirements.txt"
+for item in ${EXTRA_PACKAGES:-}; do
+  if [[ -d "$item" ]]; then
+    shopt -s nullglob
+    wheels=("$item"/*.whl)
+    shopt -u nullglob
+    if (( ${#wheels[@]} == 0 )); then
+      echo "error: EXTRA_PACKAGES: $item: a folder without wheels (*.whl)" >&2
+      exit 1
+    fi
+    cp "${wheels[@]}" "$stage/"
+  elif [[ "$item" == *.whl ]]; then
+    if [[ ! -f "$item" ]]; then
+      echo "error: EXTRA_PACKAGES: $item: no such wheel file" >&2
+      exit 1
+    fi
+    cp "$item" "$stage/"
+  elif [[ "$item" == */* || -e "$item" ]]; then
+    echo "error: EXTRA_PACKAGES: $item: expected a requirement (name==version), a wheel or a folder of wheels" >&2
+    exit 1
+  else
+    echo "$item" >> "$stage/requirements.txt"
+  fi
+done
+if [[ -n "${EXTRA_PACKAGES:-}" ]]; then
+  echo "extra packages: $(cd "$stage" && ls -- *.whl 2>/dev/null | tr '\n' ' ')$(tr '\n' ' ' < "$stage/requirements.txt")"
+fi
+
 extra=(--network "$BUILD_NETWORK")
 if [[ "$engine" == podman ]]; then
   extra+=(--format docker)

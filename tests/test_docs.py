@@ -82,11 +82,11 @@ def test_reference_pages_match_the_code():
 
 
 def test_every_profile_field_says_what_it_means():
-    from cnnzoo.config.profile import Profile, Schedule
+    from cnnzoo.config.profile import Profile, Schedule, Sweep
 
     undocumented = [
         f"{model.__name__}.{name}"
-        for model in (Profile, Schedule)
+        for model in (Profile, Schedule, Sweep)
         for name, info in model.model_fields.items()
         if not (info.description or "").strip()
     ]

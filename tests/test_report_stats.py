@@ -62,8 +62,9 @@ def test_the_first_lines_say_which_are_tied_and_which_are_behind(one_seed):
     assert md[:3] == [
         "- Best: mid, test accuracy 95.00% (95% interval 91.04–97.26%).",
         "- Tied with the best (not distinguishable at 5%, exact McNemar test on the same test "
-        "images): resnet (p = 0.289).",
-        "- Clearly behind the best (worse at 5%): simple (p < 0.001).",
+        "images, p-values Holm-adjusted over the 2 configurations tested against the best): "
+        "resnet (Holm p = 0.289).",
+        "- Clearly behind the best (worse at 5%): simple (Holm p < 0.001).",
     ]
     assert data["headline"] == [line[2:] for line in md[:3]]
     html = Path(paths["html"]).read_text(encoding="utf-8")
@@ -87,6 +88,10 @@ def test_intervals_and_p_values_in_json_csv_and_html(one_seed):
     assert rows["resnet"]["p_vs_best"] == 74 / 256  # 2 * (1 + 8 + 28) / 2**8
     assert rows["simple"]["vs_best"] == "behind"
     assert rows["simple"]["p_vs_best"] == 2 / 2**30
+    # Holm over the two tested: simple's p doubled (the smaller), resnet's kept (the larger)
+    assert rows["simple"]["p_vs_best_adjusted"] == 2 * 2 / 2**30
+    assert rows["resnet"]["p_vs_best_adjusted"] == 74 / 256
+    assert rows["mid"]["p_vs_best_adjusted"] is None
     assert rows["mid"]["repeats"] == 1 and rows["mid"]["test_accuracy_std"] is None
     with open(paths["csv"], newline="", encoding="utf-8") as f:
         csv_rows = {r["model"]: r for r in csv.DictReader(f)}
@@ -99,11 +104,13 @@ def test_intervals_and_p_values_in_json_csv_and_html(one_seed):
     assert float(csv_rows["mid"]["gap_ci_low"]) == rows["mid"]["gap_ci"][0]
     assert csv_rows["resnet"]["vs_best"] == "tied"
     assert float(csv_rows["resnet"]["p_vs_best"]) == 74 / 256
+    assert float(csv_rows["simple"]["p_vs_best_adjusted"]) == 4 / 2**30
     assert csv_rows["mid"]["seed_test_accuracies"] == "42:0.95"
     html = Path(paths["html"]).read_text(encoding="utf-8")
     assert '<tr class="tied" data-model="resnet">' in html
     assert '<tr class="behind" data-model="simple">' in html
-    assert ">88.59–95.78%</td>" in html and ">tied, p = 0.289</td>" in html
+    assert ">88.59–95.78%</td>" in html
+    assert ">tied, Holm p = 0.289 (raw p = 0.289)</td>" in html
     assert ">+1.59 to +7.98 pp</td>" in html  # mid's gap interval
     assert "exact McNemar test" in html and "Wilson score interval" in html
 
@@ -225,4 +232,4 @@ def test_console_summary_starts_with_the_verdict(one_seed):
     assert lines[4].split() == (
         "# configuration test acc 95% interval vs best notebook train acc gap time".split()
     )
-    assert lines[6].split()[:6] == ["2", "resnet", "93.00%", "88.59–95.78%", "tied,", "p"]
+    assert lines[6].split()[:7] == ["2", "resnet", "93.00%", "88.59–95.78%", "tied,", "Holm", "p"]

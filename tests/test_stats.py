@@ -8,6 +8,7 @@ those of Newcombe's worked examples (Statistics in Medicine 1998, 17: 857-872 an
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
@@ -18,6 +19,7 @@ from cnnzoo.evaluation.stats import (
     compare_configurations,
     difference_interval,
     discordant_counts,
+    holm_adjust,
     mcnemar_exact,
     mean_std,
     order_flips,
@@ -183,7 +185,7 @@ def test_compare_one_seed_ties_and_behind():
     assert out["order"] == ["best", "close", "far"] and out["best"] == "best"
     assert out["tied"] == ["close"] and out["behind"] == ["far"] and out["untested"] == []
     m = out["models"]
-    assert m["best"]["vs_best"] == {"verdict": "best", "p_value": None}
+    assert m["best"]["vs_best"] == {"verdict": "best", "p_value": None, "p_adjusted": None}
     assert m["close"]["vs_best"]["p_value"] == 0.5  # 2 * (1/2)^2
     assert m["far"]["vs_best"]["p_value"] == pytest.approx(2 / 2**25)
     assert m["far"]["vs_best"]["tests"] == [
@@ -237,3 +239,47 @@ def test_compare_repeats_mean_std_flips_and_conservative_verdict():
     assert vc["verdict"] == "tied"
     assert [t["seed"] for t in vc["tests"]] == [1, 2]
     assert vc["tests"][0]["p_value"] < 0.05 < vc["tests"][1]["p_value"] == vc["p_value"]
+
+
+# --- Holm's adjustment over the comparisons with the best ------------------------------------
+
+
+def test_holm_adjust_by_hand():
+    # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> kept at 0.06
+    assert holm_adjust([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm_adjust([0.5, 0.9]) == [1.0, 1.0]  # capped at 1
+    assert holm_adjust([0.02]) == [0.02]  # a family of one is not adjusted
+    assert holm_adjust([]) == []
+    with pytest.raises(ValueError, match="p-values must be in"):
+        holm_adjust([0.1, 1.5])
+
+
+def test_holm_adjust_never_lowers_and_keeps_the_order():
+    rng = random.Random(0)
+    for _ in range(50):
+        ps = [rng.random() ** 3 for _ in range(rng.randint(1, 12))]
+        adj = holm_adjust(ps)
+        assert all(a >= p for a, p in zip(adj, ps, strict=True))
+        by_p = sorted(range(len(ps)), key=ps.__getitem__)
+        assert [adj[i] for i in by_p] == sorted(adj[i] for i in by_p)
+
+
+def test_the_verdict_uses_the_holm_adjusted_p_values():
+    best = _run(42, LABELS, _preds(LABELS, set(range(5))))  # 95 right
+    # each other: 6 images only the best got right, none the other way: p = 2/2**6
+    others = {
+        f"other{i}": [_run(42, LABELS, _preds(LABELS, set(range(5)) | set(range(5 + i, 11 + i))))]
+        for i in range(3)
+    }
+    alone = compare_configurations({"best": [best], "other0": others["other0"]})
+    assert alone["models"]["other0"]["vs_best"]["p_value"] == 2 / 2**6
+    assert alone["models"]["other0"]["vs_best"]["p_adjusted"] == 2 / 2**6
+    assert alone["behind"] == ["other0"]  # 0.031 < 0.05 in a family of one
+
+    out = compare_configurations({"best": [best], **others})
+    for name in others:
+        vs = out["models"][name]["vs_best"]
+        assert vs["p_value"] == 2 / 2**6  # raw unchanged
+        assert vs["p_adjusted"] == pytest.approx(3 * 2 / 2**6)  # 0.094: not below 5%
+        assert vs["family_size"] == 3 and vs["verdict"] == "tied"
+    assert out["behind"] == [] and sorted(out["tied"]) == sorted(others)

@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from cnnzoo.config.profile import Profile, Schedule, Stage, list_profiles, load_profile
+from cnnzoo.config.profile import Profile, Schedule, Stage, Sweep, list_profiles, load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "docs" / "reference"
@@ -63,6 +63,8 @@ def _bounds(info: FieldInfo) -> str:
 
 
 def _default(info: FieldInfo) -> str:
+    if info.is_required():
+        return "required"
     if info.default_factory is not None:
         return "`{}`"
     return f"`{_short(info.default)}`"
@@ -78,7 +80,7 @@ def _field_rows(model: type[BaseModel], prefix: str = "") -> list[list[str]]:
         meaning = info.description or ""
         rows.append(
             [
-                f"`{prefix}{name}`",
+                f"`{prefix}{info.alias or name}`",
                 _type_name(info.annotation),
                 _default(info),
                 _bounds(info),
@@ -100,8 +102,8 @@ def profile_reference() -> str:
     profiles = {n: load_profile(n).model_dump() for n in names}
     top = _field_rows(Profile)
     for row, field in zip(top, Profile.model_fields, strict=True):
-        if field == "models":
-            row.insert(4, "per model: see below")
+        if field in ("models", "variants", "sweeps"):
+            row.insert(4, "see below")
         else:
             row.insert(4, " · ".join(f"{n}: `{_short(profiles[n][field])}`" for n in names))
     lines = [
@@ -128,6 +130,15 @@ def profile_reference() -> str:
         *_table(
             ["field", "type", "default", "allowed", "meaning"],
             _field_rows(Schedule, "models.<name>.") + _field_rows(Stage, "models.<name>.finetune."),
+        ),
+        "",
+        "## Your own configurations: `variants.<name>` and `sweeps.<name>`",
+        "",
+        "A variant has `from` and the schedule keys it changes; a sweep has the same keys",
+        "plus `grid`. See [your own configurations](../your-own-configurations.md).",
+        "",
+        *_table(
+            ["field", "type", "default", "allowed", "meaning"], _field_rows(Sweep, "sweeps.<name>.")
         ),
         "",
     ]

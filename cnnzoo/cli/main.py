@@ -33,10 +33,10 @@ class Command:
 COMMANDS = (
     Command(
         "models",
-        "list the registered model configurations",
-        steps.no_args,
+        "list the model configurations (registered, plugins', the profile's variants and sweeps)",
+        steps.models_args,
         steps.models_command,
-        "cnnzoo models",
+        "cnnzoo models --config my-study.yaml",
     ),
     Command(
         "profile",

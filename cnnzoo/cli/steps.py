@@ -32,11 +32,23 @@ def no_args(p: argparse.ArgumentParser) -> None:
     """A command without arguments."""
 
 
-def models_command(ns: argparse.Namespace) -> int:
+def models_args(p: argparse.ArgumentParser) -> None:
+    add_profile_args(p)
 
+
+def models_command(ns: argparse.Namespace) -> int:
+    """The registry's configurations (plugins' included), then the profile's variants and
+    sweep points with what each derives from and its settings."""
+    derived = load_profile_arg(ns).derived_configurations()
+    width = max(22, *(len(name) for name in [*list_models(), *derived]))
     for name in list_models():
         s = get_spec(name)
-        print(f"{name:22s} {s.strategy:9s} {s.description}")
+        plugin = f" (plugin {s.plugin})" if s.plugin else ""
+        print(f"{name:{width}s} {s.strategy:9s} {s.description}{plugin}")
+    for name, c in derived.items():
+        kind = f"sweep {c.sweep}" if c.sweep else "variant"
+        settings = ", ".join(f"{k}={v}" for k, v in c.settings.items()) or "same settings"
+        print(f"{name:{width}s} {c.spec.strategy:9s} {kind} of {c.derives_from}: {settings}")
     return 0
 
 
@@ -132,7 +144,11 @@ def split_command(ns: argparse.Namespace) -> int:
 
 
 def train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="a registered configuration (see 'cnnzoo models')")
+    p.add_argument(
+        "model",
+        help="a configuration: registered, a plugin's, or the profile's variant or sweep point "
+        "(see 'cnnzoo models --config F')",
+    )
     p.add_argument("split", help="output folder of 'cnnzoo split'")
     p.add_argument("out", help="folder for model.keras, history.json, config.yaml")
     p.add_argument(

@@ -392,7 +392,7 @@ def _fields_at(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
     annotation = _strip_optional(annotation)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [
-            name
+            f.alias or name
             for name, f in annotation.model_fields.items()
             if not (f.json_schema_extra or {}).get("internal")
         ]

@@ -14,6 +14,7 @@ A model whose training failed is passed on as a ``"status": "failed"`` record.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -101,8 +102,7 @@ def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, An
 
     model_dir = Path(model_dir)
     history, name = _read_history(model_dir)
-    spec = get_spec(name)
-    head = {"model": name, "strategy": spec.strategy, "base": spec.base}
+    head = _record_head(name, model_dir / CONFIG_FILE)
     if history.get("status") != "ok":
         error = str(history.get("error") or "training failed")
         # One of several repeats: the report names the seed that failed.
@@ -272,6 +272,28 @@ def per_class_metrics(cm, classes: list[str]) -> dict[str, dict[str, float | int
             "support": int(support[i]),
         }
     return out
+
+
+def _record_head(name: str, config_yaml: Path) -> dict[str, Any]:
+    """The record's first fields: model, strategy, base and, for a profile's variant or
+    sweep point (config.yaml's ``derived``), what it derives from and its sweep point."""
+    config: dict[str, Any] = {}
+    if config_yaml.is_file():
+        with contextlib.suppress(CnnzooError):
+            config = read_yaml(config_yaml)
+    derived = config.get("derived")
+    if not isinstance(derived, dict):
+        spec = get_spec(name)  # a registered configuration (raises for an unknown name)
+        return {"model": name, "strategy": spec.strategy, "base": spec.base}
+    return {
+        "model": name,
+        "strategy": config.get("strategy"),
+        "base": config.get("base"),
+        "derived_from": derived.get("from"),
+        "sweep": derived.get("sweep"),
+        "sweep_point": derived.get("point") or None,
+        "derived_settings": derived.get("settings") or None,
+    }
 
 
 def _trained_seed(config_yaml: Path) -> int | None:

@@ -29,6 +29,9 @@ SCHEMA_VERSION = 1
 #: Versions this cnnzoo reads (a file without ``schema_version`` counts as 1).
 READABLE_VERSIONS = (1,)
 STATUSES = ("ok", "failed")
+#: Optional fields of a profile's own configuration (a variant or sweep point), left out
+#: of a registered configuration's record.
+DERIVED_FIELDS = ("derived_from", "sweep", "sweep_point", "derived_settings")
 #: Optional fields a record written before them lacks (see :class:`EvaluationRecord`).
 STATS_FIELDS = (
     "seed",
@@ -92,6 +95,12 @@ class EvaluationRecord:
     test_set: str | None = field(default=None, metadata=_kind("text"))
     test_labels: list[int] | None = field(default=None, metadata=_kind("indices"))
     test_predictions: list[int] | None = field(default=None, metadata=_kind("indices"))
+    # A profile's own configuration (a variant or a sweep point, config.yaml's "derived"):
+    # what it derives from, and the sweep and grid point it is, for the report's sweep plot.
+    derived_from: str | None = field(default=None, metadata=_kind("text"))
+    sweep: str | None = field(default=None, metadata=_kind("text"))
+    sweep_point: dict[str, Any] | None = field(default=None, metadata=_kind("settings"))
+    derived_settings: dict[str, Any] | None = field(default=None, metadata=_kind("settings"))
     schema_version: int = field(default=SCHEMA_VERSION, metadata=_kind("version"))
 
     @property
@@ -107,11 +116,19 @@ class EvaluationRecord:
         base: str | None,
         error: str,
         seed: int | None = None,
+        **derived: Any,
     ) -> EvaluationRecord:
         """The record of a model that has no evaluation, with the reason (and the
-        training seed, when known: one of several repeats failed)."""
+        training seed, when known: one of several repeats failed; and ``derived_from``,
+        ``sweep``, ``sweep_point`` for a profile's own configuration)."""
         return cls(
-            model=model, status="failed", strategy=strategy, base=base, error=error, seed=seed
+            model=model,
+            status="failed",
+            strategy=strategy,
+            base=base,
+            error=error,
+            seed=seed,
+            **derived,
         )
 
     @classmethod
@@ -179,13 +196,14 @@ class EvaluationRecord:
         if not self.ok:
             keys = ("model", "strategy", "base", "status", "error", "schema_version")
             data = {k: getattr(self, k) for k in keys}
-            if self.seed is not None:
-                data["seed"] = self.seed
+            for key in ("seed", *DERIVED_FIELDS):
+                if getattr(self, key) is not None:
+                    data[key] = getattr(self, key)
             return data
         data = dataclasses.asdict(self)
         del data["error"]
         # The statistics' fields are left out when absent: an older file round-trips as it was.
-        for key in STATS_FIELDS:
+        for key in (*STATS_FIELDS, *DERIVED_FIELDS):
             if data[key] is None:
                 del data[key]
         return data
@@ -268,6 +286,12 @@ def _check_value(where: str, key: str, kind: str, value: Any) -> None:
             for name, metric in metrics.items():
                 kind_of = _PER_CLASS.get(name, "amount")
                 _check_value(where, f"per_class.{label}.{name}", kind_of, metric)
+    elif kind == "settings":
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and (_is_number(v) or isinstance(v, (bool, str)))
+            for k, v in value.items()
+        ):
+            raise bad("an object (setting -> number, bool or text) or null")
     elif kind == "history":
         if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
             raise bad("a list of epoch records")

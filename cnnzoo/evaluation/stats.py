@@ -15,6 +15,9 @@ real. This module answers with plain data (no formatting) so that every renderer
   (train accuracy - test accuracy, on disjoint image sets).
 - :func:`mean_std`, :func:`order_flips`: mean and sample standard deviation over seeds,
   and the pairs of configurations whose order changes from one seed to another.
+- :func:`holm_adjust`: Holm's step-down adjustment of a family of p-values (the tests of
+  every ranked configuration against the best), so the verdicts hold together at 5%
+  however many configurations a study has.
 - :func:`compare_configurations`: all of the above for a run's evaluations, ranked by
   mean test accuracy, with each configuration's verdict against the best.
 
@@ -211,6 +214,34 @@ def _pairs(a: Sequence[Mapping], b: Sequence[Mapping]) -> list[tuple[Mapping, Ma
     return pairs
 
 
+def holm_adjust(p_values: Sequence[float]) -> list[float]:
+    """Holm's (1979) step-down adjusted p-values, in the order given.
+
+    With the ``m`` p-values sorted ascending, the ``i``-th (1-based) is adjusted to
+    ``max_{j <= i} min(1, (m - j + 1) * p_(j))``; rejecting where the adjusted value is
+    below ``alpha`` controls the family-wise error rate at ``alpha``.
+
+    Args:
+        p_values: the family's p-values, each in [0, 1].
+
+    Returns:
+        The adjusted p-values, in the input order.
+
+    Raises:
+        ValueError: a p-value outside [0, 1] or not a number.
+    """
+    for p in p_values:
+        if not (finite(p) and 0 <= p <= 1):
+            raise ValueError(f"holm_adjust: p-values must be in [0, 1], got {p!r}")
+    m = len(p_values)
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(sorted(range(m), key=lambda k: p_values[k])):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
 def _versus(best: Sequence[Mapping], other: Sequence[Mapping]) -> dict[str, Any]:
     """The other configuration against the best: McNemar on every paired seed."""
     pairs = _pairs(best, other)
@@ -227,12 +258,14 @@ def _versus(best: Sequence[Mapping], other: Sequence[Mapping]) -> dict[str, Any]
             return {"verdict": UNTESTED, "p_value": None, "reason": "different test images"}
         b, c = discordant_counts(labels, rb["test_predictions"], ro["test_predictions"])
         tests.append({"seed": rb.get("seed"), "b": b, "c": c, "p_value": mcnemar_exact(b, c)})
-    # Conservative over seeds: clearly behind only if every seed's test separates them,
-    # with the best ahead (b > c: images only the best got right outnumber the others).
-    behind = all(t["p_value"] < ALPHA and t["b"] > t["c"] for t in tests)
+    # Conservative over seeds: the configuration's p-value is the largest of its seeds',
+    # and it can be behind only with the best ahead in every seed (b > c: images only
+    # the best got right outnumber the others). The verdict is set once the family's
+    # p-values are adjusted (compare_configurations).
     return {
-        "verdict": BEHIND if behind else TIED,
+        "verdict": TIED,
         "p_value": max(t["p_value"] for t in tests),
+        "best_ahead": all(t["b"] > t["c"] for t in tests),
         "tests": tests,
     }
 
@@ -258,14 +291,17 @@ def compare_configurations(runs_by_model: Mapping[str, Sequence[Mapping[str, Any
                  "test_accuracy_ci" ([low, high]: Wilson on the correct images of all
                      seeds pooled; None without counts),
                  "gap_mean", "gap_std", "gap_ci" (Newcombe on the pooled counts),
-                 "vs_best": {"verdict": best|tied|behind|untested, "p_value", "tests"
+                 "vs_best": {"verdict": best|tied|behind|untested, "p_value",
+                             "p_adjusted", "family_size", "tests"
                              [{"seed", "b", "c", "p_value"}] or "reason"}}},
              "tied": [...], "behind": [...], "untested": [...],
              "flips": order_flips(...)}
 
-        ``p_value`` is the largest over the paired seeds; a configuration is ``behind``
-        only when the test separates it from the best at 5% in every paired seed with
-        the best ahead, else ``tied``. No correction for the number of comparisons.
+        ``p_value`` is the largest over the paired seeds; ``p_adjusted`` is it
+        Holm-adjusted (:func:`holm_adjust`) over the family of every configuration
+        tested against the best (``family_size`` of them). A configuration is
+        ``behind`` when its adjusted p-value is below 5% and the best is ahead in every
+        paired seed, else ``tied``.
     """
     models: dict[str, dict[str, Any]] = {}
     for model, runs in runs_by_model.items():
@@ -314,9 +350,20 @@ def compare_configurations(runs_by_model: Mapping[str, Sequence[Mapping[str, Any
     groups: dict[str, list[str]] = {TIED: [], BEHIND: [], UNTESTED: []}
     for m in order:
         if m == best:
-            models[m]["vs_best"] = {"verdict": BEST, "p_value": None}
+            models[m]["vs_best"] = {"verdict": BEST, "p_value": None, "p_adjusted": None}
             continue
         models[m]["vs_best"] = _versus(runs_by_model[best], runs_by_model[m])
+    # The family: every ranked configuration tested against the best.
+    tested = [m for m in order if models[m]["vs_best"]["p_value"] is not None]
+    adjusted = holm_adjust([models[m]["vs_best"]["p_value"] for m in tested])
+    for m, p_adjusted in zip(tested, adjusted, strict=True):
+        vs = models[m]["vs_best"]
+        vs["p_adjusted"] = p_adjusted
+        vs["family_size"] = len(tested)
+        best_ahead = vs.pop("best_ahead")
+        vs["verdict"] = BEHIND if p_adjusted < ALPHA and best_ahead else TIED
+    for m in order[1:]:
+        models[m]["vs_best"].setdefault("p_adjusted", None)
         groups[models[m]["vs_best"]["verdict"]].append(m)
     per_seed = {
         m: {s["seed"]: s["test_accuracy"] for s in models[m]["seeds"] if finite(s["test_accuracy"])}

@@ -15,13 +15,16 @@ import os
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.models.custom import ARCHITECTURES
 from cnnzoo.models.pretrained import build_pretrained, freeze_batchnorm
-from cnnzoo.models.registry import BASE_LAYER, get_spec
+from cnnzoo.models.registry import BASE_LAYER, ModelSpec, get_spec
 
 # Keras is imported inside the functions: it is heavy, and importing this module is not.
 
 
 def build_model(
-    name: str, num_classes: int, img_size: int, weights: str | os.PathLike | None = None
+    name: str | ModelSpec,
+    num_classes: int,
+    img_size: int,
+    weights: str | os.PathLike | None = None,
 ):
     """Build the uncompiled ``keras.Model`` of a registered configuration.
 
@@ -37,7 +40,8 @@ def build_model(
     stage.
 
     Args:
-        name: a name from :func:`cnnzoo.models.registry.list_models`.
+        name: a name from :func:`cnnzoo.models.registry.list_models`, or the spec of a
+            profile's own configuration (:meth:`cnnzoo.config.profile.Profile.spec_for`).
         num_classes: size of the softmax output.
         img_size: square input size in pixels (RGB, uint8-range values 0..255).
         weights: ignored for custom models. For pretrained bases: None (random init),
@@ -60,7 +64,8 @@ def build_model(
         CnnzooError: unknown name, ``num_classes`` < 2, ``img_size`` below the
             configuration's minimum, missing or unreadable weights.
     """
-    spec = get_spec(name)
+    spec = name if isinstance(name, ModelSpec) else get_spec(name)
+    name = spec.name
     if num_classes < 2:
         raise CnnzooError(f"{name}: num_classes must be >= 2, got {num_classes}")
     if img_size < spec.min_img_size:
@@ -72,7 +77,7 @@ def build_model(
     return ARCHITECTURES[spec.architecture](num_classes, img_size, name=spec.name)
 
 
-def prepare_stage(model, name: str, stage: int) -> None:
+def prepare_stage(model, name: str | ModelSpec, stage: int) -> None:
     """Set which weights of a built model train in ``stage`` (1 or 2) of its run.
 
     ``*_finetune``: stage 1 freezes the whole base (only the head trains); stage 2
@@ -83,14 +88,15 @@ def prepare_stage(model, name: str, stage: int) -> None:
 
     Args:
         model: a model from :func:`build_model` (or reloaded from its saved file).
-        name: its configuration name.
+        name: its configuration name (or spec, as for :func:`build_model`).
         stage: 1 or 2.
 
     Raises:
         CnnzooError: unknown name, a stage other than 1 or 2, or stage 2 for a
             configuration with one stage.
     """
-    spec = get_spec(name)
+    spec = name if isinstance(name, ModelSpec) else get_spec(name)
+    name = spec.name
     if stage not in (1, 2):
         raise CnnzooError(f"{name}: stage must be 1 or 2, got {stage!r}")
     if spec.strategy != "finetune":

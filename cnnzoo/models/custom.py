@@ -4,7 +4,9 @@ Each architecture is a function ``builder(num_classes, img_size, name=...)`` ret
 an uncompiled ``keras.Model`` that starts with ``Rescaling(1/255)`` and ends with a
 float32 softmax layer named ``"predictions"``. It performs no argument checks
 (:func:`cnnzoo.models.build.build_model` checks them first). A custom configuration of
-the registry names its architecture by its key in :data:`ARCHITECTURES`.
+the registry names its architecture by its key in :data:`ARCHITECTURES`; each builder
+is registered there with :func:`~cnnzoo.models.registry.register_architecture`, the
+decorator a plugin uses too.
 
 Architectures and parameter counts are the original study's (``docs/the-study.md``):
 at 100 px and 5 classes every model has exactly the notebook's total parameter count.
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+from cnnzoo.models.registry import ARCHITECTURE_BUILDERS, register_architecture
 
 # Keras is imported inside the functions: it is heavy, and importing this module is not.
 
@@ -54,6 +58,7 @@ def _custom_input(img_size: int):
     return inputs, _layers().Rescaling(1.0 / 255, name="rescaling")(inputs)
 
 
+@register_architecture("simple")
 def build_simple(num_classes: int, img_size: int, name: str = "simple"):
     """2 conv layers + dense head.
 
@@ -76,6 +81,7 @@ def build_simple(num_classes: int, img_size: int, name: str = "simple"):
     return keras.Model(inputs, classifier(x, num_classes), name=name)
 
 
+@register_architecture("mid")
 def build_mid(num_classes: int, img_size: int, name: str = "mid"):
     """3 double-conv blocks + dense head.
 
@@ -144,6 +150,7 @@ def _resnet_body(x, num_classes: int):
     return classifier(x, num_classes)
 
 
+@register_architecture("resnet")
 def build_resnet(num_classes: int, img_size: int, name: str = "resnet"):
     """ResNet-style, 4 stages of residual blocks.
 
@@ -176,6 +183,7 @@ def _inception_block(x, filters: tuple[int, int, int, int], name: str):
     return L.Concatenate(name=f"{name}_concat")([b0, b1, b2, b3])
 
 
+@register_architecture("inception")
 def build_inception(num_classes: int, img_size: int, name: str = "inception"):
     """3 Inception blocks with 7x7 convs.
 
@@ -203,6 +211,7 @@ def build_inception(num_classes: int, img_size: int, name: str = "inception"):
     return keras.Model(inputs, classifier(x, num_classes), name=name)
 
 
+@register_architecture("resnet_aug")
 def build_resnet_aug(num_classes: int, img_size: int, name: str = "resnet_aug"):
     """The resnet architecture with data augmentation layers after the rescaling.
 
@@ -228,12 +237,7 @@ def build_resnet_aug(num_classes: int, img_size: int, name: str = "resnet_aug"):
 
 
 #: Custom architectures by key (a spec's ``architecture``): ``builder(num_classes,
-#: img_size, name=...)`` -> uncompiled ``keras.Model``. Add an entry to make a new
-#: architecture buildable, then register a configuration naming it.
-ARCHITECTURES: dict[str, Callable[..., Any]] = {
-    "simple": build_simple,
-    "mid": build_mid,
-    "resnet": build_resnet,
-    "inception": build_inception,
-    "resnet_aug": build_resnet_aug,
-}
+#: img_size, name=...)`` -> uncompiled ``keras.Model``. The registry's table, which
+#: :func:`~cnnzoo.models.registry.register_architecture` fills: the five above, and any a
+#: plugin registers (``docs/your-own-configurations.md``).
+ARCHITECTURES: dict[str, Callable[..., Any]] = ARCHITECTURE_BUILDERS

@@ -19,9 +19,13 @@ data, at another size or with random weights is not expected to match.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
 
-from cnnzoo.core.errors import CnnzooError
+from cnnzoo.core.errors import CnnzooError, one_line
 
 STRATEGIES = ("scratch", "augment", "transfer", "finetune", "partial")
 
@@ -61,7 +65,12 @@ class ModelSpec:
         notebook_test_accuracy: the original study's test accuracy (a fraction), or
             None for a configuration the study did not have.
         architecture: for a custom configuration, the key of its builder in
-            :data:`cnnzoo.models.custom.ARCHITECTURES`; None for a pretrained one.
+            :data:`ARCHITECTURE_BUILDERS`; None for a pretrained one.
+        derived_from: for a profile's variant or sweep point
+            (:meth:`cnnzoo.config.profile.Profile.spec_for`), the configuration it derives
+            from; None for a registered one.
+        plugin: for a configuration a plugin registered, its entry point
+            (``name = module:function`` of the group :data:`PLUGIN_GROUP`); else None.
     """
 
     name: str
@@ -71,6 +80,8 @@ class ModelSpec:
     description: str
     notebook_test_accuracy: float | None = None
     architecture: str | None = None
+    derived_from: str | None = None
+    plugin: str | None = None
 
     @property
     def pretrained(self) -> bool:
@@ -79,6 +90,20 @@ class ModelSpec:
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
+
+#: Custom architectures by key (a spec's ``architecture``): ``builder(num_classes,
+#: img_size, name=...)`` -> uncompiled ``keras.Model``, filled by
+#: :func:`register_architecture` (the built-ins in :mod:`cnnzoo.models.custom`, plugins').
+ARCHITECTURE_BUILDERS: dict[str, Callable[..., Any]] = {}
+
+#: The entry-point group through which an installed package registers architectures: each
+#: entry point names a function that registers them with :func:`register_architecture`.
+PLUGIN_GROUP = "cnnzoo.models"
+_plugins: dict[str, Any] = {"loaded": False}
+
+#: Custom architectures with an augmented form (``augment: true`` in a profile's variant):
+#: architecture -> its augmented architecture.
+AUGMENTED_ARCHITECTURES: dict[str, str] = {"resnet": "resnet_aug"}
 
 
 def register_model(
@@ -98,7 +123,7 @@ def register_model(
         strategy: one of :data:`STRATEGIES`.
         base: one of :data:`BASES` for a pretrained configuration, else None.
         architecture: for a custom configuration, the key of its builder in
-            :data:`cnnzoo.models.custom.ARCHITECTURES` (default: ``name``); must be
+            :data:`ARCHITECTURE_BUILDERS` (default: ``name``); must be
             None for a pretrained one.
         min_img_size: smallest square input size the architecture accepts.
         description: one line for tables and ``cnnzoo models``.
@@ -126,12 +151,106 @@ def register_model(
     return spec
 
 
+def register_architecture(
+    key: str,
+    *,
+    strategy: str = "scratch",
+    min_img_size: int | None = None,
+    description: str | None = None,
+    notebook_test_accuracy: float | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: make ``builder(num_classes, img_size, name=...)`` the architecture ``key``.
+
+    The built-in custom CNNs (:mod:`cnnzoo.models.custom`) are decorated with the key
+    alone (their configurations are registered below, as data). A plugin also gives a
+    ``description`` and ``min_img_size``, which registers a configuration named ``key``
+    that builds with it (:func:`register_model`). The builder imports Keras inside itself
+    and returns an uncompiled ``keras.Model`` taking ``(img_size, img_size, 3)`` inputs in
+    0..255 and ending in a float32 softmax of ``num_classes``.
+
+    Args:
+        key: the architecture's key (and, with a ``description``, the configuration's name).
+        strategy: ``scratch`` or ``augment`` (a custom architecture).
+        min_img_size: smallest square input size it accepts (needed with ``description``).
+        description: one line for tables and ``cnnzoo models``; None registers no
+            configuration.
+        notebook_test_accuracy: a reference test accuracy, if there is one.
+
+    Raises:
+        ValueError: ``key`` already has a builder or a configuration, or a configuration
+            is asked for without ``min_img_size``.
+    """
+
+    def decorate(builder: Callable[..., Any]) -> Callable[..., Any]:
+        if description is not None and key in _REGISTRY:
+            raise ValueError(f"model configuration {key!r} is registered twice")
+        if key in ARCHITECTURE_BUILDERS:
+            raise ValueError(f"architecture {key!r} is registered twice")
+        if description is not None:
+            if min_img_size is None:
+                raise ValueError(f"{key}: a configuration needs min_img_size")
+            register_model(
+                key,
+                strategy=strategy,
+                architecture=key,
+                min_img_size=min_img_size,
+                description=description,
+                notebook_test_accuracy=notebook_test_accuracy,
+            )
+        ARCHITECTURE_BUILDERS[key] = builder
+        return builder
+
+    return decorate
+
+
+def load_plugins() -> list[str]:
+    """Load the architectures installed packages register (entry points of :data:`PLUGIN_GROUP`).
+
+    Runs once per process (every query of the registry calls it first), so a pipeline
+    task sees the same configurations as the command that compiled the pipeline. Each
+    entry point names a function called without arguments that registers its
+    architectures with :func:`register_architecture`.
+
+    Returns:
+        The names of the configurations the plugins registered (empty on later calls).
+
+    Raises:
+        CnnzooError: a plugin cannot be loaded or fails, or registers a name that is
+            already taken (one line naming the entry point and the name).
+    """
+    if _plugins["loaded"]:
+        return []
+    _plugins["loaded"] = True
+    added: list[str] = []
+    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        where = f"plugin {ep.name} = {ep.value} ({PLUGIN_GROUP})"
+        before = set(_REGISTRY)
+        try:
+            ep.load()()
+        except ValueError as e:
+            if "registered twice" in str(e):
+                raise CnnzooError(
+                    f"{where}: {one_line(e)}; the name is taken, rename the plugin's architecture"
+                ) from None
+            raise CnnzooError(f"{where}: {one_line(e)}") from None
+        except CnnzooError:
+            raise
+        except Exception as e:  # a plugin's bug: one line naming it
+            raise CnnzooError(f"{where} failed: {type(e).__name__}: {one_line(e)}") from None
+        for name in [n for n in _REGISTRY if n not in before]:
+            _REGISTRY[name] = dataclasses.replace(_REGISTRY[name], plugin=f"{ep.name} = {ep.value}")
+            added.append(name)
+    return added
+
+
 def list_models() -> list[str]:
     """The registered configuration names, in the study's order.
 
     Returns:
-        Every registered name: the five custom configurations, then the pretrained ones.
+        Every registered name: the five custom configurations, the pretrained ones, then
+        those of plugins (:func:`load_plugins`).
     """
+    load_plugins()
     return list(_REGISTRY)
 
 
@@ -147,6 +266,7 @@ def get_spec(name: str) -> ModelSpec:
     Raises:
         CnnzooError: ``name`` is not registered (the message lists the valid names).
     """
+    load_plugins()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -165,6 +285,7 @@ def notebook_test_accuracy(name: str) -> float | None:
         The accuracy as a fraction, or None if it has none (unknown name, or a
         configuration the study did not have).
     """
+    load_plugins()
     spec = _REGISTRY.get(name)
     return spec.notebook_test_accuracy if spec is not None else None
 

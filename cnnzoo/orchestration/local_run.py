@@ -99,8 +99,10 @@ class _Progress:
         re.compile(r"(?P<msg>Pipeline '[^']+' finished with status \w+)"),
     )
 
-    def __init__(self, log: TextIO, console: TextIO):
+    def __init__(self, log: TextIO, console: TextIO, models: list[str] | tuple[str, ...] = ()):
         self._log, self._console = log, console
+        # The run's configurations (variants and sweep points besides the registry's).
+        self._models = {*list_models(), *models}
         self.tail: list[str] = []
         self.failed: list[str] = []
         self._started: dict[tuple[str, str], float] = {}
@@ -113,7 +115,7 @@ class _Progress:
             return msg
         # "simple" or, one of several repeats, "simple/seed-7".
         model = words[1].rstrip(":")
-        key = (words[0].rstrip(":"), model if model.split("/")[0] in list_models() else "")
+        key = (words[0].rstrip(":"), model if model.split("/")[0] in self._models else "")
         if msg.endswith(": started"):
             self._started[key] = time.monotonic()
             return msg
@@ -248,7 +250,7 @@ def run_pipeline_locally(
         env.setdefault("TF_NUM_INTRAOP_THREADS", str(threads_per_task))
         env.setdefault("TF_NUM_INTEROP_THREADS", str(threads_per_task))
     with open(log_path, "w", encoding="utf-8") as log, _sigterm_interrupts():
-        progress = _Progress(log, console)
+        progress = _Progress(log, console, arguments.get("models") or ())
         proc = subprocess.Popen(
             [sys.executable, "-m", "cnnzoo.orchestration.local_run", str(session_file)],
             stdin=subprocess.DEVNULL,

@@ -26,7 +26,6 @@ from typing import Any
 from cnnzoo.config.profile import load_profile
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.data.sources import DEMO_URI, is_demo
-from cnnzoo.models.registry import get_spec, list_models
 from cnnzoo.storage.gcs import is_gcs, parse_gs_uri
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][-a-z0-9_.]{1,220}[a-z0-9]$")
@@ -38,7 +37,8 @@ class Study:
 
     Attributes:
         data_uri: ``demo``, a local folder or archive (local runs), or ``gs://...``.
-        models: registered configuration names; None means all of them.
+        models: configuration names (registered ones, the profile's variants, sweeps
+            and sweep points); None means all of them.
         profile: a profile name or a YAML file.
         overrides: ``key=value`` profile overrides (``--set``), applied last.
         override_files: YAML files merged over the profile (``--config``), in order.
@@ -86,7 +86,8 @@ class Study:
     def arguments(self, local: bool = True) -> dict[str, Any]:
         """Validate the study; return the pipeline's arguments.
 
-        Checks the model names against the registry, that the profile and its overrides
+        Checks the model names against the registry and the profile's own configurations
+        (a sweep's name becomes its points), that the profile and its overrides
         load, that the image size suits every chosen model, and (``local=False``) that
         the data URI is one a cluster can read and the output location one it can write.
 
@@ -101,21 +102,14 @@ class Study:
             CnnzooError: the message names the bad value.
         """
 
-        valid = list_models()
-        models = list(valid) if self.models is None else list(self.models)
-        if not models:
+        if self.models is not None and not self.models:
             raise CnnzooError("--models: no model configuration given")
-        for name in models:
-            if name not in valid:
-                raise CnnzooError(
-                    f"--models: unknown model configuration {name!r} (valid: {', '.join(valid)})"
-                )
-        dupes = sorted({m for m in models if models.count(m) > 1})
-        if dupes:
-            raise CnnzooError(f"--models: listed more than once: {', '.join(dupes)}")
         profile = self.resolved_profile()
+        # Registered names, the profile's variants and sweep points; a sweep's name
+        # stands for all its points (the plan step expands names the same way).
+        models = profile.select(self.models)
         for name in models:
-            need = get_spec(name).min_img_size
+            need = profile.spec_for(name).min_img_size
             if profile.img_size < need:
                 raise CnnzooError(
                     f"img_size {profile.img_size} is too small for {name} (needs >= {need})"

@@ -185,9 +185,11 @@ def plan(models: list, placements: dict, profile: str) -> list:
     """The plan step: one record per training run (model and seed).
 
     Args:
-        models: the configurations to train, in order.
+        models: the configurations to train, in order: registered ones, the profile's
+            variants and sweep points, or a sweep's name for all its points.
         placements: every registered configuration's placement record
-            (``Placement.model_placements()``).
+            (``Placement.model_placements()``); a variant or sweep point gets the record
+            of the registered configuration it derives from.
         profile: the resolved profile as JSON; its ``repeats`` and ``seed`` give the seeds
             (:meth:`cnnzoo.config.profile.Profile.repeat_seeds`).
 
@@ -196,20 +198,29 @@ def plan(models: list, placements: dict, profile: str) -> list:
         and ``"repeat"`` (1-based).
 
     Raises:
-        CnnzooError: a model has no placement (it is not a registered configuration);
-            the one-line message names every such model.
+        CnnzooError: a model is neither registered nor one of the profile's own
+            configurations, or has no placement; the one-line message names them.
     """
-    unknown = [m for m in models if m not in placements]
+    prof = profile_from_dict(json.loads(profile))
+    known = [*prof.configuration_names(), *prof.sweeps]
+    unknown = [m for m in models if m not in known]
     if unknown:
         raise CnnzooError(one_line(f"unknown model configurations: {', '.join(map(str, unknown))}"))
-    seeds = profile_from_dict(json.loads(profile)).repeat_seeds()
-    for name in models:
-        print(f"[cnnzoo] plan {name}: pool {placements[name]['pool']}", flush=True)
+    # A sweep's name stands for its points; a variant or point trains where the registered
+    # configuration it derives from does.
+    names = prof.select(models)
+    pool_of = {name: placements.get(prof.registered_for(name)) for name in names}
+    missing = [name for name, record in pool_of.items() if record is None]
+    if missing:
+        raise CnnzooError(one_line(f"no placement for: {', '.join(missing)}"))
+    seeds = prof.repeat_seeds()
+    for name in names:
+        print(f"[cnnzoo] plan {name}: pool {pool_of[name]['pool']}", flush=True)
     if len(seeds) > 1:
         print(f"[cnnzoo] plan: {len(seeds)} repeats, seeds {seeds}", flush=True)
     return [
-        {**placements[name], "model": name, "seed": seed, "repeat": i}
-        for name in models
+        {**pool_of[name], "model": name, "seed": seed, "repeat": i}
+        for name in names
         for i, seed in enumerate(seeds, 1)
     ]
 
@@ -398,7 +409,7 @@ def report(
         context,
     )
     if context["tensorboard_root"]:
-        write_hparams_config(context["tensorboard_root"])
+        write_hparams_config(context["tensorboard_root"], [r.model for r in results])
     shutil.copyfile(paths["html"], html.path)
     shutil.copyfile(paths["markdown"], markdown.path)
     failed = [r.model for r in results if not r.ok]

@@ -109,10 +109,33 @@ def format_p(p: float | None) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
+#: Added after the configuration when a row is a profile's variant or sweep point.
+DERIVED_COLUMN = ("derived", "derived from", "text")
+
+
+def derived_text(
+    derived_from: str | None,
+    sweep: str | None,
+    settings: dict[str, Any] | None,
+) -> str:
+    """What a variant or sweep point is: ``mid: learning_rate=0.0001, epochs=20`` or
+    ``simple (sweep simple_lr): learning_rate=0.01``; ``""`` for a registered one."""
+    if not derived_from:
+        return ""
+    head = f"{derived_from} (sweep {sweep})" if sweep else derived_from
+    values = ", ".join(f"{k}={setting_text(v)}" for k, v in (settings or {}).items())
+    return f"{head}: {values}" if values else head
+
+
 def table_columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, str]]:
     """The ranked table's columns: :data:`COLUMNS`, plus :data:`REPEAT_COLUMNS` after the
-    test accuracy (then headed as the mean) when a configuration ran with several seeds."""
+    test accuracy (then headed as the mean) when a configuration ran with several seeds,
+    and :data:`DERIVED_COLUMN` after the configuration when a row is a variant or sweep
+    point."""
     cols = list(COLUMNS)
+    if any(r.get("derived") for r in rows):
+        i = [k for k, _, _ in cols].index("model")
+        cols.insert(i + 1, DERIVED_COLUMN)
     if any((r.get("repeats") or 1) > 1 for r in rows):
         i = [k for k, _, _ in cols].index("test_accuracy")
         cols[i] = ("test_accuracy", "test acc (mean)", "pct")

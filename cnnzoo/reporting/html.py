@@ -222,6 +222,16 @@ def html_text(
             ),
             ("gap", "overfitting gap vs trainable parameters", plots.gap_vs_params(ranked)),
         ]
+        sweeps = dict.fromkeys(r["evaluation"].sweep for r in ranked if r["evaluation"].sweep)
+        for sweep in sweeps:
+            members = [r for r in ranked if r["evaluation"].sweep == sweep]
+            plots_view.append(
+                (
+                    f"sweep-{sweep}",
+                    f"test accuracy against the settings of sweep {sweep}",
+                    plots.sweep_plot(sweep, members),
+                )
+            )
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("cnnzoo.reporting", "templates"),
         autoescape=True,

@@ -331,3 +331,76 @@ def confusion_matrix(model: str, classes: Sequence[str], matrix: Sequence[Sequen
     ax.set_ylabel("true")
     ax.set_title(f"{model}: confusion matrix (test)")
     return _png(fig)
+
+
+def sweep_series(
+    rows: Sequence[dict[str, Any]], key: str
+) -> dict[str, list[tuple[Any, float, tuple[float, float] | None]]]:
+    """One sweep's test accuracies along ``key``: one series per combination of the
+    other grid keys' values.
+
+    Args:
+        rows: the sweep's comparison rows; each row's ``evaluation.sweep_point`` holds its
+            grid values (rows without a finite test accuracy are left out).
+        key: the swept setting drawn on the x axis.
+
+    Returns:
+        ``{label: [(value, test accuracy, 95% interval or None), ...]}`` sorted by value;
+        the label names the other keys' values (``""`` when ``key`` is the only one).
+    """
+    series: dict[str, list[tuple[Any, float, tuple[float, float] | None]]] = {}
+    for r in rows:
+        point = r["evaluation"].sweep_point or {}
+        if key not in point or not finite(r["test_accuracy"]):
+            continue
+        label = ", ".join(f"{k}={v}" for k, v in point.items() if k != key)
+        series.setdefault(label, []).append(
+            (point[key], r["test_accuracy"], _interval(r.get("test_accuracy_ci")))
+        )
+    for points in series.values():
+        points.sort(key=lambda p: (isinstance(p[0], str), p[0]))
+    return series
+
+
+def sweep_plot(sweep: str, rows: Sequence[dict[str, Any]]) -> bytes:
+    """Test accuracy (with its 95% interval) against each swept setting of a sweep.
+
+    One panel per grid key; in each, one line per combination of the other keys' values.
+    A learning rate is drawn on a log axis; a setting that is not a number (``augment``)
+    on categories.
+
+    Args:
+        sweep: the sweep's name (the title).
+        rows: its comparison rows (``evaluation.sweep_point``, ``test_accuracy``,
+            ``test_accuracy_ci``).
+
+    Returns:
+        PNG bytes.
+    """
+    keys = list(dict.fromkeys(k for r in rows for k in (r["evaluation"].sweep_point or {})))
+    fig, axes = _figure(5.5 * max(len(keys), 1), 4, ncols=max(len(keys), 1))
+    axes = list(axes) if len(keys) > 1 else [axes]
+    for ax, key in zip(axes, keys, strict=False):
+        series = sweep_series(rows, key)
+        values = [v for points in series.values() for v, _, _ in points]
+        numeric = all(finite(v) for v in values)
+        categories = sorted({str(v) for v in values})
+        for label, points in series.items():
+            xs = [v if numeric else categories.index(str(v)) for v, _, _ in points]
+            ys = [100 * acc for _, acc, _ in points]
+            lo = [y - 100 * ci[0] if ci else 0 for y, (_, _, ci) in zip(ys, points, strict=True)]
+            hi = [100 * ci[1] - y if ci else 0 for y, (_, _, ci) in zip(ys, points, strict=True)]
+            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=label or None)
+        if numeric and "learning_rate" in key and values and min(values) > 0:
+            ax.set_xscale("log")
+        if not numeric:
+            ax.set_xticks(range(len(categories)), categories)
+        elif all(isinstance(v, int) for v in values):  # epochs, patiences: whole numbers
+            ax.set_xticks(sorted(set(values)))
+        ax.set_xlabel(key)
+        ax.set_ylabel("test accuracy (%); error bar: 95% interval")
+        ax.grid(True, alpha=0.3)
+        if any(series):
+            ax.legend(fontsize=8, title="other settings", title_fontsize=8)
+    fig.suptitle(f"Sweep {sweep}: test accuracy against each swept setting")
+    return _png(fig)

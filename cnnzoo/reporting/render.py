@@ -31,14 +31,21 @@ from cnnzoo.reporting.verdict import STATS_NOTE, data_warnings, headline
 
 #: ``comparison.csv``'s columns, in order.
 CSV_FIELDS = (
-    ["rank", "model", "status", "strategy", "base"]
+    ["rank", "model", "derived", "status", "strategy", "base"]
     + [
         f
         for k, _, _ in COLUMNS
         if k not in ("model", "strategy", "significance")
         for f in ([f"{k}_low", f"{k}_high"] if k in CI_KEYS else [k])
     ]
-    + ["vs_best", "p_vs_best", "repeats", "test_accuracy_std", "seed_test_accuracies"]
+    + [
+        "vs_best",
+        "p_vs_best",
+        "p_vs_best_adjusted",
+        "repeats",
+        "test_accuracy_std",
+        "seed_test_accuracies",
+    ]
     + ["weights", "pipeline_check", "test_loss", "train_loss", "val_accuracy", "error"]
 )
 
@@ -68,6 +75,11 @@ def comparison_records(
             val_accuracy=_json_number(r["val_accuracy"]),
             vs_best=r["vs_best"],
             p_vs_best=r["p_vs_best"],
+            p_vs_best_adjusted=r["p_vs_best_adjusted"],
+            derived=r["derived"],
+            derived_from=r["evaluation"].derived_from,
+            sweep=r["evaluation"].sweep,
+            sweep_point=r["evaluation"].sweep_point,
             repeats=r["repeats"],
             test_accuracy_std=r["test_accuracy_std"],
             seeds=r["seeds"],

@@ -31,6 +31,7 @@ from cnnzoo.models.registry import get_spec, list_models, notebook_test_accuracy
 from cnnzoo.reporting.columns import (
     DERIVED_KEYS,
     NUMERIC_KEYS,
+    derived_text,
     format_p,
     format_value,
     table_columns,
@@ -106,7 +107,8 @@ def split_evaluations(
         ``(rows, failed)``: one row per configuration with the table's columns plus
         ``rank``, ``base``, ``weights``, ``pipeline_check``, the losses, the statistics
         of :func:`cnnzoo.evaluation.stats.compare_configurations` (``test_accuracy_ci``,
-        ``gap_ci``, ``vs_best``, ``p_vs_best``, ``vs_best_reason``, ``significance``,
+        ``gap_ci``, ``vs_best``, ``p_vs_best``, ``p_vs_best_adjusted`` (Holm over the
+        ranked configurations), ``vs_best_reason``, ``significance``,
         ``repeats``, ``test_accuracy_std``, ``seeds``, ``seed_accuracies``) and the
         ``evaluation`` record it came from (the lowest seed's, for the plots); with
         several seeds the numeric columns are their means. Failures as ``{"model",
@@ -192,6 +194,7 @@ def _row(runs: list[EvaluationRecord]) -> dict[str, Any]:
         base=base,
         weights=ev.weights,
         weights_used=weights_label(strategy, base, ev.weights),
+        derived=derived_text(ev.derived_from, ev.sweep, ev.derived_settings),
         random_pretrained=random_pretrained,
         test_loss=value("test_loss"),
         train_loss=value("train_loss"),
@@ -214,6 +217,7 @@ def _add_stats(row: dict[str, Any], stats: dict[str, Any], versus: bool = True) 
     vs = stats.get("vs_best") if versus else None
     row["vs_best"] = vs["verdict"] if vs else None
     row["p_vs_best"] = vs.get("p_value") if vs else None
+    row["p_vs_best_adjusted"] = vs.get("p_adjusted") if vs else None
     row["vs_best_reason"] = vs.get("reason") if vs else None
     if not vs:
         row["significance"] = ""
@@ -222,7 +226,9 @@ def _add_stats(row: dict[str, Any], stats: dict[str, Any], versus: bool = True) 
     elif vs["verdict"] == "untested":
         row["significance"] = f"not tested: {vs['reason']}"
     else:
-        row["significance"] = f"{vs['verdict']}, {format_p(vs['p_value'])}"
+        row["significance"] = (
+            f"{vs['verdict']}, Holm {format_p(vs['p_adjusted'])} (raw {format_p(vs['p_value'])})"
+        )
 
 
 def markdown_table(evaluations: Sequence[EvaluationRecord | dict[str, Any]]) -> str:

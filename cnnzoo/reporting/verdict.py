@@ -24,8 +24,10 @@ STATS_NOTE = (
     "std). vs best: an exact McNemar test (two-sided binomial test on the images only one "
     "of the two got right) of each configuration against the best on the same test "
     "images; tied = not distinguishable from the best at 5%, behind = worse at 5%. With "
-    "several seeds it is tested seed by seed: behind only if every seed separates them, "
-    "and the p-value shown is the largest. No correction for the number of comparisons. "
+    "several seeds it is tested seed by seed and the p-value is the largest. Many "
+    "comparisons: every p-value is also shown Holm-adjusted over all the configurations "
+    "tested against the best (so the chance of any false 'behind' stays at 5%), and "
+    "tied/behind use the adjusted values. "
     "Gap interval: Newcombe's hybrid score interval of train accuracy − test accuracy "
     "(two independent proportions on disjoint images)."
 )
@@ -73,14 +75,22 @@ def headline(rows: Sequence[dict[str, Any]]) -> list[str]:
 
     def named(verdict: str) -> list[str]:
         def why(r: dict[str, Any]) -> str:
-            return r["vs_best_reason"] if verdict == "untested" else format_p(r["p_vs_best"])
+            if verdict == "untested":
+                return r["vs_best_reason"]
+            return f"Holm {format_p(r['p_vs_best_adjusted'])}"
 
         return [f"{r['model']} ({why(r)})" for r in ranked[1:] if r["vs_best"] == verdict]
 
     tied, behind, untested = named("tied"), named("behind"), named("untested")
+    family = sum(1 for r in ranked[1:] if r.get("p_vs_best_adjusted") is not None)
+    holm = (
+        f", p-values Holm-adjusted over the {family} configurations tested against the best"
+        if family
+        else ""
+    )
     lines.append(
         "Tied with the best (not distinguishable at 5%, exact McNemar test on the same test "
-        "images): " + (", ".join(tied) if tied else "none") + "."
+        f"images{holm}): " + (", ".join(tied) if tied else "none") + "."
     )
     lines.append(
         "Clearly behind the best (worse at 5%): " + (", ".join(behind) if behind else "none") + "."
@@ -119,8 +129,12 @@ def statistics_summary(ranked: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "methods": {
             "test_accuracy_ci": "Wilson score interval, 95%, over the test images (seeds pooled)",
             "vs_best": "exact McNemar test (two-sided binomial on discordant images) against "
-            "the best on the same test images, per paired seed; behind only if every seed "
-            "separates them; p_vs_best is the largest p; no multiple-comparison correction",
+            "the best on the same test images, per paired seed; p_vs_best is the largest p "
+            "over the seeds; p_vs_best_adjusted is it Holm-adjusted over every configuration "
+            "tested against the best; behind when the adjusted p < alpha and the best is "
+            "ahead in every seed",
+            "multiple_comparisons": "Holm step-down over the ranked configurations tested "
+            "against the best (family-wise error rate at alpha)",
             "gap_ci": "Newcombe hybrid score interval (1998, method 10) of train - test accuracy",
             "test_accuracy_std": "sample standard deviation over seeds (n - 1)",
         },

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -98,7 +99,7 @@ def log_hparams(
         writer.close()
 
 
-def write_hparams_config(logs_root: str | os.PathLike) -> None:
+def write_hparams_config(logs_root: str | os.PathLike, models: Sequence[str] = ()) -> None:
     """Declare the experiment's hyperparameters and metrics once, at the logs root.
 
     Without it the HParams dashboard infers both from the sessions it has found so far.
@@ -110,6 +111,8 @@ def write_hparams_config(logs_root: str | os.PathLike) -> None:
         logs_root: the run's TensorBoard root (holding one folder per configuration), a
             local folder or ``gs://bucket/prefix`` (written locally, then uploaded with
             the project's Cloud Storage client, like the training logs).
+        models: the run's configurations beyond the registry's (a profile's variants and
+            sweep points), added to the ``model`` hyperparameter's domain.
 
     Raises:
         CnnzooError: a ``gs://`` upload failed.
@@ -117,7 +120,7 @@ def write_hparams_config(logs_root: str | os.PathLike) -> None:
 
     if is_gcs(str(logs_root)):
         with tempfile.TemporaryDirectory(prefix="cnnzoo-hparams-") as tmp:
-            write_hparams_config(tmp)
+            write_hparams_config(tmp, models)
             upload_tree(tmp, str(logs_root).rstrip("/"))
         return
     # summary_v2, not hparams.api: the api module imports Keras (and so TensorFlow), and
@@ -125,7 +128,7 @@ def write_hparams_config(logs_root: str | os.PathLike) -> None:
     from tensorboard.plugins.hparams import summary_v2 as hp
 
     params = [
-        hp.HParam("model", hp.Discrete(list_models())),
+        hp.HParam("model", hp.Discrete(list(dict.fromkeys([*list_models(), *models])))),
         hp.HParam("strategy", hp.Discrete(list(STRATEGIES))),
         hp.HParam("base", hp.Discrete(["none", *BASES])),
         hp.HParam("learning_rate", hp.RealInterval(1e-7, 1.0)),

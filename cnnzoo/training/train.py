@@ -53,7 +53,6 @@ from cnnzoo.models.build import (
     prepare_stage,
     set_batchnorm_momentum,
 )
-from cnnzoo.models.registry import get_spec
 from cnnzoo.storage.gcs import is_gcs
 from cnnzoo.storage.layout import (
     CHECKPOINT_DIR,
@@ -216,7 +215,7 @@ def _train_model_locked(
     logs_name=None,
 ) -> dict[str, Any]:
     """:func:`train_model`'s work, once it holds its locks."""
-    spec = get_spec(model_name)
+    spec = profile.spec_for(model_name)  # a registered configuration or a variant
     info = read_split_info(split_dir)
     split_json = Path(split_dir) / SPLIT_INFO
     _check_img_size(model_name, spec, profile, info, split_json)
@@ -301,8 +300,12 @@ def _write_config(out: Path, model_name, spec, split_dir, info, profile: Profile
             "img_size": info["img_size"],
             "classes": info["classes"],
         },
+        "stages": [stage.model_dump() for stage in profile.stages_for(model_name)],
         "profile": profile.to_dict(),
     }
+    derived = profile.derived_configurations().get(model_name)
+    if derived is not None:  # a variant or sweep point: what it derives from and how
+        config["derived"] = derived.to_dict()
     atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
 
 
@@ -421,7 +424,7 @@ class _Run:
         keras.utils.set_random_seed(profile.seed)
         keras.mixed_precision.set_global_policy(profile.precision)
         model = build_model(
-            self.model_name,
+            self.spec,
             num_classes=len(self.info["classes"]),
             img_size=profile.img_size,
             weights=profile.weights if self.spec.pretrained else None,
@@ -481,13 +484,13 @@ class _Run:
                 _restore(self.best_weights)  # stage 2 starts from the best stage-1 model
             self._fit_stage(model, k, stage, resumed, checkpoint, train_ds, val_ds, verbose)
         if first_stage > len(self.stages):  # resumed after the last epoch: nothing ran
-            prepare_stage(model, self.model_name, len(self.stages))
+            prepare_stage(model, self.spec, len(self.stages))
 
     def _fit_stage(self, model, k, stage, resumed, checkpoint, train_ds, val_ds, verbose):
         """Compile the model for stage ``k`` (its optimizer ``resumed`` if given) and fit it."""
         import keras
 
-        prepare_stage(model, self.model_name, k)
+        prepare_stage(model, self.spec, k)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=stage.learning_rate),
             loss="sparse_categorical_crossentropy",
