@@ -6,6 +6,10 @@ a fake API is a subclass that overrides ``route``. It serves inside a ``with`` b
 stops when the block ends. The fakes of the KFP API (``test_submit``), of the Kubernetes
 API (``test_tensorboard_cr``) and :class:`FakeKfpRuns` here are built on it.
 
+:class:`AuthProxy` puts a fake API behind what a Kubeflow auth proxy answers: 401 (or,
+with ``login_redirect``, a 302 to ``/dex/auth``) unless the request carries the right
+bearer token or session cookie.
+
 :class:`FakeKfpRuns` answers what ``kfp.Client().get_run`` asks
 (``GET /apis/v2beta1/runs/<id>``) for the runs a test registers
 (``runs[run_id] = {pipeline parameters}``), and 404 for any other.
@@ -30,6 +34,7 @@ class Request:
     query: dict[str, list[str]]
     body: Any  # the parsed JSON body, or None
     content_type: str | None
+    headers: dict[str, str] | None = None  # every request header, names lower-cased
 
 
 class LoopbackServer:
@@ -53,12 +58,20 @@ class LoopbackServer:
                     query=parse_qs(url.query),
                     body=json.loads(raw) if raw else None,
                     content_type=self.headers.get("Content-Type"),
+                    headers={k.lower(): v for k, v in self.headers.items()},
                 )
                 owner.requests.append(request)
-                status, reply = owner.route(request)
-                data = json.dumps(reply).encode()
+                status, reply, *extra = owner.route(request)
+                headers = extra[0] if extra else {}
+                if isinstance(reply, str):  # a page, not JSON
+                    data = reply.encode()
+                    headers.setdefault("Content-Type", "text/html; charset=utf-8")
+                else:
+                    data = json.dumps(reply).encode()
+                    headers.setdefault("Content-Type", "application/json")
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -69,8 +82,9 @@ class LoopbackServer:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def route(self, request: Request) -> tuple[int, Any]:
-        """The status and JSON body that answer ``request``."""
+    def route(self, request: Request) -> tuple:
+        """The status and JSON body (or an HTML text) that answer ``request``, optionally
+        followed by a dict of response headers."""
         raise NotImplementedError
 
     def calls(self) -> list[tuple[str, str]]:
@@ -85,6 +99,42 @@ class LoopbackServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+
+
+class FakeKfp(LoopbackServer):
+    """Records requests; answers healthz, experiments (get/create) and run creation."""
+
+    def __init__(self):
+        super().__init__()
+        self.experiments: dict[str, dict] = {}
+
+    def route(self, request: Request) -> tuple[int, dict]:
+        path, body = request.path, request.body or {}
+        if request.method == "GET" and path == "/apis/v2beta1/healthz":
+            return 200, {"commit_sha": "test", "tag_name": "2.5.0"}
+        if request.method == "GET" and path == "/apis/v2beta1/experiments":
+            filt = json.loads(request.query.get("filter", ["{}"])[0])
+            wanted = [
+                p.get("string_value") or p.get("stringValue") for p in filt.get("predicates", [])
+            ]
+            found = [e for n, e in self.experiments.items() if n in wanted]
+            return 200, {"experiments": found, "total_size": len(found)}
+        if request.method == "GET" and path.startswith("/apis/v2beta1/experiments/"):
+            exp_id = path.rsplit("/", 1)[-1]
+            for e in self.experiments.values():
+                if e["experiment_id"] == exp_id:
+                    return 200, e
+        if request.method == "POST" and path == "/apis/v2beta1/experiments":
+            exp = {
+                "experiment_id": f"exp-{len(self.experiments) + 1}",
+                "display_name": body.get("display_name"),
+                "namespace": body.get("namespace"),
+            }
+            self.experiments[exp["display_name"]] = exp
+            return 200, exp
+        if request.method == "POST" and path == "/apis/v2beta1/runs":
+            return 200, dict(body, run_id="run-1234", state="PENDING")
+        return 404, {"error": "not found", "code": 5}
 
 
 class FakeKfpRuns(LoopbackServer):
@@ -107,3 +157,39 @@ class FakeKfpRuns(LoopbackServer):
                 "runtime_config": {"parameters": self.runs[run_id]},
             }
         return 404, {"error": "run not found", "code": 5}
+
+
+class AuthProxy(LoopbackServer):
+    """``inner``'s answers behind an auth proxy (Kubeflow's oauth2-proxy / Dex).
+
+    A request passes with ``Authorization: Bearer <token>`` or the cookie
+    ``authservice_session=<cookie>``; otherwise it gets 401 (an API client without a
+    login), or with ``login_redirect`` a 302 to the Dex login page. ``inner`` is a
+    :class:`LoopbackServer` whose ``route`` answers the passed requests (it is not started).
+    """
+
+    def __init__(self, inner: LoopbackServer, token: str, cookie: str, login_redirect=False):
+        super().__init__()
+        self.inner, self.token, self.cookie = inner, token, cookie
+        self.login_redirect = login_redirect
+
+    def route(self, request: Request) -> tuple:
+        headers = request.headers or {}
+        cookies = [c.strip() for c in headers.get("cookie", "").split(";")]
+        if (
+            headers.get("authorization") == f"Bearer {self.token}"
+            or f"authservice_session={self.cookie}" in cookies
+        ):
+            self.inner.requests.append(request)
+            return self.inner.route(request)
+        if self.login_redirect:
+            location = f"{self.url}/dex/auth?client_id=kubeflow-oidc-authservice&state=x"
+            return 302, "<a href='/dex/auth'>Found</a>", {"Location": location}
+        return 401, {"error": "Unauthorized"}
+
+
+class NotKfp(LoopbackServer):
+    """A web server that is not KFP: an HTML page for every path."""
+
+    def route(self, request: Request) -> tuple:
+        return 200, "<html><body>It works!</body></html>"

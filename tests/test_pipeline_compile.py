@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from google.protobuf import json_format
+from helpers import cli_error
 from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 
@@ -592,3 +593,86 @@ def test_orchestration_code_edits_no_sys_path_and_patches_no_kfp_internals():
         # kfp's private modules (kfp.local.orchestrator, kfp.dsl internals) stay unused
         assert "kfp.local.orchestrator" not in text and "orchestrator_utils" not in text, path
         assert "builtins.print" not in text, path
+
+
+# --- the images a cluster pulls, and whose file --out is -------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        ([], "--image"),  # the CPU image is checked first
+        (["--image", IMAGE], "--gpu-image"),
+        (["--gpu-image", GPU_IMAGE], "--image"),
+    ],
+)
+def test_cli_compile_refuses_the_placeholder_images(tmp_path, capsys, monkeypatch, argv, option):
+    for var in ("CNNZOO_IMAGE", "CNNZOO_GPU_IMAGE"):
+        monkeypatch.delenv(var, raising=False)
+    out = tmp_path / "p.yaml"
+    line = cli_error(capsys, ["compile", "--out", str(out), *argv])
+    assert line.startswith(f"error: {option} ghcr.io/example/cnnzoo/")
+    for needed in ("--gpu-image", "CNNZOO_IMAGE", "CNNZOO_GPU_IMAGE", "make images push"):
+        assert needed in line, needed
+    assert not out.exists()
+
+
+def test_cli_compile_takes_the_images_from_the_environment(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CNNZOO_IMAGE", "env.test/cnnzoo:5")
+    monkeypatch.setenv("CNNZOO_GPU_IMAGE", "env.test/cnnzoo-gpu:5")
+    out = tmp_path / "p.yaml"
+    assert main(["compile", "--out", str(out)]) == 0
+    _, _, executors = _load(out)
+    assert {e.container.image for e in executors.values()} == {
+        "env.test/cnnzoo:5",
+        "env.test/cnnzoo-gpu:5",
+    }
+    # an option wins over the environment
+    assert main(["compile", "--out", str(out), "--image", IMAGE]) == 0
+    capsys.readouterr()
+    _, _, executors = _load(out)
+    assert {e.container.image for e in executors.values()} == {IMAGE, "env.test/cnnzoo-gpu:5"}
+
+
+def test_cli_compile_only_checks_the_images_the_placement_uses(tmp_path, capsys, monkeypatch):
+    """A placement without accelerators never runs the GPU image: its default is no error."""
+    for var in ("CNNZOO_IMAGE", "CNNZOO_GPU_IMAGE"):
+        monkeypatch.delenv(var, raising=False)
+    cpu_only = tmp_path / "cpu.yaml"
+    cpu_only.write_text(
+        "pools:\n  cpu: {cpu: '2', memory: 8G}\n"
+        "steps: {ingest: cpu, split: cpu, report: cpu, evaluate: cpu}\n"
+        "default_model_pool: cpu\n"
+    )
+    out = tmp_path / "p.yaml"
+    assert main(["compile", "--out", str(out), "--placement", str(cpu_only), "--image", IMAGE]) == 0
+    capsys.readouterr()
+    spec = next(yaml.safe_load_all(out.read_text()))
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert images == {IMAGE}
+
+
+def test_cli_compile_out_replaces_only_its_own_file(tmp_path, capsys):
+    images = ["--image", IMAGE, "--gpu-image", GPU_IMAGE]
+    users = tmp_path / "notes.yaml"
+    users.write_text("my: notes\n")
+    line = cli_error(capsys, ["compile", "--out", str(users), *images])
+    assert line == (
+        f"error: --out {users}: exists and is not a pipeline cnnzoo compiled; give another "
+        "path or --overwrite to replace it"
+    )
+    assert users.read_text() == "my: notes\n"
+    # its own earlier output is replaced without --overwrite
+    ours = tmp_path / "p.yaml"
+    assert main(["compile", "--out", str(ours), *images]) == 0
+    other = ["--image", "other.test/c:2", "--gpu-image", GPU_IMAGE]
+    assert main(["compile", "--out", str(ours), *other]) == 0
+    capsys.readouterr()
+    _, _, executors = _load(ours)
+    assert "other.test/c:2" in {e.container.image for e in executors.values()}
+    # --overwrite replaces the user's file; a folder is refused
+    assert main(["compile", "--out", str(users), "--overwrite", *images]) == 0
+    capsys.readouterr()
+    assert users.read_text().startswith("# PIPELINE DEFINITION")
+    line = cli_error(capsys, ["compile", "--out", str(tmp_path), "--overwrite", *images])
+    assert line == f"error: --out {tmp_path}: is a folder; give the YAML file to write"

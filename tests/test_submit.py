@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kfp_fixtures import LoopbackServer, Request
+from kfp_fixtures import FakeKfp, Request
 
 from cnnzoo.cli.main import main
 from cnnzoo.models.registry import list_models
@@ -16,42 +16,6 @@ REPO = Path(__file__).resolve().parent.parent
 RECORDED_REQUEST = Path(__file__).parent / "fixtures" / "submit_request.json"
 IMAGE = "registry.test/cnnzoo:t9"
 GPU_IMAGE = "registry.test/cnnzoo-gpu:t9"
-
-
-class FakeKfp(LoopbackServer):
-    """Records requests; answers healthz, experiments (get/create) and run creation."""
-
-    def __init__(self):
-        super().__init__()
-        self.experiments: dict[str, dict] = {}
-
-    def route(self, request: Request) -> tuple[int, dict]:
-        path, body = request.path, request.body or {}
-        if request.method == "GET" and path == "/apis/v2beta1/healthz":
-            return 200, {"commit_sha": "test", "tag_name": "2.5.0"}
-        if request.method == "GET" and path == "/apis/v2beta1/experiments":
-            filt = json.loads(request.query.get("filter", ["{}"])[0])
-            wanted = [
-                p.get("string_value") or p.get("stringValue") for p in filt.get("predicates", [])
-            ]
-            found = [e for n, e in self.experiments.items() if n in wanted]
-            return 200, {"experiments": found, "total_size": len(found)}
-        if request.method == "GET" and path.startswith("/apis/v2beta1/experiments/"):
-            exp_id = path.rsplit("/", 1)[-1]
-            for e in self.experiments.values():
-                if e["experiment_id"] == exp_id:
-                    return 200, e
-        if request.method == "POST" and path == "/apis/v2beta1/experiments":
-            exp = {
-                "experiment_id": f"exp-{len(self.experiments) + 1}",
-                "display_name": body.get("display_name"),
-                "namespace": body.get("namespace"),
-            }
-            self.experiments[exp["display_name"]] = exp
-            return 200, exp
-        if request.method == "POST" and path == "/apis/v2beta1/runs":
-            return 200, dict(body, run_id="run-1234", state="PENDING")
-        return 404, {"error": "not found", "code": 5}
 
 
 def request_view(body: dict) -> dict:
@@ -98,6 +62,15 @@ def request_view(body: dict) -> dict:
         "train_pools": {m: p["pool"] for m, p in sorted(placements.items())},
         "platform_spec": body["pipeline_spec"]["platform_spec"],
     }
+
+
+@pytest.fixture(autouse=True)
+def _images(monkeypatch):
+    """The images a cluster can pull, from the environment (as a user would set them)."""
+    monkeypatch.setenv("CNNZOO_IMAGE", IMAGE)
+    monkeypatch.setenv("CNNZOO_GPU_IMAGE", GPU_IMAGE)
+    for var in ("CNNZOO_KFP_TOKEN", "CNNZOO_KFP_COOKIES", "KF_PIPELINES_SA_TOKEN_PATH"):
+        monkeypatch.delenv(var, raising=False)
 
 
 @pytest.fixture
@@ -246,3 +219,15 @@ def test_submit_unreachable_host(capsys):
     err = capsys.readouterr().err
     assert rc == 1
     assert err.startswith(f"error: submitting to {url} failed")
+
+
+def test_submit_refuses_the_placeholder_images_before_contacting_the_server(
+    kfp_server, capsys, monkeypatch
+):
+    monkeypatch.delenv("CNNZOO_GPU_IMAGE")
+    rc = main(["submit", "--host", kfp_server.url, "--data", "gs://b/x"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.startswith("error: --gpu-image ghcr.io/example/cnnzoo/cnnzoo-gpu:")
+    assert "make images push IMAGE_REGISTRY=" in err
+    assert kfp_server.requests == []

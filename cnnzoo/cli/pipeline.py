@@ -6,13 +6,22 @@ The table in :mod:`cnnzoo.cli.main` names the commands below.
 from __future__ import annotations
 
 import argparse
+import os
 
-from cnnzoo.cli.common import add_profile_args
+from cnnzoo.cli.common import add_connection_args, add_profile_args, connection_arg
 from cnnzoo.core.errors import CnnzooError
-from cnnzoo.orchestration.cluster import compile_pipeline, submit
+from cnnzoo.orchestration.cluster import (
+    GPU_IMAGE_ENV,
+    IMAGE_ENV,
+    check_cluster_images,
+    check_compile_target,
+    compile_pipeline,
+    default_images,
+    submit,
+)
 from cnnzoo.orchestration.local_run import run_local
 from cnnzoo.orchestration.study import Study
-from cnnzoo.pipelines import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
+from cnnzoo.pipelines import DEFAULT_IMAGE
 from cnnzoo.reporting.render import summary_table
 from cnnzoo.storage.layout import REPORT_FILES, RUNS_DIR
 from cnnzoo.storage.local import read_json
@@ -72,12 +81,18 @@ def _output_arg(p: argparse.ArgumentParser, where: str) -> None:
 
 
 def image_args(p: argparse.ArgumentParser) -> None:
-
-    p.add_argument("--image", default=DEFAULT_IMAGE, help=f"step image (default {DEFAULT_IMAGE})")
+    """``--image``, ``--gpu-image`` (default: the environment, else the placeholder, which a
+    cluster command refuses) and ``--placement``."""
+    p.add_argument(
+        "--image",
+        default=None,
+        help=f"step image your cluster can pull (default: ${IMAGE_ENV}; build and push one "
+        "with 'make images push IMAGE_REGISTRY=...')",
+    )
     p.add_argument(
         "--gpu-image",
-        default=DEFAULT_GPU_IMAGE,
-        help=f"image of steps on accelerator pools (default {DEFAULT_GPU_IMAGE})",
+        default=None,
+        help=f"image of steps on accelerator pools (default: ${GPU_IMAGE_ENV})",
     )
     p.add_argument(
         "--placement",
@@ -112,8 +127,8 @@ def run_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--image",
-        default=DEFAULT_IMAGE,
-        help=f"--runner docker: step image (default {DEFAULT_IMAGE})",
+        default=None,
+        help=f"--runner docker: step image (default: ${IMAGE_ENV}, else {DEFAULT_IMAGE})",
     )
     p.add_argument(
         "--gpu-image",
@@ -124,8 +139,10 @@ def run_args(p: argparse.ArgumentParser) -> None:
 
 def run_command(ns: argparse.Namespace) -> int:
 
+    image = ns.image or default_images()[0]
+    gpu_image = ns.gpu_image or os.environ.get(GPU_IMAGE_ENV) or None
     result = run_local(
-        _study(ns), runs_dir=ns.out, runner=ns.runner, image=ns.image, gpu_image=ns.gpu_image
+        _study(ns), runs_dir=ns.out, runner=ns.runner, image=image, gpu_image=gpu_image
     )
     print(summary_table(read_json(result.report_html.parent / REPORT_FILES["json"])), end="")
     print(f"finished in {result.seconds / 60:.1f} min; run folder {result.run_dir}")
@@ -141,26 +158,40 @@ def compile_args(p: argparse.ArgumentParser) -> None:
         default="build/cnn_comparison.yaml",
         help="YAML file to write (default: build/cnn_comparison.yaml)",
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --out even if it is not a pipeline cnnzoo compiled",
+    )
     image_args(p)
     _tensorboard_cr_arg(p)
 
 
+def _images(ns: argparse.Namespace) -> tuple[str, str]:
+    """The images ``--image``/``--gpu-image`` or the environment name."""
+    image, gpu_image = default_images()
+    return ns.image or image, ns.gpu_image or gpu_image
+
+
 def compile_command(ns: argparse.Namespace) -> int:
 
+    image, gpu_image = _images(ns)
+    check_compile_target(ns.out, ns.overwrite)
+    check_cluster_images(image, gpu_image, ns.placement)
     out = compile_pipeline(
         ns.out,
-        image=ns.image,
-        gpu_image=ns.gpu_image,
+        image=image,
+        gpu_image=gpu_image,
         placement=ns.placement,
         tensorboard_cr=ns.tensorboard_cr,
+        overwrite=ns.overwrite,
     )
     print(f"compiled: {out}")
     return 0
 
 
 def submit_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", required=True, help="KFP endpoint, e.g. http://localhost:8080")
-    p.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user)")
+    add_connection_args(p)
     p.add_argument("--experiment", default="cnnzoo", help="experiment name (default: cnnzoo)")
     p.add_argument("--run-name", default=None, help="run display name")
     study_args(p, "'demo' (default) or gs://bucket/prefix (folder or archive)")
@@ -178,14 +209,14 @@ def submit_args(p: argparse.ArgumentParser) -> None:
 
 def submit_command(ns: argparse.Namespace) -> int:
 
+    image, gpu_image = _images(ns)
     run = submit(
         _study(ns),
-        host=ns.host,
-        namespace=ns.namespace,
+        connection_arg(ns),
         experiment=ns.experiment,
         run_name=ns.run_name,
-        image=ns.image,
-        gpu_image=ns.gpu_image,
+        image=image,
+        gpu_image=gpu_image,
         placement=ns.placement,
         pipeline_root=ns.pipeline_root,
         enable_caching=False if ns.no_cache else None,

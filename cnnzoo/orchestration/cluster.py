@@ -15,16 +15,16 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-import re
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnzoo.core.errors import CnnzooError, one_line
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.orchestration import kfp_api
+from cnnzoo.orchestration.kfp_api import KfpConnection
 from cnnzoo.orchestration.placement import Placement, load_placement
 from cnnzoo.orchestration.study import Study
-from cnnzoo.pipelines import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE
+from cnnzoo.pipelines import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE, IMAGE_REGISTRY
 from cnnzoo.storage.layout import run_logs_root
 from cnnzoo.tensorboard.resource import logspath
 
@@ -59,6 +59,83 @@ def build(
     )
 
 
+#: The variables naming the images when ``--image``/``--gpu-image`` are not given.
+IMAGE_ENV = "CNNZOO_IMAGE"
+GPU_IMAGE_ENV = "CNNZOO_GPU_IMAGE"
+# The first lines kfp's compiler writes; a file that starts so and names this pipeline is
+# one cnnzoo compiled, which a later compile may replace.
+_COMPILED_HEADER = "# PIPELINE DEFINITION\n# Name: cnn-comparison\n"
+
+
+def default_images() -> tuple[str, str]:
+    """``$CNNZOO_IMAGE`` and ``$CNNZOO_GPU_IMAGE``, each else the built-in default."""
+    return (
+        os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE,
+        os.environ.get(GPU_IMAGE_ENV) or DEFAULT_GPU_IMAGE,
+    )
+
+
+def check_cluster_images(image: str, gpu_image: str, placement=None) -> None:
+    """Refuse an image a cluster cannot pull: the placeholder defaults, or an empty name.
+
+    Only the images the placement uses are checked: the GPU image only when some pool
+    that runs a step has an accelerator.
+
+    Raises:
+        CnnzooError: one line naming the options, the variables and ``make images push``.
+    """
+    if not isinstance(placement, Placement):
+        placement = load_placement(placement)
+    pools = {placement.pool_for_step(s).name for s in ("ingest", "split", "evaluate", "report")}
+    pools |= {placement.pool_for_step(s).name for s in ("plan", "fingerprint")}
+    pools |= set(placement.train_pool_names())
+    with_gpu = any(placement.pools[p].accelerator for p in pools)
+    without = any(not placement.pools[p].accelerator for p in pools)
+    used = []
+    if without:
+        used.append(("--image", image))
+    if with_gpu:
+        used.append(("--gpu-image", gpu_image))
+    for option, ref in used:
+        if not ref or not ref.strip() or any(c.isspace() for c in ref):
+            raise CnnzooError(f"{option} {ref!r}: not an image reference")
+        if ref.startswith(IMAGE_REGISTRY + "/"):
+            raise CnnzooError(
+                f"{option} {ref}: the placeholder image, which no cluster can pull; build and "
+                "push your own (make images push IMAGE_REGISTRY=REGION-docker.pkg.dev/PROJECT/"
+                f"cnnzoo) and pass --image/--gpu-image or set {IMAGE_ENV}/{GPU_IMAGE_ENV}"
+            )
+
+
+def check_compile_target(out: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse an ``--out`` that cannot or may not be written, before anything is compiled:
+    a folder, a path under a file, or a file cnnzoo did not compile (unless ``overwrite``).
+
+    Raises:
+        CnnzooError: one line naming the path.
+    """
+    out = Path(out)
+    if out.is_dir():
+        raise CnnzooError(f"--out {out}: is a folder; give the YAML file to write")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CnnzooError(f"--out {out}: {parent} is a file, not a folder")
+            break
+    if overwrite or not out.exists():
+        return
+    try:
+        with open(out, encoding="utf-8") as f:
+            head = f.read(len(_COMPILED_HEADER))
+    except (OSError, UnicodeDecodeError):
+        head = ""
+    if head != _COMPILED_HEADER:
+        raise CnnzooError(
+            f"--out {out}: exists and is not a pipeline cnnzoo compiled; give another path "
+            "or --overwrite to replace it"
+        )
+
+
 def compile_pipeline(
     out: str | os.PathLike,
     image: str = DEFAULT_IMAGE,
@@ -66,6 +143,7 @@ def compile_pipeline(
     placement=None,
     caching: bool = True,
     tensorboard_cr: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Compile the pipeline to a YAML file a Kubeflow Pipelines 2.x backend accepts.
 
@@ -76,16 +154,19 @@ def compile_pipeline(
         placement: path to a cluster.yaml, a Placement, or None for the default one.
         caching: False turns caching off for every task (``submit --no-cache``).
         tensorboard_cr: add the step that creates the run's Kubeflow ``Tensorboard``.
+        overwrite: replace ``out`` even if it is not a pipeline cnnzoo compiled.
 
     Returns:
         The path written.
 
     Raises:
-        CnnzooError: bad placement file.
+        CnnzooError: bad placement file; ``out`` is a folder, or a file cnnzoo did not
+            compile (without ``overwrite``).
     """
     from kfp import compiler
 
     out = Path(out)
+    check_compile_target(out, overwrite)
     pipeline = build(image, gpu_image, placement, caching, tensorboard_cr)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".yaml", dir=out.parent)
@@ -110,8 +191,7 @@ class SubmittedRun:
 
 def submit(
     study: Study,
-    host: str,
-    namespace: str | None = None,
+    conn: KfpConnection | str,
     experiment: str = "cnnzoo",
     run_name: str | None = None,
     image: str = DEFAULT_IMAGE,
@@ -125,9 +205,9 @@ def submit(
 
     Args:
         study: what to run (its profile is resolved here and sent as data).
-        host: the KFP API endpoint, e.g. ``http://localhost:8080`` (a port-forward of
-            ``ml-pipeline-ui``) or the cluster's pipelines URL.
-        namespace: the Kubeflow profile namespace (multi-user installs).
+        conn: the KFP API endpoint and credentials (:func:`cnnzoo.orchestration.kfp_api.connect`),
+            or just its URL, e.g. ``http://localhost:8080`` (a port-forward of
+            ``ml-pipeline-ui``).
         experiment: the experiment to file the run under (created if missing).
         run_name: the run's display name (default: ``cnn-comparison <timestamp>``).
         image, gpu_image, placement: compile-time settings (see :func:`compile_pipeline`).
@@ -144,15 +224,14 @@ def submit(
     Raises:
         CnnzooError: bad arguments, or the backend could not be reached or refused the run.
     """
-    import kfp
-
-    if not re.match(r"^https?://", host):
-        raise CnnzooError(f"--host {host!r}: expected an http:// or https:// URL")
+    if not isinstance(conn, KfpConnection):
+        conn = kfp_api.connect(conn)
     if not isinstance(placement, Placement):
         placement = load_placement(placement)
     arguments = study.arguments(local=False)
     if tensorboard_cr:
         logspath(run_logs_root(arguments["tensorboard_root"], arguments["output_uri"]))
+    check_cluster_images(image, gpu_image, placement)
     run_name = run_name or f"cnn-comparison {datetime.datetime.now():%Y-%m-%d %H:%M:%S}"
     with tempfile.TemporaryDirectory(prefix="cnnzoo-submit-") as tmp:
         package = compile_pipeline(
@@ -163,33 +242,34 @@ def submit(
             caching=enable_caching is not False,
             tensorboard_cr=tensorboard_cr,
         )
+        client = kfp_api.client(conn, "submitting to")
         try:
-            with warnings.catch_warnings():
-                # "This client only works with Kubeflow Pipeline v2.0.0-beta.2 and later"
-                warnings.filterwarnings("ignore", category=FutureWarning, module="kfp.client")
-                client = kfp.Client(host=host, namespace=namespace)
             result = client.create_run_from_pipeline_package(
                 str(package),
                 arguments=arguments,
                 run_name=run_name,
                 experiment_name=experiment,
-                namespace=namespace,
+                namespace=conn.namespace,
                 pipeline_root=pipeline_root,
                 service_account=placement.service_account,
                 enable_caching=enable_caching,
             )
         except Exception as e:  # the client raises urllib3/ApiException types
-            first = one_line(e, first=True)
-            raise CnnzooError(f"submitting to {host} failed: {first}") from None
+            raise CnnzooError(kfp_api.api_error(conn, "submitting to", e)) from None
     run_id = result.run_id
-    return SubmittedRun(run_id, f"{host.rstrip('/')}/#/runs/details/{run_id}", experiment)
+    return SubmittedRun(run_id, f"{conn.host}/#/runs/details/{run_id}", experiment)
 
 
 __all__ = [
     "DEFAULT_IMAGE",
     "DEFAULT_GPU_IMAGE",
+    "GPU_IMAGE_ENV",
+    "IMAGE_ENV",
     "SubmittedRun",
     "build",
+    "check_cluster_images",
+    "check_compile_target",
+    "default_images",
     "compile_pipeline",
     "submit",
 ]
