@@ -133,6 +133,13 @@ def test_submit_sends_the_compiled_pipeline_and_parameters(kfp_server, capsys):
         "models": ["simple", "xception_partial"],
         "tensorboard_root": "gs://bucket/tb",
         "output_uri": "gs://bucket/studies/one",
+        # the typed parameters, as the resolved profile has them (--set, --seed applied)
+        "max_epochs": 3,
+        "img_size": 100,
+        "batch_size": 258,
+        "seed": 7,
+        "repeats": 1,
+        "weights": "imagenet",
     }
     # the profile travels resolved: name, --set and --seed applied on this side
     full = yaml.safe_load((REPO / "configs" / "profiles" / "full.yaml").read_text())

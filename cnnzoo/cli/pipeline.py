@@ -8,7 +8,12 @@ from __future__ import annotations
 import argparse
 import os
 
-from cnnzoo.cli.common import add_connection_args, add_profile_args, connection_arg
+from cnnzoo.cli.common import (
+    add_connection_args,
+    add_profile_args,
+    connection_arg,
+    load_profile_arg,
+)
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.orchestration.cluster import (
     GPU_IMAGE_ENV,
@@ -20,7 +25,7 @@ from cnnzoo.orchestration.cluster import (
     submit,
 )
 from cnnzoo.orchestration.local_run import run_local
-from cnnzoo.orchestration.study import Study
+from cnnzoo.orchestration.study import Study, profile_json
 from cnnzoo.pipelines import DEFAULT_IMAGE
 from cnnzoo.reporting.render import summary_table
 from cnnzoo.storage.layout import REPORT_FILES, RUNS_DIR
@@ -165,6 +170,17 @@ def compile_args(p: argparse.ArgumentParser) -> None:
     )
     image_args(p)
     _tensorboard_cr_arg(p)
+    _compiled_profile_args(p)
+
+
+def _compiled_profile_args(p: argparse.ArgumentParser) -> None:
+    """``--profile``/``--set``/``--config``: the profile compiled in as the defaults of
+    the run parameters (docs/pipeline-parameters.md)."""
+    add_profile_args(p)
+
+
+def _compiled_profile(ns: argparse.Namespace) -> str:
+    return profile_json(load_profile_arg(ns))
 
 
 def _images(ns: argparse.Namespace) -> tuple[str, str]:
@@ -185,6 +201,7 @@ def compile_command(ns: argparse.Namespace) -> int:
         placement=ns.placement,
         tensorboard_cr=ns.tensorboard_cr,
         overwrite=ns.overwrite,
+        default_profile=_compiled_profile(ns),
     )
     print(f"compiled: {out}")
     return 0
