@@ -238,3 +238,40 @@ def test_submit_refuses_the_placeholder_images_before_contacting_the_server(
     assert err.startswith("error: --gpu-image ghcr.io/example/cnnzoo/cnnzoo-gpu:")
     assert "make images push IMAGE_REGISTRY=" in err
     assert kfp_server.requests == []
+
+
+def _sent_profile(server) -> dict:
+    return json.loads(_run_requests(server)[-1].body["runtime_config"]["parameters"]["profile"])
+
+
+def test_real_data_never_runs_the_demo_profile_silently(kfp_server, capsys, tmp_path):
+    base = ["submit", "--host", kfp_server.url, "--data", "gs://bucket/photos"]
+    # configs/cluster.yaml trains on accelerator pools: the gpu profile, said first
+    assert main(base) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("profile: gpu (real data, train pools with accelerators (")
+    sent = _sent_profile(kfp_server)
+    assert (sent["name"], sent["img_size"], sent["weights"]) == ("gpu", 100, "imagenet")
+    params = _run_requests(kfp_server)[-1].body["runtime_config"]["parameters"]
+    assert (params["img_size"], params["weights"]) == (100, "imagenet")
+    # CPU train pools: the notebook's study
+    cpu_only = tmp_path / "cpu.yaml"
+    cpu_only.write_text(
+        "pools:\n  cpu: {cpu: '2', memory: 8G}\n"
+        "steps: {ingest: cpu, split: cpu, report: cpu, evaluate: cpu}\n"
+        "default_model_pool: cpu\n"
+    )
+    assert main([*base, "--placement", str(cpu_only)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        out[0]
+        == "profile: full (real data, train pools without accelerators; --profile names another)"
+    )
+    assert _sent_profile(kfp_server)["name"] == "full"
+    # the demo profile stays available when asked for, and is the default for demo data
+    assert main([*base, "--profile", "demo"]) == 0
+    assert not capsys.readouterr().out.startswith("profile:")
+    assert _sent_profile(kfp_server)["name"] == "demo"
+    assert main(["submit", "--host", kfp_server.url]) == 0
+    assert capsys.readouterr().out.startswith("profile: demo (the built-in demo data")
+    assert _sent_profile(kfp_server)["name"] == "demo"

@@ -10,9 +10,16 @@ from cnnzoo.core.errors import CnnzooError
 from cnnzoo.orchestration.kfp_api import COOKIES_ENV, TOKEN_ENV, KfpConnection, connect
 
 
-def add_profile_args(p: argparse.ArgumentParser, config_files: bool = True) -> None:
+def add_profile_args(
+    p: argparse.ArgumentParser,
+    config_files: bool = True,
+    default: str | None = "demo",
+    default_help: str = "demo",
+) -> None:
     """Add ``--profile``, ``--set KEY=VALUE`` (and ``--config YAML``) to a subcommand."""
-    p.add_argument("--profile", default="demo", help="profile name or YAML path (default: demo)")
+    p.add_argument(
+        "--profile", default=default, help=f"profile name or YAML path (default: {default_help})"
+    )
     p.add_argument(
         "--set",
         dest="overrides",

@@ -21,6 +21,7 @@ from cnnzoo.orchestration.cluster import (
     check_cluster_images,
     check_compile_target,
     compile_pipeline,
+    default_cluster_profile,
     default_images,
     submit,
 )
@@ -41,7 +42,9 @@ def _models(text: str | None) -> list[str] | None:
     return names
 
 
-def study_args(p: argparse.ArgumentParser, data_help: str) -> None:
+def study_args(
+    p: argparse.ArgumentParser, data_help: str, profile_default: str | None = "demo"
+) -> None:
     p.add_argument("--data", default="demo", metavar="URI", help=data_help)
     p.add_argument(
         "--models",
@@ -49,7 +52,15 @@ def study_args(p: argparse.ArgumentParser, data_help: str) -> None:
         metavar="A,B,...",
         help="comma-separated model configurations (default: all; see 'cnnzoo models')",
     )
-    add_profile_args(p)
+    if profile_default is None:
+        add_profile_args(
+            p,
+            default=None,
+            default_help="demo for --data demo; for real data full, or gpu when the "
+            "placement's train pools have accelerators",
+        )
+    else:
+        add_profile_args(p)
     p.add_argument("--seed", type=int, default=None, help="the run's seed (default: profile's)")
 
 
@@ -211,7 +222,9 @@ def submit_args(p: argparse.ArgumentParser) -> None:
     add_connection_args(p)
     p.add_argument("--experiment", default="cnnzoo", help="experiment name (default: cnnzoo)")
     p.add_argument("--run-name", default=None, help="run display name")
-    study_args(p, "'demo' (default) or gs://bucket/prefix (folder or archive)")
+    study_args(
+        p, "'demo' (default) or gs://bucket/prefix (folder or archive)", profile_default=None
+    )
     _tensorboard_arg(p, "gs:// prefix")
     _output_arg(p, "gs://bucket/prefix (also makes retried train tasks resume)")
     p.add_argument("--pipeline-root", default=None, help="artifact root (default: backend's)")
@@ -227,6 +240,9 @@ def submit_args(p: argparse.ArgumentParser) -> None:
 def submit_command(ns: argparse.Namespace) -> int:
 
     image, gpu_image = _images(ns)
+    if ns.profile is None:
+        ns.profile, why = default_cluster_profile(ns.data, ns.placement)
+        print(f"profile: {ns.profile} ({why}; --profile names another)", flush=True)
     run = submit(
         _study(ns),
         connection_arg(ns),

@@ -81,6 +81,25 @@ def default_images() -> tuple[str, str]:
     )
 
 
+def default_cluster_profile(data_uri: str, placement=None) -> tuple[str, str]:
+    """The profile of a cluster run that names none, and why (for the run's first line).
+
+    ``demo`` data: the ``demo`` profile. Real data: the notebook's study, ``full``, or
+    ``gpu`` (``full`` with bfloat16 and XLA) when the placement's train pools have
+    accelerators, so real photos never silently train at the demo's 72 px with random
+    weights.
+    """
+    if data_uri == "demo":
+        return "demo", "the built-in demo data"
+    if not isinstance(placement, Placement):
+        placement = load_placement(placement)
+    pools = [placement.pools[name] for name in placement.train_pool_names()]
+    if all(pool.accelerator for pool in pools):
+        kinds = sorted({pool.accelerator_type or pool.accelerator for pool in pools})
+        return "gpu", f"real data, train pools with accelerators ({', '.join(kinds)})"
+    return "full", "real data, train pools without accelerators"
+
+
 def check_cluster_images(image: str, gpu_image: str, placement=None) -> None:
     """Refuse an image a cluster cannot pull: the placeholder defaults, or an empty name.
 
@@ -327,6 +346,7 @@ __all__ = [
     "build",
     "check_cluster_images",
     "check_compile_target",
+    "default_cluster_profile",
     "default_images",
     "parameters_reference",
     "compile_pipeline",
