@@ -193,3 +193,43 @@ class NotKfp(LoopbackServer):
 
     def route(self, request: Request) -> tuple:
         return 200, "<html><body>It works!</body></html>"
+
+
+def task_detail(task_id, name, state, parent=None, start=None, end=None, error=None) -> dict:
+    """A ``V2beta1PipelineTaskDetail`` as the KFP API sends it (times in seconds past 12:00)."""
+    detail = {"task_id": task_id, "display_name": name, "state": state, "run_id": "run-1234"}
+    if parent:
+        detail["parent_task_id"] = parent
+    if start is not None:
+        detail["start_time"] = f"2026-01-01T12:{start // 60:02d}:{start % 60:02d}Z"
+    if end is not None:
+        detail["end_time"] = f"2026-01-01T12:{end // 60:02d}:{end % 60:02d}Z"
+    if error:
+        detail["error"] = {"code": 2, "message": error}
+    return detail
+
+
+class FakeKfpFollow(FakeKfp):
+    """:class:`FakeKfp` whose created run then changes: each ``GET`` of it answers the next
+    snapshot of ``script`` (``(run state, [task_detail(...)])``), the last one for good."""
+
+    def __init__(self, script: list[tuple[str, list[dict]]], parameters: dict | None = None):
+        super().__init__()
+        self.script = script
+        self.parameters = parameters  # of a run not created here (cnnzoo status)
+        self.reads = 0
+
+    def route(self, request: Request) -> tuple:
+        if request.method == "POST" and request.path == "/apis/v2beta1/runs":
+            self.parameters = request.body["runtime_config"]["parameters"]
+        if request.method == "GET" and request.path == "/apis/v2beta1/runs/run-1234":
+            state, tasks = self.script[min(self.reads, len(self.script) - 1)]
+            self.reads += 1
+            return 200, {
+                "run_id": "run-1234",
+                "display_name": "study",
+                "state": state,
+                "runtime_config": {"parameters": self.parameters or {}},
+                "run_details": {"task_details": tasks},
+            }
+        return super().route(request)

@@ -83,6 +83,12 @@ COMMANDS = (
         pipeline.submit_command,
     ),
     Command(
+        "status",
+        "print a cluster run's state and each step's, or follow it to its end (--wait)",
+        pipeline.status_args,
+        pipeline.status_command,
+    ),
+    Command(
         "report",
         "rebuild the comparison report from a finished run's outputs",
         report.report_args,

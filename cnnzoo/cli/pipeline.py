@@ -1,4 +1,4 @@
-"""CLI commands over the pipeline: ``cnnzoo run``, ``cnnzoo compile``, ``cnnzoo submit``.
+"""CLI commands over the pipeline: ``cnnzoo run``, ``compile``, ``submit``, ``status``.
 
 The table in :mod:`cnnzoo.cli.main` names the commands below.
 """
@@ -26,6 +26,7 @@ from cnnzoo.orchestration.cluster import (
     submit,
 )
 from cnnzoo.orchestration.local_run import run_local
+from cnnzoo.orchestration.run_status import check_outcome, follow_run, read_run, summary_lines
 from cnnzoo.orchestration.study import Study, profile_json
 from cnnzoo.pipelines import DEFAULT_IMAGE
 from cnnzoo.reporting.render import summary_table
@@ -235,17 +236,65 @@ def submit_args(p: argparse.ArgumentParser) -> None:
     )
     image_args(p)
     _tensorboard_cr_arg(p)
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the run to its end: each step's state change, then the report's "
+        "location; exit non-zero if it fails",
+    )
+    _poll_arg(p)
+
+
+def _poll_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--poll",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="with --wait: seconds between reads of the run (default 10)",
+    )
+
+
+def _follow(conn, run_id: str, poll: float) -> int:
+    if not poll > 0:
+        raise CnnzooError(f"--poll: must be positive, got {poll:g}")
+    run = follow_run(conn, run_id, emit=lambda line: print(line, flush=True), poll_s=poll)
+    print(f"run {run.run_id}: {run.state}")
+    check_outcome(run)
+    print(f"report: {run.report}")
+    return 0
+
+
+def status_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_id", metavar="RUN_ID", help="the run's ID (cnnzoo submit prints it)")
+    add_connection_args(p)
+    p.add_argument("--wait", action="store_true", help="follow the run to its end")
+    _poll_arg(p)
+
+
+def status_command(ns: argparse.Namespace) -> int:
+
+    conn = connection_arg(ns)
+    if ns.wait:
+        return _follow(conn, ns.run_id, ns.poll)
+    run = read_run(conn, ns.run_id)
+    print("\n".join(summary_lines(run)))
+    check_outcome(run)
+    return 0
 
 
 def submit_command(ns: argparse.Namespace) -> int:
 
     image, gpu_image = _images(ns)
+    conn = connection_arg(ns)
+    if ns.wait and not ns.poll > 0:
+        raise CnnzooError(f"--poll: must be positive, got {ns.poll:g}")
     if ns.profile is None:
         ns.profile, why = default_cluster_profile(ns.data, ns.placement)
         print(f"profile: {ns.profile} ({why}; --profile names another)", flush=True)
     run = submit(
         _study(ns),
-        connection_arg(ns),
+        conn,
         experiment=ns.experiment,
         run_name=ns.run_name,
         image=image,
@@ -256,5 +305,7 @@ def submit_command(ns: argparse.Namespace) -> int:
         tensorboard_cr=ns.tensorboard_cr,
     )
     print(f"run id: {run.run_id}")
-    print(f"run url: {run.url}")
+    print(f"run url: {run.url}", flush=True)
+    if ns.wait:
+        return _follow(conn, run.run_id, ns.poll)
     return 0

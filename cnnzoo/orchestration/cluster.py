@@ -74,11 +74,18 @@ _COMPILED_HEADER = "# PIPELINE DEFINITION\n# Name: cnn-comparison\n"
 
 
 def default_images() -> tuple[str, str]:
-    """``$CNNZOO_IMAGE`` and ``$CNNZOO_GPU_IMAGE``, each else the built-in default."""
-    return (
-        os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE,
-        os.environ.get(GPU_IMAGE_ENV) or DEFAULT_GPU_IMAGE,
-    )
+    """``$CNNZOO_IMAGE`` and ``$CNNZOO_GPU_IMAGE``, each else the built-in default.
+
+    Raises:
+        CnnzooError: a variable that is set but not an image reference (names it).
+    """
+    images = []
+    for name, default in ((IMAGE_ENV, DEFAULT_IMAGE), (GPU_IMAGE_ENV, DEFAULT_GPU_IMAGE)):
+        value = os.environ.get(name)
+        if value is not None and (not value.strip() or any(c.isspace() for c in value)):
+            raise CnnzooError(f"{name}: {value!r} is not an image reference")
+        images.append(value or default)
+    return images[0], images[1]
 
 
 def default_cluster_profile(data_uri: str, placement=None) -> tuple[str, str]:

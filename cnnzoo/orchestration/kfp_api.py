@@ -127,10 +127,11 @@ def connect(
     if token is not None and (not token.strip() or any(c.isspace() for c in token.strip())):
         # Never echo the value: a mistyped token is still somebody's secret.
         raise CnnzooError(f"{source or '--token'}: empty, or contains whitespace")
-    if cookies is None:
-        cookies = os.environ.get(COOKIES_ENV) or None
+    cookie_source = "--cookies"
+    if cookies is None and os.environ.get(COOKIES_ENV) is not None:
+        cookies, cookie_source = os.environ[COOKIES_ENV], COOKIES_ENV
     if cookies is not None and (not cookies.strip() or "\n" in cookies or "\r" in cookies):
-        raise CnnzooError("--cookies: expected 'name=value[; name2=value2]' on one line")
+        raise CnnzooError(f"{cookie_source}: expected 'name=value[; name2=value2]' on one line")
     if ca_cert is not None:
         if not Path(ca_cert).is_file():
             raise CnnzooError(f"--ca-cert {ca_cert}: no such file")
