@@ -32,9 +32,18 @@ class Request:
     method: str
     path: str  # without the query string
     query: dict[str, list[str]]
-    body: Any  # the parsed JSON body, or None
+    body: Any  # the parsed JSON body, the raw bytes of a non-JSON one, or None
     content_type: str | None
     headers: dict[str, str] | None = None  # every request header, names lower-cased
+
+
+def _body(raw: bytes, content_type: str | None) -> Any:
+    """A request body: parsed JSON, the raw bytes of anything else (a multipart upload)."""
+    if not raw:
+        return None
+    if content_type and "json" not in content_type:
+        return raw
+    return json.loads(raw)
 
 
 class LoopbackServer:
@@ -56,7 +65,7 @@ class LoopbackServer:
                     method=self.command,
                     path=url.path,
                     query=parse_qs(url.query),
-                    body=json.loads(raw) if raw else None,
+                    body=_body(raw, self.headers.get("Content-Type")),
                     content_type=self.headers.get("Content-Type"),
                     headers={k.lower(): v for k, v in self.headers.items()},
                 )
@@ -232,4 +241,55 @@ class FakeKfpFollow(FakeKfp):
                 "runtime_config": {"parameters": self.parameters or {}},
                 "run_details": {"task_details": tasks},
             }
+        return super().route(request)
+
+
+class FakeKfpPipelines(FakeKfp):
+    """:class:`FakeKfp` with the pipeline registry: list by name, upload, upload a version.
+
+    ``pipelines[name] = {"pipeline_id", "versions": [version names]}``; an upload's file
+    is kept in ``uploads`` (name, version name, YAML bytes). A version name a pipeline
+    already has is refused with 409, as the backend refuses it.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.pipelines: dict[str, dict] = {}
+        self.uploads: list[tuple[str, str, bytes]] = []
+
+    @staticmethod
+    def _file(body: bytes) -> bytes:
+        start = body.index(b"\r\n\r\n") + 4
+        return body[start : body.rindex(b"\r\n--")]
+
+    def route(self, request: Request) -> tuple:
+        path, query = request.path, request.query
+        if request.method == "GET" and path == "/apis/v2beta1/pipelines":
+            filt = json.loads(query.get("filter", ["{}"])[0])
+            wanted = [p.get("string_value") or p.get("stringValue") for p in filt["predicates"]]
+            found = [
+                {"pipeline_id": p["pipeline_id"], "display_name": n}
+                for n, p in self.pipelines.items()
+                if n in wanted
+            ]
+            return 200, {"pipelines": found, "total_size": len(found)}
+        if request.method == "POST" and path == "/apis/v2beta1/pipelines/upload":
+            name = query["name"][0]
+            if name in self.pipelines:
+                return 409, {"error": f"pipeline {name} already exists", "code": 6}
+            pid = f"pipe-{len(self.pipelines) + 1}"
+            self.pipelines[name] = {"pipeline_id": pid, "versions": [name]}
+            self.uploads.append((name, name, self._file(request.body)))
+            return 200, {"pipeline_id": pid, "display_name": name}
+        if request.method == "POST" and path == "/apis/v2beta1/pipelines/upload_version":
+            version, pid = query["name"][0], query["pipelineid"][0]
+            name, pipeline = next(
+                (n, p) for n, p in self.pipelines.items() if p["pipeline_id"] == pid
+            )
+            if version in pipeline["versions"]:
+                return 409, {"error": f"version {version} already exists", "code": 6}
+            pipeline["versions"].append(version)
+            self.uploads.append((name, version, self._file(request.body)))
+            vid = f"{pid}-v{len(pipeline['versions'])}"
+            return 200, {"pipeline_id": pid, "pipeline_version_id": vid, "display_name": version}
         return super().route(request)

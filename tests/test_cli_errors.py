@@ -148,7 +148,8 @@ CASES = [
     (["run", "--models", "nope"], "nope"),
     (["run", "--profile", "nope"], "unknown profile 'nope'"),
     (["compile", "--out", "{base}/afile/x.yaml"], "afile"),
-    # status (KFP API): checked before any request
+    # upload, status (KFP API): checked before any request
+    (["upload", "--host", "ftp://x"], "--host 'ftp://x': expected an http"),
     (["status", "r1", "--host", "localhost:8080"], "--host 'localhost:8080': expected an http"),
     (["status", "r1", "--host", "http://127.0.0.1:9", "--wait", "--poll", "0"], "--poll"),
     (["status", "r1", "--host", "http://127.0.0.1:9", "--ca-cert", "{base}/none"], "--ca-cert"),

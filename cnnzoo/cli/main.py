@@ -83,6 +83,12 @@ COMMANDS = (
         pipeline.submit_command,
     ),
     Command(
+        "upload",
+        "compile the pipeline and upload it as a new version, to start runs from the KFP UI",
+        pipeline.upload_args,
+        pipeline.upload_command,
+    ),
+    Command(
         "status",
         "print a cluster run's state and each step's, or follow it to its end (--wait)",
         pipeline.status_args,

@@ -24,6 +24,7 @@ from cnnzoo.orchestration.cluster import (
     default_cluster_profile,
     default_images,
     submit,
+    upload,
 )
 from cnnzoo.orchestration.local_run import run_local
 from cnnzoo.orchestration.run_status import check_outcome, follow_run, read_run, summary_lines
@@ -262,6 +263,42 @@ def _follow(conn, run_id: str, poll: float) -> int:
     print(f"run {run.run_id}: {run.state}")
     check_outcome(run)
     print(f"report: {run.report}")
+    return 0
+
+
+def upload_args(p: argparse.ArgumentParser) -> None:
+    add_connection_args(p)
+    p.add_argument(
+        "--pipeline-name",
+        default="cnn-comparison",
+        help="the pipeline's name in the KFP UI (default: cnn-comparison)",
+    )
+    p.add_argument(
+        "--version-name",
+        default=None,
+        help="the new version's name (default: cnnzoo's version and git commit)",
+    )
+    image_args(p)
+    _tensorboard_cr_arg(p)
+    _compiled_profile_args(p)
+
+
+def upload_command(ns: argparse.Namespace) -> int:
+
+    image, gpu_image = _images(ns)
+    uploaded = upload(
+        connection_arg(ns),
+        pipeline_name=ns.pipeline_name,
+        version_name=ns.version_name,
+        image=image,
+        gpu_image=gpu_image,
+        placement=ns.placement,
+        tensorboard_cr=ns.tensorboard_cr,
+        default_profile=_compiled_profile(ns),
+    )
+    print(f"pipeline: {uploaded.pipeline} ({uploaded.pipeline_id})")
+    print(f"version: {uploaded.version} ({uploaded.version_id})")
+    print(f"start a run from: {uploaded.url}")
     return 0
 
 

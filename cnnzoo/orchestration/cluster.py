@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import io
 import os
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from cnnzoo import __version__
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.orchestration import kfp_api
 from cnnzoo.orchestration.kfp_api import KfpConnection
@@ -264,6 +267,122 @@ them from the profile it resolves.
 """
 
 
+def source_revision() -> str:
+    """The git commit of cnnzoo's source (12 hex digits, ``-dirty`` with uncommitted
+    changes), or ``""`` when it is not a git checkout (an installed wheel)."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"{rev}-dirty" if dirty else rev
+
+
+def default_version_name() -> str:
+    """A pipeline version's name: cnnzoo's version and its git commit (``0.1.0-1a2b3c4d5e6f``)."""
+    rev = source_revision()
+    return f"{__version__}-{rev}" if rev else __version__
+
+
+@dataclass
+class UploadedPipeline:
+    """A pipeline version uploaded to a Kubeflow Pipelines backend."""
+
+    pipeline_id: str
+    version_id: str
+    pipeline: str
+    version: str
+    url: str
+
+
+def upload(
+    conn: KfpConnection | str,
+    pipeline_name: str = "cnn-comparison",
+    version_name: str | None = None,
+    image: str = DEFAULT_IMAGE,
+    gpu_image: str = DEFAULT_GPU_IMAGE,
+    placement=None,
+    tensorboard_cr: bool = False,
+    default_profile: str | None = None,
+) -> UploadedPipeline:
+    """Compile the pipeline and upload it as a version of the named pipeline (created if
+    missing), so runs can be started from the KFP UI without the CLI.
+
+    Args:
+        conn: the KFP API endpoint and credentials, or its URL.
+        pipeline_name: the pipeline's name in the UI.
+        version_name: the version's name (default: :func:`default_version_name`).
+        image, gpu_image, placement, tensorboard_cr, default_profile: as :func:`compile_pipeline`.
+
+    Returns:
+        The pipeline's and the version's IDs and names, and the version's UI address.
+
+    Raises:
+        CnnzooError: a placeholder image, a bad placement; the backend refused (e.g. the
+            version exists) or could not be reached.
+    """
+    if not isinstance(conn, KfpConnection):
+        conn = kfp_api.connect(conn)
+    if not isinstance(placement, Placement):
+        placement = load_placement(placement)
+    check_cluster_images(image, gpu_image, placement)
+    version_name = version_name or default_version_name()
+    doing = "uploading to"
+    with tempfile.TemporaryDirectory(prefix="cnnzoo-upload-") as tmp:
+        package = compile_pipeline(
+            Path(tmp) / f"{pipeline_name}.yaml",
+            image,
+            gpu_image,
+            placement,
+            tensorboard_cr=tensorboard_cr,
+            default_profile=default_profile,
+        )
+        client = kfp_api.client(conn, doing)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # kfp prints its own links
+                pipeline_id = client.get_pipeline_id(pipeline_name)
+                if pipeline_id is None:
+                    pipeline_id = client.upload_pipeline(
+                        str(package),
+                        pipeline_name=pipeline_name,
+                        description=_DESCRIPTION,
+                        namespace=conn.namespace,
+                    ).pipeline_id
+                version = client.upload_pipeline_version(
+                    str(package), version_name, pipeline_id=pipeline_id
+                )
+        except Exception as e:  # urllib3 errors, kfp_server_api.ApiException, ValueError
+            if getattr(e, "status", None) == 409:
+                raise CnnzooError(
+                    f"{doing} {conn.host} failed: pipeline {pipeline_name!r} already has a "
+                    f"version {version_name!r}; pass --version-name"
+                ) from None
+            raise CnnzooError(kfp_api.api_error(conn, doing, e)) from None
+    url = f"{conn.host}/#/pipelines/details/{pipeline_id}/version/{version.pipeline_version_id}"
+    return UploadedPipeline(
+        pipeline_id, version.pipeline_version_id, pipeline_name, version_name, url
+    )
+
+
+_DESCRIPTION = (
+    "Train and compare CNN configurations on an image-folder dataset (cnnzoo); "
+    "parameters: docs/pipeline-parameters.md"
+)
+
+
 @dataclass
 class SubmittedRun:
     """A run created on a Kubeflow Pipelines backend."""
@@ -355,7 +474,11 @@ __all__ = [
     "check_compile_target",
     "default_cluster_profile",
     "default_images",
+    "UploadedPipeline",
+    "default_version_name",
     "parameters_reference",
+    "source_revision",
+    "upload",
     "compile_pipeline",
     "submit",
 ]
