@@ -104,7 +104,7 @@ local-base: ## build the Debian stand-in base where no registry is reachable (th
 	bash images/local-base.sh $(LOCAL_BASE)
 
 .PHONY: push
-push: ## push both images to IMAGE_REGISTRY
+push: images ## build and push both images to IMAGE_REGISTRY, tagged <version> and <version>-<commit>
 	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) VERSION=$(VERSION) bash images/build.sh push
 
 # The three locks, by uv from pyproject.toml (uv is a pinned dev dependency): exact pins with

@@ -1,2 +1,3 @@
 """Package data ``cnnzoo.configs``: the training profiles (``profiles/*.yaml``) and the
-default cluster placement (``cluster.yaml``). Read through ``cnnzoo.config.profile.config_dir()``."""
+default cluster placement (``cluster.yaml``). Read through
+``cnnzoo.config.profile.config_dir()``."""

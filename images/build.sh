@@ -7,7 +7,8 @@
 #   IMAGE_REGISTRY    e.g. europe-west4-docker.pkg.dev/my-project/cnnzoo (required)
 #   IMAGE_TAG         never "latest" (required)
 #   VERSION           package version, for the OCI labels (default: IMAGE_TAG)
-#   REVISION          git commit, for the OCI labels (default: git rev-parse HEAD)
+#   REVISION          git commit, for the OCI labels and the second tag `push` gives every
+#                     image, <IMAGE_TAG>-<first 12 hex digits> (default: git rev-parse HEAD)
 #   SOURCE_URL        repository URL, for the OCI labels
 #   IMAGE_PLATFORM    default linux/amd64 (GKE's GPU machine types are x86-64)
 #   CONTAINER_ENGINE  docker or podman; default: the first of them whose `info` answers
@@ -44,6 +45,13 @@ if [[ "$IMAGE_TAG" == "latest" ]]; then
 fi
 VERSION=${VERSION:-$IMAGE_TAG}
 REVISION=${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+short_rev=${REVISION:0:12}
+pushed=()
+if [[ "$action" == push && "$IMAGE_REGISTRY" == ghcr.io/example/* ]]; then
+  echo "error: IMAGE_REGISTRY=$IMAGE_REGISTRY is the placeholder; name a registry your" \
+    "cluster can pull from: make images push IMAGE_REGISTRY=REGION-docker.pkg.dev/PROJECT/cnnzoo" >&2
+  exit 1
+fi
 SOURCE_URL=${SOURCE_URL:-https://github.com/example/cnnzoo}
 IMAGE_PLATFORM=${IMAGE_PLATFORM:-linux/amd64}
 FLAVORS=${FLAVORS:-${FLAVOR:-cpu gpu}}
@@ -150,6 +158,15 @@ for flavor in $FLAVORS; do
       --build-arg "REVISION=$REVISION" --build-arg "SOURCE_URL=$SOURCE_URL" "${extra[@]}" \
       --tag "$ref" "$root"
   else
+    # Also pushed under <tag>-<commit>: an immutable reference to the exact source.
+    run "$engine" tag "$ref" "$ref-$short_rev"
     run "$engine" push "$ref"
+    run "$engine" push "$ref-$short_rev"
+    pushed+=("$ref-$short_rev")
   fi
 done
+if [[ "$action" == push ]]; then
+  echo "pushed; pass to cnnzoo compile/submit/upload:" \
+    "--image ${pushed[0]} --gpu-image ${pushed[-1]}" \
+    "(or set CNNZOO_IMAGE/CNNZOO_GPU_IMAGE)"
+fi

@@ -148,6 +148,11 @@ CASES = [
     (["run", "--models", "nope"], "nope"),
     (["run", "--profile", "nope"], "unknown profile 'nope'"),
     (["compile", "--out", "{base}/afile/x.yaml"], "afile"),
+    # upload, status (KFP API): checked before any request
+    (["upload", "--host", "ftp://x"], "--host 'ftp://x': expected an http"),
+    (["status", "r1", "--host", "localhost:8080"], "--host 'localhost:8080': expected an http"),
+    (["status", "r1", "--host", "http://127.0.0.1:9", "--wait", "--poll", "0"], "--poll"),
+    (["status", "r1", "--host", "http://127.0.0.1:9", "--ca-cert", "{base}/none"], "--ca-cert"),
 ]
 
 
@@ -199,6 +204,10 @@ ENV_CASES = [
     ("CNNZOO_GCS_LOCK_STALE_S", "soon", ["ingest", "{raw}", "gs://bkt/x"]),
     ("CNNZOO_CONFIG_DIR", "{base}/missing", ["profile"]),
     ("CNNZOO_CONFIG_DIR", "{base}/afile", ["profile"]),
+    ("CNNZOO_KFP_TOKEN", "two words", ["status", "r1", "--host", "http://127.0.0.1:9"]),
+    ("CNNZOO_KFP_COOKIES", "a=b\nc=d", ["status", "r1", "--host", "http://127.0.0.1:9"]),
+    ("CNNZOO_IMAGE", "reg/x:1 extra", ["compile", "--out", "{base}/c1.yaml"]),
+    ("CNNZOO_GPU_IMAGE", " ", ["compile", "--out", "{base}/c2.yaml"]),
 ]
 
 

@@ -375,12 +375,32 @@ def test_build_builds_both_flavours_with_the_working_engine(tmp_path):
 
 def test_push_pushes_both_references(tmp_path):
     log = fake_engine(tmp_path, "docker", info_ok=True)
-    done = run_build(tmp_path, "push", IMAGE_REGISTRY="reg.example/p", IMAGE_TAG="2.0.0")
+    rev = "0123456789abcdef0123"
+    done = run_build(
+        tmp_path, "push", IMAGE_REGISTRY="reg.example/p", IMAGE_TAG="2.0.0", REVISION=rev
+    )
     assert done.returncode == 0, done.stderr
     assert log.read_text().splitlines() == [
+        "tag reg.example/p/cnnzoo:2.0.0 reg.example/p/cnnzoo:2.0.0-0123456789ab",
         "push reg.example/p/cnnzoo:2.0.0",
+        "push reg.example/p/cnnzoo:2.0.0-0123456789ab",
+        "tag reg.example/p/cnnzoo-gpu:2.0.0 reg.example/p/cnnzoo-gpu:2.0.0-0123456789ab",
         "push reg.example/p/cnnzoo-gpu:2.0.0",
+        "push reg.example/p/cnnzoo-gpu:2.0.0-0123456789ab",
     ]
+    # what to pass to compile/submit next: the commit-tagged references
+    assert (
+        "--image reg.example/p/cnnzoo:2.0.0-0123456789ab"
+        " --gpu-image reg.example/p/cnnzoo-gpu:2.0.0-0123456789ab"
+    ) in done.stdout
+
+
+def test_push_refuses_the_placeholder_registry(tmp_path):
+    log = fake_engine(tmp_path, "docker", info_ok=True)
+    done = run_build(tmp_path, "push", IMAGE_REGISTRY="ghcr.io/example/cnnzoo", IMAGE_TAG="2.0.0")
+    assert done.returncode == 1
+    assert "placeholder" in done.stderr and "IMAGE_REGISTRY" in done.stderr
+    assert not log.exists(), "nothing may be pushed to the placeholder registry"
 
 
 def test_build_fails_clearly_without_a_working_engine(tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from google.protobuf import json_format
+from helpers import cli_error
 from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 
@@ -176,7 +177,7 @@ def test_dag_fans_out_over_models_and_fans_in_to_report(compiled):
     assert list(model_dag.tasks["evaluate"].dependent_tasks) == ["train"]
     # fingerprint -> ingest -> split -> loop -> report
     assert list(root["ingest"].dependent_tasks) == ["fingerprint"]
-    assert list(root["split"].dependent_tasks) == ["ingest"]
+    assert sorted(root["split"].dependent_tasks) == ["ingest", "resolve-profile"]
     assert "ingest" in root["report"].dependent_tasks
 
 
@@ -187,13 +188,25 @@ def test_default_parameters(compiled):
         v.string_value for v in params["models"].default_value.list_value.values
     ] == list_models()
     assert len(list_models()) == 14
-    assert set(params) == {"data_uri", "models", "profile", "tensorboard_root", "output_uri"}
+    typed = {"max_epochs", "img_size", "batch_size", "seed", "repeats", "weights"}
+    assert (
+        set(params) == {"data_uri", "models", "profile", "tensorboard_root", "output_uri"} | typed
+    )
     assert params["data_uri"].default_value.string_value == "demo"
     # the profile is data: the demo profile, resolved when compiling
     demo = yaml.safe_load((REPO / "configs" / "profiles" / "demo.yaml").read_text())
     profile = json.loads(params["profile"].default_value.string_value)
     assert profile["name"] == "demo"
     assert profile["img_size"] == demo.get("img_size", profile["img_size"])
+    # the typed parameters a person edits in the UI: typed, defaults from that profile
+    kinds = pipeline_spec_pb2.ParameterType
+    for name in typed - {"weights"}:
+        assert params[name].parameter_type == kinds.NUMBER_INTEGER, name
+        expected = profile[name] if profile[name] is not None else 0  # max_epochs: no cap
+        assert params[name].default_value.number_value == expected, name
+    assert params["img_size"].default_value.number_value == 72
+    assert params["weights"].parameter_type == kinds.STRING
+    assert params["weights"].default_value.string_value == (profile["weights"] or "")
     assert "models" in profile and "simple" in profile["models"]
     assert params["tensorboard_root"].default_value.string_value == ""
     assert params["output_uri"].default_value.string_value == ""
@@ -202,10 +215,23 @@ def test_default_parameters(compiled):
 def test_the_resolved_profile_reaches_the_tasks_as_data(compiled):
     spec, _, _ = compiled
     tasks = _tasks(spec)
+    # the profile parameter and the typed ones meet in resolve-profile, whose output is
+    # every later step's profile
+    resolve, _ = tasks["resolve-profile"]
+    for name in ("profile", "max_epochs", "img_size", "batch_size", "seed", "repeats", "weights"):
+        assert resolve.inputs.parameters[name].component_input_parameter == name
+    for name in ("split", "report", "plan"):
+        task, _ = tasks[name]
+        source = task.inputs.parameters["profile"].task_output_parameter
+        assert (source.producer_task, source.output_parameter_key) == ("resolve-profile", "Output")
+    # train gets it through its plan record (kfp.local parses a task output's JSON text
+    # that reaches a loop body; a loop item's field stays text)
+    model_task = next(t for t, _ in tasks.values() if t.task_info.name == "model")
+    binding = model_task.inputs.parameters["profile"]
+    assert binding.component_input_parameter.endswith("-loop-item")
+    assert binding.parameter_expression_selector == 'parseJson(string_value)["profile"]'
     for name in ("split", "report", "train", "plan"):
         task, _ = tasks[name]
-        source = task.inputs.parameters["profile"].component_input_parameter
-        assert source in ("profile", "pipelinechannel--profile"), name
         assert "overrides" not in task.inputs.parameters
         if name != "train":
             assert "seed" not in task.inputs.parameters, name
@@ -323,7 +349,8 @@ def test_no_branches_no_routing_task(two_pools):
     assert "pool-for-model" not in tasks
     assert [t.task_info.name for t, _ in tasks.values()].count("train") == 1
     assert [t.task_info.name for t, _ in tasks.values()].count("evaluate") == 1
-    assert len(executors) == 7  # fingerprint, plan, ingest, split, train, evaluate, report
+    # fingerprint, resolve-profile, plan, ingest, split, train, evaluate, report
+    assert len(executors) == 8
 
 
 def test_single_pool_placement_compiles_constants(tmp_path):
@@ -349,7 +376,7 @@ def test_mixing_accelerator_and_cpu_train_pools_is_rejected(tmp_path):
 
 def test_every_task_has_requests_and_limits_and_the_right_image(compiled):
     spec, k8s, executors = compiled
-    assert len(executors) == 7
+    assert len(executors) == 8
     for name, ex in executors.items():
         res = ex.container.resources
         assert res.resource_cpu_request and res.resource_cpu_limit, name
@@ -404,7 +431,7 @@ def test_gcp_secret_is_mounted_in_every_task_by_name_only(tmp_path, monkeypatch)
     out = compile_pipeline(tmp_path / "p.yaml", image=IMAGE, gpu_image=GPU_IMAGE, placement=cfg)
     spec, k8s, executors = _load(out)
 
-    assert len(executors) == 7
+    assert len(executors) == 8
     assert set(k8s) == set(executors)  # every task, GPU or not, has a kubernetes config
     for name, ex in executors.items():
         (volume,) = k8s[name].secret_as_volume
@@ -592,3 +619,127 @@ def test_orchestration_code_edits_no_sys_path_and_patches_no_kfp_internals():
         # kfp's private modules (kfp.local.orchestrator, kfp.dsl internals) stay unused
         assert "kfp.local.orchestrator" not in text and "orchestrator_utils" not in text, path
         assert "builtins.print" not in text, path
+
+
+# --- the images a cluster pulls, and whose file --out is -------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        ([], "--image"),  # the CPU image is checked first
+        (["--image", IMAGE], "--gpu-image"),
+        (["--gpu-image", GPU_IMAGE], "--image"),
+    ],
+)
+def test_cli_compile_refuses_the_placeholder_images(tmp_path, capsys, monkeypatch, argv, option):
+    for var in ("CNNZOO_IMAGE", "CNNZOO_GPU_IMAGE"):
+        monkeypatch.delenv(var, raising=False)
+    out = tmp_path / "p.yaml"
+    line = cli_error(capsys, ["compile", "--out", str(out), *argv])
+    assert line.startswith(f"error: {option} ghcr.io/example/cnnzoo/")
+    for needed in ("--gpu-image", "CNNZOO_IMAGE", "CNNZOO_GPU_IMAGE", "make images push"):
+        assert needed in line, needed
+    assert not out.exists()
+
+
+def test_cli_compile_takes_the_images_from_the_environment(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CNNZOO_IMAGE", "env.test/cnnzoo:5")
+    monkeypatch.setenv("CNNZOO_GPU_IMAGE", "env.test/cnnzoo-gpu:5")
+    out = tmp_path / "p.yaml"
+    assert main(["compile", "--out", str(out)]) == 0
+    _, _, executors = _load(out)
+    assert {e.container.image for e in executors.values()} == {
+        "env.test/cnnzoo:5",
+        "env.test/cnnzoo-gpu:5",
+    }
+    # an option wins over the environment
+    assert main(["compile", "--out", str(out), "--image", IMAGE]) == 0
+    capsys.readouterr()
+    _, _, executors = _load(out)
+    assert {e.container.image for e in executors.values()} == {IMAGE, "env.test/cnnzoo-gpu:5"}
+
+
+def test_cli_compile_only_checks_the_images_the_placement_uses(tmp_path, capsys, monkeypatch):
+    """A placement without accelerators never runs the GPU image: its default is no error."""
+    for var in ("CNNZOO_IMAGE", "CNNZOO_GPU_IMAGE"):
+        monkeypatch.delenv(var, raising=False)
+    cpu_only = tmp_path / "cpu.yaml"
+    cpu_only.write_text(
+        "pools:\n  cpu: {cpu: '2', memory: 8G}\n"
+        "steps: {ingest: cpu, split: cpu, report: cpu, evaluate: cpu}\n"
+        "default_model_pool: cpu\n"
+    )
+    out = tmp_path / "p.yaml"
+    assert main(["compile", "--out", str(out), "--placement", str(cpu_only), "--image", IMAGE]) == 0
+    capsys.readouterr()
+    spec = next(yaml.safe_load_all(out.read_text()))
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert images == {IMAGE}
+
+
+def test_cli_compile_out_replaces_only_its_own_file(tmp_path, capsys):
+    images = ["--image", IMAGE, "--gpu-image", GPU_IMAGE]
+    users = tmp_path / "notes.yaml"
+    users.write_text("my: notes\n")
+    line = cli_error(capsys, ["compile", "--out", str(users), *images])
+    assert line == (
+        f"error: --out {users}: exists and is not a pipeline cnnzoo compiled; give another "
+        "path or --overwrite to replace it"
+    )
+    assert users.read_text() == "my: notes\n"
+    # its own earlier output is replaced without --overwrite
+    ours = tmp_path / "p.yaml"
+    assert main(["compile", "--out", str(ours), *images]) == 0
+    other = ["--image", "other.test/c:2", "--gpu-image", GPU_IMAGE]
+    assert main(["compile", "--out", str(ours), *other]) == 0
+    capsys.readouterr()
+    _, _, executors = _load(ours)
+    assert "other.test/c:2" in {e.container.image for e in executors.values()}
+    # --overwrite replaces the user's file; a folder is refused
+    assert main(["compile", "--out", str(users), "--overwrite", *images]) == 0
+    capsys.readouterr()
+    assert users.read_text().startswith("# PIPELINE DEFINITION")
+    line = cli_error(capsys, ["compile", "--out", str(tmp_path), "--overwrite", *images])
+    assert line == f"error: --out {tmp_path}: is a folder; give the YAML file to write"
+
+
+# --- the parameters a person edits in the UI, and their reference page --------------------
+
+
+def test_the_parameters_reference_page_matches_the_pipeline():
+    from cnnzoo.orchestration.cluster import parameters_reference
+
+    page = REPO / "docs" / "pipeline-parameters.md"
+    assert page.read_text() == parameters_reference(), (
+        "docs/pipeline-parameters.md is stale: run .venv/bin/python tools/docs_reference.py"
+    )
+    text = page.read_text()
+    for name in ("max_epochs", "img_size", "batch_size", "seed", "repeats", "weights", "models"):
+        assert f"| `{name}` |" in text, name
+
+
+def test_a_parameter_without_a_description_fails_the_reference(monkeypatch):
+    from cnnzoo.orchestration import cluster
+
+    help_ = dict(cluster.PARAMETER_HELP)
+    del help_["repeats"]
+    monkeypatch.setattr(cluster, "PARAMETER_HELP", help_)
+    with pytest.raises(CnnzooError, match="'repeats': no description"):
+        cluster.parameters_reference()
+
+
+def test_cli_compile_takes_the_defaults_from_the_given_profile(tmp_path, capsys):
+    out = tmp_path / "p.yaml"
+    argv = ["compile", "--out", str(out), "--image", IMAGE, "--gpu-image", GPU_IMAGE]
+    assert main([*argv, "--profile", "full", "--set", "max_epochs=5", "--set", "repeats=2"]) == 0
+    capsys.readouterr()
+    spec = next(yaml.safe_load_all(out.read_text()))
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    defaults = {
+        k: params[k]["defaultValue"] for k in ("max_epochs", "img_size", "repeats", "weights")
+    }
+    assert defaults == {"max_epochs": 5, "img_size": 100, "repeats": 2, "weights": "imagenet"}
+    assert json.loads(params["profile"]["defaultValue"])["name"] == "full"
+    line = cli_error(capsys, [*argv, "--overwrite", "--set", "batch_size=0"])
+    assert line == "error: --set batch_size=0: batch_size must be >= 1, got 0"

@@ -344,3 +344,36 @@ def test_run_rejects_bad_arguments_before_starting(tmp_path, capsys, args, messa
     assert rc == 1
     assert err.startswith("error: ") and message in err
     assert not runs.exists()
+
+
+@pytest.mark.slow
+def test_values_edited_in_the_ui_win_over_the_compiled_in_profile(tmp_path, tiny_raw_dataset):
+    """A run started from the UI: typed parameters changed, ``profile`` left as compiled."""
+    import yaml
+
+    from cnnzoo.storage.layout import CONFIG_FILE
+
+    package = compile_pipeline(tmp_path / "p.yaml")
+    args = Study(str(tiny_raw_dataset), ("simple",), "demo", TINY).arguments(local=True)
+    assert (args["batch_size"], args["img_size"], args["seed"]) == (8, 72, 42)
+    edited = dict(args, batch_size=4, img_size=64, seed=5)  # as typed into the KFP UI
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with open(os.devnull, "w") as devnull:
+        run_pipeline_locally(package, edited, run_dir, console=devnull)
+    (config,) = run_dir.glob(f"kfp/**/train*/model/{CONFIG_FILE}")
+    saved = yaml.safe_load(config.read_text())
+    assert (saved["profile"]["batch_size"], saved["profile"]["seed"]) == (4, 5)
+    assert saved["split"]["img_size"] == 64 == saved["profile"]["img_size"]
+    assert saved["profile"]["max_epochs"] == 1  # the rest of the compiled-in profile kept
+    assert "profile demo: batch_size=4 (run parameter)" in (run_dir / "run.log").read_text()
+
+    # a bad value fails the resolve-profile step with the --set line, before any training
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    with open(os.devnull, "w") as devnull, pytest.raises(Exception) as failed:
+        run_pipeline_locally(package, dict(args, batch_size=0), bad_dir, console=devnull)
+    assert "resolve-profile" in str(failed.value)
+    log = (bad_dir / "run.log").read_text()
+    assert "--set batch_size=0: batch_size must be >= 1, got 0" in log
+    assert not list(bad_dir.glob("kfp/**/train/model"))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cnnzoo.config.profile import profile_from_dict
+from cnnzoo.config.profile import load_profile, profile_from_dict
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.orchestration.study import Study
 
@@ -29,7 +29,8 @@ def test_arguments_carry_the_resolved_profile_as_data(tmp_path):
         tensorboard_root="tb",
     )
     args = study.arguments(local=True)
-    assert set(args) == {"data_uri", "models", "profile", "tensorboard_root", "output_uri"}
+    typed = {"max_epochs", "img_size", "batch_size", "seed", "repeats", "weights"}
+    assert set(args) == {"data_uri", "models", "profile", "tensorboard_root", "output_uri"} | typed
     assert args["models"] == ["simple", "mid"] and args["data_uri"] == "demo"
     profile = json.loads(args["profile"])
     full = yaml.safe_load((REPO / "configs" / "profiles" / "full.yaml").read_text())
@@ -37,6 +38,15 @@ def test_arguments_carry_the_resolved_profile_as_data(tmp_path):
     # --config, then --set, then --seed
     assert (profile["batch_size"], profile["max_epochs"], profile["seed"]) == (5, 2, 11)
     assert profile_from_dict(profile).to_dict() == profile  # what a task rebuilds
+    # the typed parameters carry the same values (a run started from the UI edits these)
+    assert {k: args[k] for k in typed} == {
+        "max_epochs": 2,
+        "img_size": full["img_size"],
+        "batch_size": 5,
+        "seed": 11,
+        "repeats": 1,
+        "weights": profile["weights"],
+    }
     assert Path(args["tensorboard_root"]).is_absolute()
     # immutable and plain: the same study, the same arguments
     assert study.models == ("simple", "mid")
@@ -104,3 +114,73 @@ def test_a_run_of_every_model_shares_the_cpus_too(monkeypatch):
     models = study.arguments(local=True)["models"]
     assert models == list(list_models())
     assert _threads_per_task(study, load_placement(), models) == 8
+
+
+# --- the typed parameters a person edits in the KFP UI --------------------------------------
+
+
+def _typed(profile, **changes):
+    from cnnzoo.orchestration.study import parameter_values
+
+    return {**parameter_values(profile), **changes}
+
+
+def test_ui_parameters_win_over_the_compiled_in_profile():
+    from cnnzoo.components.resolve_profile import resolve_profile
+    from cnnzoo.orchestration import tasks
+
+    demo = load_profile("demo")
+    base = json.dumps(demo.to_dict())
+    # unchanged values: the profile as it was (equal JSON, so equal cache keys downstream)
+    for func in (tasks.resolve_profile, resolve_profile):
+        same = json.loads(func(base, **_typed(demo)))
+        assert same == json.loads(base)
+    edited = json.loads(
+        tasks.resolve_profile(
+            base, **_typed(demo, max_epochs=7, batch_size=3, seed=9, repeats=2, weights="imagenet")
+        )
+    )
+    assert (edited["max_epochs"], edited["batch_size"], edited["seed"]) == (7, 3, 9)
+    assert (edited["repeats"], edited["weights"]) == (2, "imagenet")
+    assert edited["models"] == demo.to_dict()["models"]  # the rest of the profile kept
+    # 0 epochs: no cap; empty weights: random weights
+    full = load_profile("full")
+    uncapped = json.loads(
+        tasks.resolve_profile(json.dumps(full.to_dict()), **_typed(full, max_epochs=0, weights=""))
+    )
+    assert full.weights == "imagenet" and uncapped["weights"] is None
+    assert uncapped["max_epochs"] is None
+
+
+@pytest.mark.parametrize(
+    "change, line",
+    [
+        ({"batch_size": 0}, "--set batch_size=0: batch_size must be >= 1, got 0"),
+        ({"img_size": 10}, "--set img_size=10: img_size must be >= 32, got 10"),
+        ({"repeats": 101}, "--set repeats=101: repeats must be <= 100, got 101"),
+        ({"seed": -1}, "--set seed=-1: seed must be >= 0, got -1"),
+        ({"max_epochs": -2}, "--set max_epochs=-2: max_epochs must be >= 1 or null, got -2"),
+    ],
+)
+def test_a_bad_ui_value_fails_with_the_set_message(change, line):
+    """The same rules and the same line as ``--set`` on the command line."""
+    from cnnzoo.orchestration import tasks
+
+    demo = load_profile("demo")
+    with pytest.raises(CnnzooError) as raised:
+        tasks.resolve_profile(json.dumps(demo.to_dict()), **_typed(demo, **change))
+    assert str(raised.value) == line
+    ((key, value),) = change.items()
+    with pytest.raises(CnnzooError) as cli:
+        load_profile("demo", [f"{key}={value}"])
+    assert str(cli.value) == line
+
+
+def test_plan_refuses_an_image_size_too_small_for_a_model():
+    from cnnzoo.orchestration import tasks
+    from cnnzoo.orchestration.placement import load_placement
+
+    profile = json.dumps(load_profile("demo", ["img_size=32"]).to_dict())
+    placements = load_placement().model_placements()
+    with pytest.raises(CnnzooError, match=r"img_size 32 is too small for xception_transfer"):
+        tasks.plan(["simple", "xception_transfer"], placements, profile)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kfp_fixtures import LoopbackServer, Request
+from kfp_fixtures import FakeKfp, Request
 
 from cnnzoo.cli.main import main
 from cnnzoo.models.registry import list_models
@@ -16,42 +16,6 @@ REPO = Path(__file__).resolve().parent.parent
 RECORDED_REQUEST = Path(__file__).parent / "fixtures" / "submit_request.json"
 IMAGE = "registry.test/cnnzoo:t9"
 GPU_IMAGE = "registry.test/cnnzoo-gpu:t9"
-
-
-class FakeKfp(LoopbackServer):
-    """Records requests; answers healthz, experiments (get/create) and run creation."""
-
-    def __init__(self):
-        super().__init__()
-        self.experiments: dict[str, dict] = {}
-
-    def route(self, request: Request) -> tuple[int, dict]:
-        path, body = request.path, request.body or {}
-        if request.method == "GET" and path == "/apis/v2beta1/healthz":
-            return 200, {"commit_sha": "test", "tag_name": "2.5.0"}
-        if request.method == "GET" and path == "/apis/v2beta1/experiments":
-            filt = json.loads(request.query.get("filter", ["{}"])[0])
-            wanted = [
-                p.get("string_value") or p.get("stringValue") for p in filt.get("predicates", [])
-            ]
-            found = [e for n, e in self.experiments.items() if n in wanted]
-            return 200, {"experiments": found, "total_size": len(found)}
-        if request.method == "GET" and path.startswith("/apis/v2beta1/experiments/"):
-            exp_id = path.rsplit("/", 1)[-1]
-            for e in self.experiments.values():
-                if e["experiment_id"] == exp_id:
-                    return 200, e
-        if request.method == "POST" and path == "/apis/v2beta1/experiments":
-            exp = {
-                "experiment_id": f"exp-{len(self.experiments) + 1}",
-                "display_name": body.get("display_name"),
-                "namespace": body.get("namespace"),
-            }
-            self.experiments[exp["display_name"]] = exp
-            return 200, exp
-        if request.method == "POST" and path == "/apis/v2beta1/runs":
-            return 200, dict(body, run_id="run-1234", state="PENDING")
-        return 404, {"error": "not found", "code": 5}
 
 
 def request_view(body: dict) -> dict:
@@ -98,6 +62,15 @@ def request_view(body: dict) -> dict:
         "train_pools": {m: p["pool"] for m, p in sorted(placements.items())},
         "platform_spec": body["pipeline_spec"]["platform_spec"],
     }
+
+
+@pytest.fixture(autouse=True)
+def _images(monkeypatch):
+    """The images a cluster can pull, from the environment (as a user would set them)."""
+    monkeypatch.setenv("CNNZOO_IMAGE", IMAGE)
+    monkeypatch.setenv("CNNZOO_GPU_IMAGE", GPU_IMAGE)
+    for var in ("CNNZOO_KFP_TOKEN", "CNNZOO_KFP_COOKIES", "KF_PIPELINES_SA_TOKEN_PATH"):
+        monkeypatch.delenv(var, raising=False)
 
 
 @pytest.fixture
@@ -160,6 +133,13 @@ def test_submit_sends_the_compiled_pipeline_and_parameters(kfp_server, capsys):
         "models": ["simple", "xception_partial"],
         "tensorboard_root": "gs://bucket/tb",
         "output_uri": "gs://bucket/studies/one",
+        # the typed parameters, as the resolved profile has them (--set, --seed applied)
+        "max_epochs": 3,
+        "img_size": 100,
+        "batch_size": 258,
+        "seed": 7,
+        "repeats": 1,
+        "weights": "imagenet",
     }
     # the profile travels resolved: name, --set and --seed applied on this side
     full = yaml.safe_load((REPO / "configs" / "profiles" / "full.yaml").read_text())
@@ -246,3 +226,52 @@ def test_submit_unreachable_host(capsys):
     err = capsys.readouterr().err
     assert rc == 1
     assert err.startswith(f"error: submitting to {url} failed")
+
+
+def test_submit_refuses_the_placeholder_images_before_contacting_the_server(
+    kfp_server, capsys, monkeypatch
+):
+    monkeypatch.delenv("CNNZOO_GPU_IMAGE")
+    rc = main(["submit", "--host", kfp_server.url, "--data", "gs://b/x"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.startswith("error: --gpu-image ghcr.io/example/cnnzoo/cnnzoo-gpu:")
+    assert "make images push IMAGE_REGISTRY=" in err
+    assert kfp_server.requests == []
+
+
+def _sent_profile(server) -> dict:
+    return json.loads(_run_requests(server)[-1].body["runtime_config"]["parameters"]["profile"])
+
+
+def test_real_data_never_runs_the_demo_profile_silently(kfp_server, capsys, tmp_path):
+    base = ["submit", "--host", kfp_server.url, "--data", "gs://bucket/photos"]
+    # configs/cluster.yaml trains on accelerator pools: the gpu profile, said first
+    assert main(base) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("profile: gpu (real data, train pools with accelerators (")
+    sent = _sent_profile(kfp_server)
+    assert (sent["name"], sent["img_size"], sent["weights"]) == ("gpu", 100, "imagenet")
+    params = _run_requests(kfp_server)[-1].body["runtime_config"]["parameters"]
+    assert (params["img_size"], params["weights"]) == (100, "imagenet")
+    # CPU train pools: the notebook's study
+    cpu_only = tmp_path / "cpu.yaml"
+    cpu_only.write_text(
+        "pools:\n  cpu: {cpu: '2', memory: 8G}\n"
+        "steps: {ingest: cpu, split: cpu, report: cpu, evaluate: cpu}\n"
+        "default_model_pool: cpu\n"
+    )
+    assert main([*base, "--placement", str(cpu_only)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        out[0]
+        == "profile: full (real data, train pools without accelerators; --profile names another)"
+    )
+    assert _sent_profile(kfp_server)["name"] == "full"
+    # the demo profile stays available when asked for, and is the default for demo data
+    assert main([*base, "--profile", "demo"]) == 0
+    assert not capsys.readouterr().out.startswith("profile:")
+    assert _sent_profile(kfp_server)["name"] == "demo"
+    assert main(["submit", "--host", kfp_server.url]) == 0
+    assert capsys.readouterr().out.startswith("profile: demo (the built-in demo data")
+    assert _sent_profile(kfp_server)["name"] == "demo"

@@ -130,13 +130,11 @@ def test_models_and_compile_from_the_wheel(installed, tmp_path):
     assert len([m for m in models if m.strip()]) == 14
     assert "name: full" in _cnnzoo(venv, work, "profile", "--profile", "full").stdout
 
-    _cnnzoo(venv, work, "compile", "--out", "default.yaml")
+    images = ["--image", "reg.test/cnnzoo:1", "--gpu-image", "reg.test/cnnzoo-gpu:1"]
+    _cnnzoo(venv, work, "compile", "--out", "default.yaml", *images)
     spec, platform = yaml.safe_load_all((work / "default.yaml").read_text())
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
-    assert images == {
-        "ghcr.io/example/cnnzoo/cnnzoo:0.1.0",
-        "ghcr.io/example/cnnzoo/cnnzoo-gpu:0.1.0",
-    }
+    assert images == {"reg.test/cnnzoo:1", "reg.test/cnnzoo-gpu:1"}
     # the packaged cluster.yaml: its placements reach the plan step
     placements = spec["root"]["dag"]["tasks"]["plan"]["inputs"]["parameters"]["placements"]
     assert placements["runtimeValue"]["constant"]["xception_finetune"]["pool"] == "gpu-large"
@@ -150,7 +148,19 @@ def test_models_and_compile_from_the_wheel(installed, tmp_path):
         "steps: {ingest: cpu, split: cpu, report: cpu, evaluate: a100}\n"
         "default_model_pool: a100\n"
     )
-    _cnnzoo(venv, work, "compile", "--out", "mine.yaml", "--placement", user)
+    _cnnzoo(
+        venv,
+        work,
+        "compile",
+        "--out",
+        "mine.yaml",
+        "--placement",
+        user,
+        "--image",
+        "r/c:1",
+        "--gpu-image",
+        "r/g:1",
+    )
     spec, platform = yaml.safe_load_all((work / "mine.yaml").read_text())
     train = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
     assert (train["resourceCpuRequest"], train["resourceMemoryRequest"]) == ("12", "85G")

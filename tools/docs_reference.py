@@ -3,6 +3,8 @@
 - ``docs/reference/profile.md``: every field of the training profile, from the pydantic
   models in :mod:`cnnzoo.config.profile` (type, default, allowed values, the field's
   description), with the value each shipped profile gives it.
+- ``docs/pipeline-parameters.md``: the compiled pipeline's top-level parameters (name,
+  type, default, meaning), from :func:`cnnzoo.orchestration.cluster.parameters_reference`.
 
 Usage::
 
@@ -27,6 +29,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from cnnzoo.config.profile import Profile, Schedule, Stage, Sweep, list_profiles, load_profile
+from cnnzoo.orchestration.cluster import parameters_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "docs" / "reference"
@@ -151,7 +154,10 @@ def _short(value: Any) -> str:
 
 
 #: Every generated page: its path and the function writing it.
-PAGES = {REFERENCE / "profile.md": profile_reference}
+PAGES = {
+    REFERENCE / "profile.md": profile_reference,
+    ROOT / "docs" / "pipeline-parameters.md": parameters_reference,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

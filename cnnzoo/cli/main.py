@@ -102,7 +102,27 @@ COMMANDS = (
         "compile the pipeline and start a run on a Kubeflow cluster",
         pipeline.submit_args,
         pipeline.submit_command,
-        "cnnzoo submit --host https://kubeflow.example.com/pipeline --data gs://bucket/photos",
+        (
+            "cnnzoo submit --host https://kubeflow.example.com/pipeline --data gs://bucket/photos"
+            " --image REGISTRY/cnnzoo:TAG --gpu-image REGISTRY/cnnzoo-gpu:TAG --wait"
+        ),
+    ),
+    Command(
+        "upload",
+        "compile the pipeline and upload it as a new version, to start runs from the KFP UI",
+        pipeline.upload_args,
+        pipeline.upload_command,
+        (
+            "cnnzoo upload --host https://kubeflow.example.com/pipeline"
+            " --image REGISTRY/cnnzoo:TAG --gpu-image REGISTRY/cnnzoo-gpu:TAG"
+        ),
+    ),
+    Command(
+        "status",
+        "print a cluster run's state and each step's, or follow it to its end (--wait)",
+        pipeline.status_args,
+        pipeline.status_command,
+        "cnnzoo status RUN_ID --host https://kubeflow.example.com/pipeline --wait",
     ),
     Command(
         "report",
@@ -127,7 +147,7 @@ examples:
   cnnzoo run                                 # the whole study, locally, on the built-in demo data
   cnnzoo run --data ~/photos --profile full  # the notebook's schedule on your image folders
   cnnzoo submit --host https://kubeflow.example.com/pipeline --data gs://bucket/photos \\
-      --image REGISTRY/cnnzoo:TAG           # the study on a Kubeflow cluster
+      --image REGISTRY/cnnzoo:TAG --gpu-image REGISTRY/cnnzoo-gpu:TAG   # on a Kubeflow cluster
 
 Start with `cnnzoo run`; `cnnzoo COMMAND --help` shows each command's options.
 """

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cnnzoo.cli.common import add_overwrite_arg
+from cnnzoo.cli.common import add_connection_args, add_overwrite_arg, connection_arg
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.orchestration.kfp_runs import run_logs_root_from_kfp
 from cnnzoo.reporting.report import report_files, report_run
@@ -81,13 +81,11 @@ def tensorboard_args(p: argparse.ArgumentParser) -> None:
         help="a local run or logs folder (default: runs/latest), a gs:// logs root, "
         "or with --host a cluster run's ID",
     )
-    p.add_argument(
-        "--host",
-        default=None,
-        metavar="URL",
-        help="KFP endpoint: RUN is a cluster run's ID, its logs root is read from the run",
+    add_connection_args(
+        p,
+        host_required=False,
+        host_help="KFP endpoint: RUN is a cluster run's ID, its logs root is read from the run",
     )
-    p.add_argument("--namespace", default=None, help="Kubeflow profile namespace (with --host)")
     p.add_argument(
         "--output",
         default=None,
@@ -114,7 +112,7 @@ def _logs_root(ns: argparse.Namespace) -> str:
         if ns.output is not None or not ns.run:
             raise CnnzooError("tensorboard --host: give the cluster run's ID (and no --output)")
 
-        root = run_logs_root_from_kfp(ns.run, ns.host, ns.namespace)
+        root = run_logs_root_from_kfp(ns.run, connection_arg(ns))
         print(f"run {ns.run}: logs root {root}", file=sys.stderr)
         return root
     if ns.output is not None:

@@ -793,6 +793,27 @@ def load_profile(
     return validate(Profile, data, source)
 
 
+def override_profile(profile: Profile, overrides: list[str] | tuple[str, ...]) -> Profile:
+    """``profile`` with ``key=value`` items applied and validated, as ``--set`` is by
+    :func:`load_profile` (the same parsing, the same one-line message naming the item).
+
+    Raises:
+        CnnzooError: unknown key or bad value (``--set <item>: <key>: <problem>``).
+    """
+    layers = [(f"--set {item}", parse_override(item)) for item in overrides]
+    data = profile.to_dict()
+    for _, layer in layers:
+        data = deep_merge(data, layer)
+
+    def source(loc: tuple[str, ...]) -> str | None:
+        for where, layer in reversed(layers):
+            if _sets(layer, loc):
+                return where
+        return None
+
+    return validate(Profile, data, source)
+
+
 def profile_from_dict(data: dict[str, Any], source: str | None = None) -> Profile:
     """Build and validate a Profile from plain data (e.g. a saved resolved config).
 

@@ -8,21 +8,24 @@ so ``cnnzoo tensorboard RUN_ID --host URL`` needs nothing but the run's ID.
 
 from __future__ import annotations
 
-import re
-import warnings
 from typing import Any
 
-from cnnzoo.core.errors import CnnzooError, one_line
+from cnnzoo.core.errors import CnnzooError
+from cnnzoo.orchestration import kfp_api
+from cnnzoo.orchestration.kfp_api import KfpConnection
 from cnnzoo.storage.layout import run_logs_root
 
 
-def get_run_parameters(run_id: str, host: str, namespace: str | None = None) -> dict[str, Any]:
+def get_run_parameters(
+    run_id: str, conn: KfpConnection | str, namespace: str | None = None
+) -> dict[str, Any]:
     """The pipeline parameters a KFP run was started with.
 
     Args:
         run_id: the run's ID (``cnnzoo submit`` prints it).
-        host: the KFP API endpoint, e.g. ``http://localhost:8080``.
-        namespace: the Kubeflow profile namespace (multi-user installs).
+        conn: the KFP API endpoint and credentials, or just its URL
+            (e.g. ``http://localhost:8080``).
+        namespace: the Kubeflow profile namespace (multi-user installs), with a URL.
 
     Returns:
         ``{parameter name: value}`` from the run's runtime config.
@@ -30,28 +33,35 @@ def get_run_parameters(run_id: str, host: str, namespace: str | None = None) -> 
     Raises:
         CnnzooError: a bad host, an unknown run, or the backend could not be reached.
     """
-    import kfp
-
-    if not re.match(r"^https?://", host):
-        raise CnnzooError(f"--host {host!r}: expected an http:// or https:// URL")
-    if not run_id or not run_id.strip():
-        raise CnnzooError("run ID: empty (cnnzoo submit prints the run's ID)")
-    try:
-        with warnings.catch_warnings():
-            # "This client only works with Kubeflow Pipeline v2.0.0-beta.2 and later"
-            warnings.filterwarnings("ignore", category=FutureWarning, module="kfp.client")
-            client = kfp.Client(host=host, namespace=namespace or "kubeflow")
-        run = client.get_run(run_id)
-    except Exception as e:  # the client raises urllib3 errors and kfp_server_api.ApiException
-        if getattr(e, "status", None) == 404:
-            raise CnnzooError(f"run {run_id}: no such run on {host}") from None
-        first = one_line(e, first=True)
-        raise CnnzooError(f"reading run {run_id} from {host} failed: {first}") from None
+    run = get_run(run_id, conn, namespace)
     config = getattr(run, "runtime_config", None)
     return dict(getattr(config, "parameters", None) or {})
 
 
-def run_logs_root_from_kfp(run_id: str, host: str, namespace: str | None = None) -> str:
+def get_run(run_id: str, conn: KfpConnection | str, namespace: str | None = None):
+    """The run ``run_id`` as ``kfp.Client().get_run`` returns it (a ``V2beta1Run``).
+
+    Raises:
+        CnnzooError: a bad host or ID, an unknown run, or the backend refused or could not
+            be reached (one line, credentials redacted).
+    """
+    if not isinstance(conn, KfpConnection):
+        conn = kfp_api.connect(conn, namespace or "kubeflow")
+    if not run_id or not run_id.strip():
+        raise CnnzooError("run ID: empty (cnnzoo submit prints the run's ID)")
+    doing = f"reading run {run_id} from"
+    client = kfp_api.client(conn, doing)
+    try:
+        return client.get_run(run_id)
+    except Exception as e:  # the client raises urllib3 errors and kfp_server_api.ApiException
+        if getattr(e, "status", None) == 404:
+            raise CnnzooError(f"run {run_id}: no such run on {conn.host}") from None
+        raise CnnzooError(kfp_api.api_error(conn, doing, e)) from None
+
+
+def run_logs_root_from_kfp(
+    run_id: str, conn: KfpConnection | str, namespace: str | None = None
+) -> str:
     """A KFP run's TensorBoard logs root: ``tensorboard_root``, else ``<output_uri>/tensorboard``.
 
     Raises:
@@ -59,7 +69,7 @@ def run_logs_root_from_kfp(run_id: str, host: str, namespace: str | None = None)
             without ``--output`` or ``--tensorboard-root``).
     """
 
-    params = get_run_parameters(run_id, host, namespace)
+    params = get_run_parameters(run_id, conn, namespace)
     root = run_logs_root(
         str(params.get("tensorboard_root") or ""), str(params.get("output_uri") or "")
     )

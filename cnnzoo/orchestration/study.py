@@ -23,12 +23,67 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnzoo.config.profile import load_profile
+from cnnzoo.config.profile import Profile, load_profile
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.data.sources import DEMO_URI, is_demo
 from cnnzoo.storage.gcs import is_gcs, parse_gs_uri
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][-a-z0-9_.]{1,220}[a-z0-9]$")
+
+#: The study's common profile fields as typed pipeline parameters a person can edit in the
+#: KFP UI: name -> (type, meaning). Their defaults are the compiled-in profile's values; a
+#: value given for a run wins over the profile (``cnnzoo.orchestration.tasks.resolve_profile``).
+UI_PARAMETERS: dict[str, tuple[type, str]] = {
+    "max_epochs": (int, "cap on every training stage's epochs; 0: no cap (each model's own)"),
+    "img_size": (int, "side of the square images the models see, in pixels (32 to 4096)"),
+    "batch_size": (int, "training batch size (>= 1)"),
+    "seed": (int, "the run's seed: split, initialisation, shuffling (>= 0)"),
+    "repeats": (int, "training runs per configuration, each with its own seed (1 to 100)"),
+    "weights": (
+        str,
+        "'imagenet': pretrained bases start from ImageNet weights; empty: random weights "
+        "(a quick pipeline check, not a study)",
+    ),
+}
+
+
+#: What every top-level parameter of the pipeline means (the typed ones: UI_PARAMETERS).
+PARAMETER_HELP: dict[str, str] = {
+    "data_uri": "the dataset: 'demo' (the built-in generated set) or gs://bucket/prefix (an "
+    "image folder, one subfolder per class, or a .tar.gz/.zip archive of one)",
+    "models": "the configurations to train and compare ('cnnzoo models' lists them)",
+    **{name: meaning for name, (_, meaning) in UI_PARAMETERS.items()},
+    "profile": "the whole resolved profile as JSON (every other setting: learning rates, "
+    "patiences, fractions, precision, ...); the typed parameters above win over it",
+    "tensorboard_root": "where every model's TensorBoard logs go (gs://...); empty: "
+    "`<output_uri>/tensorboard`, else only inside each train task's artifact",
+    "output_uri": "gs://bucket/prefix to export the report, models and checkpoints to (a "
+    "retried train task resumes from them); empty: nowhere",
+}
+
+
+def parameter_values(profile: Profile) -> dict[str, Any]:
+    """The :data:`UI_PARAMETERS` values of ``profile`` (no cap: 0, no weights: "")."""
+    values = {name: getattr(profile, name) for name in UI_PARAMETERS}
+    values["max_epochs"] = values["max_epochs"] or 0
+    values["weights"] = values["weights"] or ""
+    return values
+
+
+def parameter_overrides(profile: Profile, values: dict[str, Any]) -> list[str]:
+    """``--set`` items that give ``profile`` the :data:`UI_PARAMETERS` ``values`` (those
+    that differ from its own; 0 epochs and empty weights become ``null``)."""
+    current = parameter_values(profile)
+    items = []
+    for name in UI_PARAMETERS:
+        value = values[name]
+        if value == current[name] and type(value) is type(current[name]):
+            continue
+        if (name == "max_epochs" and value == 0) or (name == "weights" and value == ""):
+            items.append(f"{name}=null")
+        else:
+            items.append(f"{name}={value}")
+    return items
 
 
 @dataclass(frozen=True)
@@ -95,8 +150,8 @@ class Study:
             local: whether the run is local (paths are made absolute) or on a cluster.
 
         Returns:
-            ``{"data_uri", "models", "profile" (the resolved profile, :func:`profile_json`),
-            "tensorboard_root", "output_uri"}``.
+            ``{"data_uri", "models", <the UI_PARAMETERS of the resolved profile>, "profile"
+            (the resolved profile, :func:`profile_json`), "tensorboard_root", "output_uri"}``.
 
         Raises:
             CnnzooError: the message names the bad value.
@@ -117,6 +172,7 @@ class Study:
         return {
             "data_uri": _data_uri(self.data_uri, local),
             "models": models,
+            **parameter_values(profile),
             "profile": profile_json(profile),
             "tensorboard_root": _tensorboard_root(self.tensorboard_root, local),
             "output_uri": _output_uri(self.output_uri, local),

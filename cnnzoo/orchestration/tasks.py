@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnzoo.config.profile import profile_from_dict
+from cnnzoo.config.profile import override_profile, profile_from_dict
 from cnnzoo.core.errors import CnnzooError, one_line
 from cnnzoo.data.fingerprint import data_fingerprint
 from cnnzoo.data.ingest import ingest as ingest_dataset
 from cnnzoo.data.split import split_dataset
 from cnnzoo.evaluation.evaluate import evaluate_model
+from cnnzoo.orchestration.study import parameter_overrides, profile_json
 from cnnzoo.reporting.discovery import ArtifactRef
 from cnnzoo.reporting.report import report_artifacts
 from cnnzoo.storage.layout import (
@@ -163,7 +164,7 @@ def split(dataset: Any, profile: str, splits: Any) -> dict[str, Any]:
     Returns:
         The split's description (split.json).
     """
-    prof = profile_from_dict(json.loads(profile))
+    prof = profile_from_dict(_profile_data(profile))
     print(f"[cnnzoo] split at {prof.img_size}px: started", flush=True)
     info = split_dataset(
         dataset.path,
@@ -181,6 +182,64 @@ def split(dataset: Any, profile: str, splits: Any) -> dict[str, Any]:
     return info
 
 
+def _profile_data(profile: str) -> dict[str, Any]:
+    """A task's ``profile`` input (JSON text) as data.
+
+    Raises:
+        CnnzooError: the text is not a JSON object.
+    """
+    try:
+        data = json.loads(profile)
+    except (TypeError, ValueError) as e:
+        raise CnnzooError(f"profile: not JSON ({one_line(e, first=True)})") from None
+    if not isinstance(data, dict):
+        raise CnnzooError("profile: expected a JSON object")
+    return data
+
+
+def resolve_profile(
+    profile: str,
+    max_epochs: int,
+    img_size: int,
+    batch_size: int,
+    seed: int,
+    repeats: int,
+    weights: str,
+) -> str:
+    """The resolve-profile step: the run's profile, its typed parameters applied.
+
+    The pipeline's typed parameters (:data:`cnnzoo.orchestration.study.UI_PARAMETERS`)
+    are the profile's common fields a person can edit in the KFP UI; their defaults are
+    the compiled-in profile's values. A value that differs from ``profile``'s wins, and
+    is validated as ``--set`` is (the same one-line message).
+
+    Args:
+        profile: the resolved profile as JSON (the ``profile`` parameter).
+        max_epochs, img_size, batch_size, seed, repeats, weights: the typed parameters.
+
+    Returns:
+        The profile every later step uses, as JSON
+        (:func:`~cnnzoo.orchestration.study.profile_json`).
+
+    Raises:
+        CnnzooError: a bad value (``--set <name>=<value>: ...``).
+    """
+    base = profile_from_dict(_profile_data(profile), "the profile parameter")
+    values = {
+        "max_epochs": max_epochs,
+        "img_size": img_size,
+        "batch_size": batch_size,
+        "seed": seed,
+        "repeats": repeats,
+        "weights": weights,
+    }
+    items = parameter_overrides(base, values)
+    resolved = override_profile(base, items)
+    for item in items:
+        print(f"[cnnzoo] profile {resolved.name}: {item} (run parameter)", flush=True)
+    return profile_json(resolved)
+
+
 def plan(models: list, placements: dict, profile: str) -> list:
     """The plan step: one record per training run (model and seed).
 
@@ -194,14 +253,16 @@ def plan(models: list, placements: dict, profile: str) -> list:
             (:meth:`cnnzoo.config.profile.Profile.repeat_seeds`).
 
     Returns:
-        Model by model, one record per seed: its placement plus ``"model"``, ``"seed"``
-        and ``"repeat"`` (1-based).
+        Model by model, one record per seed: its placement plus ``"model"``, ``"seed"``,
+        ``"repeat"`` (1-based) and ``"profile"`` (the text given). The loop hands each
+        train task its record's profile: kfp.local (2.17) turns a JSON text that reaches
+        a loop body as a task output into a dict of floats, a loop item's field it keeps.
 
     Raises:
         CnnzooError: a model is neither registered nor one of the profile's own
             configurations, or has no placement; the one-line message names them.
     """
-    prof = profile_from_dict(json.loads(profile))
+    prof = profile_from_dict(_profile_data(profile))
     known = [*prof.configuration_names(), *prof.sweeps]
     unknown = [m for m in models if m not in known]
     if unknown:
@@ -213,13 +274,17 @@ def plan(models: list, placements: dict, profile: str) -> list:
     missing = [name for name, record in pool_of.items() if record is None]
     if missing:
         raise CnnzooError(one_line(f"no placement for: {', '.join(missing)}"))
+    for name in names:
+        need = prof.spec_for(name).min_img_size
+        if prof.img_size < need:
+            raise CnnzooError(f"img_size {prof.img_size} is too small for {name} (needs >= {need})")
     seeds = prof.repeat_seeds()
     for name in names:
         print(f"[cnnzoo] plan {name}: pool {pool_of[name]['pool']}", flush=True)
     if len(seeds) > 1:
         print(f"[cnnzoo] plan: {len(seeds)} repeats, seeds {seeds}", flush=True)
     return [
-        {**pool_of[name], "model": name, "seed": seed, "repeat": i}
+        {**pool_of[name], "model": name, "seed": seed, "repeat": i, "profile": profile}
         for name in names
         for i, seed in enumerate(seeds, 1)
     ]
@@ -264,7 +329,7 @@ def train(
         The training history (history.json); a training error is recorded in it
         (status ``failed``), not raised.
     """
-    prof = profile_from_dict(json.loads(profile))
+    prof = profile_from_dict(_profile_data(profile))
     if seed >= 0:  # this repeat's seed, checked like any profile value
         prof = profile_from_dict({**prof.to_dict(), "seed": seed})
     label = run_label(model_name, prof.seed, prof.repeats)
@@ -392,7 +457,7 @@ def report(
         :func:`cnnzoo.reporting.report.report_artifacts`).
     """
     print("[cnnzoo] report: started", flush=True)
-    resolved = json.loads(profile)
+    resolved = _profile_data(profile)
     context = {
         "run_name": run_name,
         "data_uri": data_uri,
