@@ -93,7 +93,17 @@ def test_bench_quick_prints_every_section_and_the_final_figure():
     assert re.search(
         r"^== 3\. data preparation .*\[load average [\d.]+ [\d.]+ [\d.]+\]$", out, re.M
     ), out
-    train = re.search(r"^simple\s+\d+\s+([\d,.]+)\s+([\d,.]+)\s+([\d.]+)x", out, re.M)
+    train = re.search(r"^simple\s+([\d,.]+)\s+([\d,.]+)\s+([\d.]+)x", out, re.M)
+    # Training alternates the sides, round by round, each round with its load average.
+    train_rounds = re.findall(
+        r"^simple round (\d) \((notebook|cnnzoo) first\): notebook [\d,.]+ img/s "
+        r"\(\d+ steps, [\d.]+ s, load average [\d.]+\), cnnzoo [\d,.]+ img/s "
+        r"\(\d+ steps, [\d.]+ s, load average [\d.]+\): ([\d.]+)x$",
+        out,
+        re.M,
+    )
+    assert [(r, first) for r, first, _ in train_rounds] == [("1", "notebook"), ("2", "cnnzoo")]
+    assert all(float(ratio) > 0 for _, _, ratio in train_rounds), out
     check = re.search(r"^sha256 check in split: [-+][\d.]+ s .*: ([\d.]+)x\)$", out, re.M)
     assert feed and prep and train and check, out
     assert float(prep.group(1)) > 0 and _number(train.group(3)) > 0
@@ -101,6 +111,15 @@ def test_bench_quick_prints_every_section_and_the_final_figure():
     assert len(targets) == 3, out  # feed, training, preparation (the pipeline is skipped)
     assert all(float(figure) > 0 for _, figure, _ in targets)
     assert re.search(r"^target orchestration <= 1.3x: not measured$", out, re.M), out
+    assert re.search(
+        r"^target training .*: [\d.]+x, (met|MISSED) \(simple: rounds [\d.]+x/[\d.]+x, "
+        r"load average [\d.]+-[\d.]+\)$",
+        out,
+        re.M,
+    ), out
+    assert re.search(
+        r"^target bench wall time <= 600 s on a quiet machine: \d+ s, (met|MISSED) ", out, re.M
+    ), out
     assert re.search(
         r"^fixed cost per task: [\d.]+ s without TensorFlow .*, [\d.]+ s for train and evaluate",
         out,
