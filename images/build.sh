@@ -132,7 +132,8 @@ for item in ${EXTRA_PACKAGES:-}; do
   fi
 done
 if [[ -n "${EXTRA_PACKAGES:-}" ]]; then
-  echo "extra packages: $(cd "$stage" && ls -- *.whl 2>/dev/null | tr '\n' ' ')$(tr '\n' ' ' < "$stage/requirements.txt")"
+  staged=$(find "$stage" -maxdepth 1 -name '*.whl' -printf '%f ')
+  echo "extra packages: ${staged}$(tr '\n' ' ' < "$stage/requirements.txt")"
 fi
 
 extra=(--network "$BUILD_NETWORK")
