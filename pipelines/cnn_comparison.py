@@ -80,7 +80,6 @@ from cnnzoo.components import (
 )
 from cnnzoo.components import tensorboard_cr as tensorboard_cr_step
 from cnnzoo.config.profile import load_profile, profile_from_dict
-from cnnzoo.models.registry import list_models
 from cnnzoo.orchestration.placement import (
     GCP_SECRET_MOUNT_PATH,
     GcpSecret,
@@ -270,9 +269,12 @@ def _configure_train(
 def _comparison_pipeline(tasks: _Tasks, train_and_evaluate, default_profile: str, tensorboard_cr):
     """The ``cnn-comparison`` pipeline: data and plan, the loop over plan records, report."""
     placement = tasks.placement
-    default_models = list_models()
+    compiled_in = profile_from_dict(json.loads(default_profile))
+    # Every configuration of the compiled-in profile: the registry's, then its variants and
+    # sweep points (a run started from the UI trains the study it was compiled for).
+    default_models = compiled_in.configuration_names()
     # The typed parameters' defaults: the compiled-in profile's values.
-    defaults = parameter_values(profile_from_dict(json.loads(default_profile)))
+    defaults = parameter_values(compiled_in)
 
     @dsl.pipeline(
         name=PIPELINE_NAME,

@@ -46,6 +46,7 @@ def test_submit_carries_variants_and_sweeps_to_the_plan_step(study_yaml, capsys)
                 *("--config", str(study_yaml)),
                 *("--profile", "full"),
                 *("--image", "registry.test/cnnzoo:t9"),
+                *("--gpu-image", "registry.test/cnnzoo-gpu:t9"),
             ]
         )
         assert rc == 0, capsys.readouterr()
@@ -63,9 +64,9 @@ def test_submit_carries_variants_and_sweeps_to_the_plan_step(study_yaml, capsys)
     assert [r["model"] for r in records] == ["mid", "simple_fast", *POINTS]
     for r in records:
         registered = "mid" if r["model"] == "mid" else "simple"
-        assert {k: v for k, v in r.items() if k not in ("model", "seed", "repeat")} == (
-            placements[registered]
-        )
+        own = ("model", "seed", "repeat", "profile")
+        assert {k: v for k, v in r.items() if k not in own} == placements[registered]
+        assert r["profile"] == params["profile"]  # the train task's profile input
     # a sweep's name in the UI's models parameter stands for its points, as on the CLI
     again = tasks.plan(["simple_lr"], placements, params["profile"])
     assert [r["model"] for r in again] == POINTS

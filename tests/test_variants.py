@@ -194,6 +194,23 @@ def test_plan_places_variants_on_their_registered_configuration_pool(study_yaml)
         tasks.plan(["nope"], placements, profile_json(profile))
 
 
+def test_compile_with_a_study_defaults_models_to_its_configurations(study_yaml, tmp_path, capsys):
+    """A run started from the KFP UI trains the study the pipeline was compiled with."""
+    out = tmp_path / "study-pipeline.yaml"
+    images = ["--image", "registry.test/cnnzoo:t1", "--gpu-image", "registry.test/cnnzoo-gpu:t1"]
+    assert main(["compile", "--out", str(out), "--config", str(study_yaml), *images]) == 0
+    capsys.readouterr()
+    spec = next(yaml.safe_load_all(out.read_text()))
+    default = spec["root"]["inputDefinitions"]["parameters"]["models"]["defaultValue"]
+    assert default == [*list_models(), *STUDY["variants"], *POINTS]
+    plain = tmp_path / "plain.yaml"
+    assert main(["compile", "--out", str(plain), *images]) == 0
+    spec = next(yaml.safe_load_all(plain.read_text()))
+    assert spec["root"]["inputDefinitions"]["parameters"]["models"]["defaultValue"] == list(
+        list_models()
+    )
+
+
 def test_cli_models_lists_variants_and_points(study_yaml, capsys):
     assert main(["models", "--config", str(study_yaml)]) == 0
     lines = capsys.readouterr().out.splitlines()
