@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import cli_error, tree_hashes, write_image_folder
+from helpers import UNVERSIONED, cli_error, tree_hashes, write_image_folder
 
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.core.yamlconfig import read_yaml
@@ -377,34 +377,7 @@ def test_hand_edited_train_output_is_one_line(
 
 # --- the report over numbers no evaluation writes ----------------------------------------
 
-_RECORD = {
-    "model": "mid",
-    "strategy": "scratch",
-    "base": None,
-    "status": "ok",
-    "classes": ["circle", "square"],
-    "test_count": 4,
-    "test_loss": 0.5,
-    "test_accuracy": 0.75,
-    "train_loss": 0.25,
-    "train_accuracy": 1.0,
-    "val_loss": 0.4,
-    "val_accuracy": 0.5,
-    "gap": 0.25,
-    "per_class": {
-        "circle": {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2},
-        "square": {"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2},
-    },
-    "confusion_matrix": [[1, 1], [0, 2]],
-    "total_params": 1614885,
-    "trainable_params": 1614885,
-    "epochs_run": 3,
-    "best_val_accuracy": 0.5,
-    "train_time_s": 12.5,
-    "images_per_s": 80.0,
-    "weights": "random",
-    "history": [{"epoch": 1, "stage": 1, "loss": 1.0}],
-}
+_RECORD = UNVERSIONED  # an evaluation.json as cnnzoo writes it (tests/helpers.py)
 
 
 @pytest.mark.parametrize(

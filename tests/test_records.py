@@ -5,39 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import UNVERSIONED
 
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.evaluation.records import EvaluationRecord, read_evaluation, write_evaluation
-
-# An evaluation.json exactly as cnnzoo wrote it before records had a schema_version.
-UNVERSIONED = {
-    "model": "mid",
-    "strategy": "scratch",
-    "base": None,
-    "status": "ok",
-    "classes": ["circle", "square"],
-    "test_count": 4,
-    "test_loss": 0.5,
-    "test_accuracy": 0.75,
-    "train_loss": 0.25,
-    "train_accuracy": 1.0,
-    "val_loss": 0.4,
-    "val_accuracy": 0.5,
-    "gap": 0.25,
-    "per_class": {
-        "circle": {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2},
-        "square": {"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2},
-    },
-    "confusion_matrix": [[1, 1], [0, 2]],
-    "total_params": 1614885,
-    "trainable_params": 1614885,
-    "epochs_run": 3,
-    "best_val_accuracy": 0.5,
-    "train_time_s": 12.5,
-    "images_per_s": 80.0,
-    "weights": "random",
-    "history": [{"epoch": 1, "stage": 1, "loss": 1.0}],
-}
 
 
 def test_a_record_without_schema_version_is_read_as_version_1(tmp_path):
