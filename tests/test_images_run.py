@@ -300,7 +300,8 @@ def test_two_model_pipeline_under_the_docker_runner(engine, image, phases, tmp_p
     record_json = json.loads((run_dir / "run.json").read_text())
     assert record_json["status"] == "succeeded" and record_json["runner"] == "docker"
     log = (run_dir / "run.log").read_text()
-    tasks = 5 + 2 * 2  # fingerprint, ingest, split, plan, report + per model: train, evaluate
+    # fingerprint, ingest, split, resolve-profile, plan, report + per model: train, evaluate
+    tasks = 6 + 2 * 2
     assert log.count(f"Found image '{image}'") == tasks, "not every task ran in the image"
     evals = {}
     for path in (run_dir / "kfp").rglob("*"):

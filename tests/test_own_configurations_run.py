@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_submit import FakeKfp
+from kfp_fixtures import FakeKfp
 
 from cnnzoo.cli.main import main
 from cnnzoo.orchestration import tasks

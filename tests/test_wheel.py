@@ -170,7 +170,7 @@ def test_models_and_compile_from_the_wheel(installed, tmp_path):
 
 @pytest.mark.slow
 def test_a_tiny_run_and_a_submit_from_the_wheel(installed, tiny_raw_dataset):
-    from test_submit import FakeKfp
+    from kfp_fixtures import FakeKfp
 
     venv, work = installed
     proc = _cnnzoo(
@@ -187,5 +187,11 @@ def test_a_tiny_run_and_a_submit_from_the_wheel(installed, tiny_raw_dataset):
     assert [r["model"] for r in comparison["rows"]] == ["simple"]
 
     with FakeKfp() as server:
-        proc = _cnnzoo(venv, work, "submit", "--host", server.url, "--models", "simple")
+        images = (
+            "--image",
+            "registry.test/cnnzoo:t1",
+            "--gpu-image",
+            "registry.test/cnnzoo-gpu:t1",
+        )
+        proc = _cnnzoo(venv, work, "submit", "--host", server.url, "--models", "simple", *images)
     assert "run id: run-1234" in proc.stdout
