@@ -7,11 +7,17 @@ the test set. The other tests check the demo profile's mechanisms on the tiny sp
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from helpers import notebook_profile
 
 from cnnzoo.config.profile import load_profile
+from cnnzoo.data.loader import read_split_info
+from cnnzoo.evaluation.evaluate import evaluate_model
 from cnnzoo.models.build import build_model, set_batchnorm_momentum
+from cnnzoo.reporting.report import build_report
 from cnnzoo.training.callbacks import epoch_line
 from cnnzoo.training.train import train_model
 
@@ -69,17 +75,59 @@ def test_batchnorm_momentum_changes_no_parameter_count():
     assert all(bn.momentum == 0.9 for bn in bns)
 
 
+def _eagerness():
+    """A train_model callback list and the ``run_eagerly`` it saw at each fit's start."""
+    import keras
+
+    seen = []
+
+    class Eagerness(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen.append(self.model.run_eagerly)
+
+    return [Eagerness()], seen
+
+
 def test_random_weight_backbone_trains_only_the_capped_steps(tiny_split, tmp_path, capsys):
     # 30 training images at batch 2 would be 15 steps an epoch; the cap makes it 2.
     profile = notebook_profile(["batch_size=2", "max_epochs=1", "random_weights_steps=2"])
-    hist = train_model("mobilenetv2_finetune", tiny_split, tmp_path / "out", profile)
+    eager, seen = _eagerness()
+    hist = train_model(
+        "mobilenetv2_finetune", tiny_split, tmp_path / "out", profile, callbacks=eager
+    )
     assert hist["status"] == "ok" and hist["epochs_run"] == 2  # both stages ran
+    assert seen == [True, True]  # a pipeline check's capped steps run untraced
     assert [r["stage"] for r in hist["epochs"]] == [1, 2]
     err = capsys.readouterr().err
     assert "[cnnzoo] train mobilenetv2_finetune: epoch 1/2 stage 1 loss" in err
     assert "[cnnzoo] train mobilenetv2_finetune: epoch 2/2 stage 2 loss" in err
     # Throughput counts the images the capped epochs saw: 2 steps x 2 images each.
     assert hist["images_per_s"] == pytest.approx(2 * 2 * 2 / hist["train_time_s"], abs=0.01)
+    # The same profile's learners train whole epochs, traced.
+    eager, seen = _eagerness()
+    hist = train_model("simple", tiny_split, tmp_path / "simple", profile, callbacks=eager)
+    assert hist["status"] == "ok" and seen == [False]
+
+    # The check is evaluated on its test images only; the learner on every part.
+    check = evaluate_model(tmp_path / "out", tiny_split, tmp_path / "check.json")
+    learner = evaluate_model(tmp_path / "simple", tiny_split, tmp_path / "simple.json")
+    test_count = read_split_info(tiny_split)["splits"]["test"]["count"]
+    assert check["status"] == "ok" and check["test_count"] == test_count
+    assert len(check["test_predictions"]) == test_count and 0 <= check["test_accuracy"] <= 1
+    train_val = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "gap")
+    assert [check[k] for k in train_val] == [None] * 5
+    assert all(isinstance(learner[k], float) for k in train_val)
+    # ... and the report lists it apart, its train accuracy n/a.
+    paths = build_report([check, learner], tmp_path / "report")
+    comparison = json.loads((tmp_path / "report" / "comparison.json").read_text())
+    [row] = comparison["pipeline_checks"]
+    assert row["model"] == "mobilenetv2_finetune" and row["train_accuracy"] is None
+    assert [r["model"] for r in comparison["rows"]] == ["simple"]
+    md = Path(paths["markdown"]).read_text(encoding="utf-8").splitlines()
+    header = next(line for line in md if line.startswith("| configuration |"))  # the checks'
+    line = next(line for line in md if line.startswith("| mobilenetv2_finetune |"))
+    cells = dict(zip(header.split("|"), line.split("|"), strict=True))
+    assert cells[" train acc "].strip() == "n/a" and cells[" test acc "].strip() != "n/a"
 
 
 @pytest.fixture(scope="module")

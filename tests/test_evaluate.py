@@ -12,7 +12,7 @@ import yaml
 from helpers import notebook_profile
 
 from cnnzoo.core.errors import CnnzooError
-from cnnzoo.data.loader import read_split_info
+from cnnzoo.data.loader import load_split, read_split_info
 from cnnzoo.evaluation.evaluate import (
     confusion_matrix,
     evaluate_model,
@@ -63,6 +63,16 @@ def test_evaluation_numbers_are_consistent(trained, tiny_split, tmp_path):
     for key in ("total_params", "trainable_params", "epochs_run", "best_val_accuracy", "weights"):
         assert res[key] == history[key]
     assert res["history"] == history["epochs"]
+    # The test part's loss and accuracy, computed from its predictions in one pass, are
+    # those Keras' own evaluate gives.
+    import keras
+
+    model = keras.models.load_model(trained / "model.keras", compile=False)
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    test = load_split(tiny_split, "test", 8, training=False)
+    keras_res = model.evaluate(test, verbose=0, return_dict=True)
+    assert res["test_loss"] == pytest.approx(keras_res["loss"], rel=1e-5)
+    assert res["test_accuracy"] == pytest.approx(keras_res["accuracy"], abs=1e-6)
 
 
 def test_evaluation_records_the_per_image_predictions(trained, tiny_split, tmp_path):

@@ -251,8 +251,9 @@ def evaluate_command(ns: argparse.Namespace) -> int:
     if res.get("status") != "ok":
         print(f"error: {res['model']} has no trained model: {res.get('error')}", file=sys.stderr)
         return 1
-    print(
-        f"{res['model']}: test_accuracy {res['test_accuracy']:.4f}, "
-        f"train_accuracy {res['train_accuracy']:.4f}, gap {res['gap']:+.4f} -> {ns.out}"
-    )
+    if res["train_accuracy"] is None:  # a pipeline check: evaluated on its test images only
+        train = "train_accuracy n/a (pipeline check)"
+    else:
+        train = f"train_accuracy {res['train_accuracy']:.4f}, gap {res['gap']:+.4f}"
+    print(f"{res['model']}: test_accuracy {res['test_accuracy']:.4f}, {train} -> {ns.out}")
     return 0

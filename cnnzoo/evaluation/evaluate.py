@@ -46,6 +46,10 @@ HISTORY_FIELDS = (
 )
 
 
+#: The split parts a model is evaluated on, the test part first.
+PARTS = ("test", "train", "val")
+
+
 def evaluate_model(
     model_dir: str | os.PathLike,
     split_dir: str | os.PathLike,
@@ -119,13 +123,28 @@ def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, An
 
     model = _load_model(model_dir / MODEL_FILE)
     _check_input_size(model, info, model_dir, split_dir)
-    metrics, y_true, y_pred, error = _evaluate_parts(model, split_dir, batch_size)
+    parts = ("test",) if _is_pipeline_check(head, config, history) else PARTS
+    metrics, y_true, y_pred, error = _evaluate_parts(model, split_dir, batch_size, parts)
     if error is not None:
         # Its seed too: with repeats, diverged seeds of one model stay two records.
         seed = _trained_seed(model_dir / CONFIG_FILE)
         return _write(out_json, EvaluationRecord.failed(**head, error=error, seed=seed))
     record = _ok_record(head, config, info, history, metrics, y_true, y_pred)
     return _write(out_json, record)
+
+
+def _is_pipeline_check(head, config, history) -> bool:
+    """Whether the model is a pipeline check: a pretrained configuration trained from
+    random weights for the profile's few capped steps (``random_weights_steps``). Its
+    accuracy measures nothing, so it is evaluated on its test images only; its train
+    and val figures (and the gap) are recorded as null."""
+    profile = config.get("profile") or {}
+    return (
+        bool(head.get("base"))
+        and history.get("weights") == "random"
+        and profile.get("weights") is None
+        and profile.get("random_weights_steps") is not None
+    )
 
 
 def _read_history(model_dir: Path) -> tuple[dict[str, Any], str]:
@@ -154,8 +173,8 @@ def _check_input_size(model, info, model_dir: Path, split_dir) -> None:
         )
 
 
-def _evaluate_parts(model, split_dir, batch_size: int):
-    """Loss and accuracy on test, train and val, and the test labels and predictions.
+def _evaluate_parts(model, split_dir, batch_size: int, parts: tuple[str, ...] = PARTS):
+    """Loss and accuracy on ``parts`` (test first), and the test labels and predictions.
 
     Returns:
         ``(metrics, y_true, y_pred, error)``: ``error`` is None, or says which part's
@@ -165,13 +184,17 @@ def _evaluate_parts(model, split_dir, batch_size: int):
     import tensorflow as tf
 
     metrics = {}
-    for part in ("test", "train", "val"):
-        # The test part is read twice (metrics, predictions); the others once: not cached.
-        ds = load_split(split_dir, part, batch_size, training=False, cache=part == "test")
+    for part in parts:
+        # Each part is read once: the test part's loss and accuracy come from its
+        # per-image predictions, which the record keeps.
+        ds = load_split(split_dir, part, batch_size, training=False)
         try:
-            res = model.evaluate(ds, verbose=0, return_dict=True)
             if part == "test":
-                y_true, y_pred = _predict(model, ds)
+                y_true, probs = _predict(model, ds)
+                y_pred = np.argmax(probs, axis=-1)
+                res = {"loss": _mean_loss(y_true, probs), "accuracy": np.mean(y_true == y_pred)}
+            else:
+                res = model.evaluate(ds, verbose=0, return_dict=True)
         except tf.errors.OpError as e:
             # Truncated or corrupt shards, or records that do not fit split.json.
             raise CnnzooError(
@@ -189,7 +212,9 @@ def _evaluate_parts(model, split_dir, batch_size: int):
 
 
 def _ok_record(head, config, info, history, metrics, y_true, y_pred) -> EvaluationRecord:
-    """The evaluation record of a trained model from its metrics and test predictions."""
+    """The evaluation record of a trained model from its metrics and test predictions
+    (a pipeline check's has no train and val metrics: null there, and no gap)."""
+    train, val = metrics.get("train", {}), metrics.get("val", {})
     classes = info["classes"]
     cm = confusion_matrix(y_true, y_pred, len(classes))
     test_count = int(cm.sum())
@@ -204,11 +229,11 @@ def _ok_record(head, config, info, history, metrics, y_true, y_pred) -> Evaluati
         test_loss=metrics["test"]["loss"],
         test_accuracy=metrics["test"]["accuracy"],
         test_accuracy_ci=list(wilson_interval(correct, test_count)) if test_count else None,
-        train_loss=metrics["train"]["loss"],
-        train_accuracy=metrics["train"]["accuracy"],
-        val_loss=metrics["val"]["loss"],
-        val_accuracy=metrics["val"]["accuracy"],
-        gap=metrics["train"]["accuracy"] - metrics["test"]["accuracy"],
+        train_loss=train.get("loss"),
+        train_accuracy=train.get("accuracy"),
+        val_loss=val.get("loss"),
+        val_accuracy=val.get("accuracy"),
+        gap=train["accuracy"] - metrics["test"]["accuracy"] if train else None,
         per_class=per_class_metrics(cm, classes),
         confusion_matrix=cm.tolist(),
         **{k: history.get(k) for k in HISTORY_FIELDS},
@@ -308,13 +333,20 @@ def _trained_seed(config_yaml: Path) -> int | None:
 
 
 def _predict(model, ds):
-
-    y_true, y_pred = [], []
+    """The true labels and the predicted class probabilities of every image of ``ds``."""
+    y_true, probs = [], []
     for images, labels in ds:
-        probs = model.predict_on_batch(images)
-        y_pred.append(np.argmax(np.asarray(probs), axis=-1))
+        probs.append(np.asarray(model.predict_on_batch(images)))
         y_true.append(labels.numpy())
-    return np.concatenate(y_true), np.concatenate(y_pred)
+    return np.concatenate(y_true), np.concatenate(probs)
+
+
+def _mean_loss(y_true, probs) -> float:
+    """The mean sparse categorical cross-entropy of ``probs``, as the model's loss."""
+    import keras
+
+    losses = keras.losses.sparse_categorical_crossentropy(y_true, probs)
+    return float(np.mean(np.asarray(losses), dtype=np.float64))
 
 
 def _load_model(path: Path):

@@ -60,7 +60,9 @@ class EvaluationRecord:
     ``test_accuracy_ci`` the 95% Wilson interval; ``test_labels`` and
     ``test_predictions`` the true and predicted class of every test image in record
     order, and ``test_set`` the identity of those images
-    (:func:`cnnzoo.evaluation.evaluate.identify_test_set`).
+    (:func:`cnnzoo.evaluation.evaluate.identify_test_set`). A pipeline check (a
+    random-weight backbone's capped steps) is evaluated on its test images only: its
+    train and val figures and ``gap`` are None (present, null in the file).
     """
 
     model: str = field(metadata=_kind("name"))

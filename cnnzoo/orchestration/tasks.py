@@ -401,7 +401,8 @@ def evaluate(model: Any, splits: Any, evaluation: Any, metrics: Any, confusion: 
         print(f"[cnnzoo] evaluate {name}: no trained model ({result.get('error')})", flush=True)
         return result
     for key in _EVALUATE_METRICS:
-        metrics.log_metric(key, result[key])
+        if result[key] is not None:  # a pipeline check has no train accuracy, no gap
+            metrics.log_metric(key, result[key])
     if result.get("test_accuracy_ci"):  # the 95% Wilson interval (cnnzoo.evaluation.stats)
         low, high = result["test_accuracy_ci"]
         metrics.log_metric("test_accuracy_ci95_low", low)
@@ -409,9 +410,9 @@ def evaluate(model: Any, splits: Any, evaluation: Any, metrics: Any, confusion: 
     if result.get("seed") is not None:
         metrics.log_metric("seed", result["seed"])
     confusion.log_confusion_matrix(result["classes"], result["confusion_matrix"])
+    gap = "n/a (pipeline check)" if result["gap"] is None else f"{result['gap']:+.4f}"
     print(
-        f"[cnnzoo] evaluate {name} done: test_accuracy {result['test_accuracy']:.4f}, "
-        f"gap {result['gap']:+.4f}",
+        f"[cnnzoo] evaluate {name} done: test_accuracy {result['test_accuracy']:.4f}, gap {gap}",
         flush=True,
     )
     return result
