@@ -33,6 +33,22 @@ def tiny_split(tmp_path_factory, tiny_raw_dataset):
     return base / "split"
 
 
+@pytest.fixture(scope="session")
+def trained_simple(tmp_path_factory, tiny_split):
+    """``simple`` trained once on ``tiny_split`` (notebook profile, 2 epochs of batch 8,
+    seed 7): the trained model the evaluation, CLI and task tests read. Read it only;
+    copy it (``shutil.copytree``) to change it."""
+    from helpers import notebook_profile
+
+    from cnnzoo.training.train import train_model
+
+    out = tmp_path_factory.mktemp("trained") / "simple"
+    profile = notebook_profile(["batch_size=8", "max_epochs=2", "seed=7"])
+    hist = train_model("simple", tiny_split, out, profile)
+    assert hist["status"] == "ok", hist
+    return out
+
+
 # --- Cloud Storage emulator (tests/gcs_fixtures.py) -------------------------------------
 
 from gcs_fixtures import gcs_emulator, gcs_emulator_server  # noqa: E402, F401

@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import cli_error, notebook_profile, write_image_folder
+from helpers import cli_error, write_image_folder
 
 from cnnzoo.cli.main import build_parser, main
 
@@ -34,12 +34,8 @@ def _usage_error(capsys, argv: list[str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, tiny_split):
+def world(tmp_path_factory, tiny_split, trained_simple):
     """Paths every case may need: good inputs and broken ones."""
-    import numpy as np  # noqa: F401  (TensorFlow below needs it imported first)
-
-    from cnnzoo.training.train import train_model
-
     base = tmp_path_factory.mktemp("world")
     w = {"base": base, "split": tiny_split}
     w["raw"] = write_image_folder(base / "raw", n_train=8, n_test=1)
@@ -55,8 +51,7 @@ def world(tmp_path_factory, tiny_split):
     with zipfile.ZipFile(base / "clash.zip", "w") as zf:  # 'a' both a file and a folder
         zf.writestr("data/train/ant/a", b"x")
         zf.writestr("data/train/ant/a/b.jpg", b"y")
-    model = base / "model"
-    train_model("simple", tiny_split, model, notebook_profile(["max_epochs=1"]))
+    model = trained_simple  # read only: the broken copies below are copies
     w["model"] = model
     cut_model = base / "cut_model"
     shutil.copytree(model, cut_model)

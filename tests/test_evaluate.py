@@ -9,7 +9,6 @@ import shutil
 import numpy as np
 import pytest
 import yaml
-from helpers import notebook_profile
 
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.data.loader import load_split, read_split_info
@@ -20,16 +19,12 @@ from cnnzoo.evaluation.evaluate import (
     per_class_metrics,
 )
 from cnnzoo.evaluation.stats import wilson_interval
-from cnnzoo.training.train import train_model
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_split, tmp_path_factory):
-    out = tmp_path_factory.mktemp("trained") / "simple"
-    profile = notebook_profile(["batch_size=8", "max_epochs=2"])
-    hist = train_model("simple", tiny_split, out, profile)
-    assert hist["status"] == "ok"
-    return out
+def trained(trained_simple):
+    """The session's ``simple`` (tests/conftest.py), trained once for every module."""
+    return trained_simple
 
 
 def test_evaluation_numbers_are_consistent(trained, tiny_split, tmp_path):
@@ -90,7 +85,7 @@ def test_evaluation_records_the_per_image_predictions(trained, tiny_split, tmp_p
     assert res["test_accuracy"] == pytest.approx(correct / n, abs=1e-6)
     assert res["test_accuracy_ci"] == list(wilson_interval(correct, n))
     assert res["train_count"] == info["splits"]["train"]["count"]
-    assert res["seed"] == 42  # the profile's: one run, no repeats
+    assert res["seed"] == 7  # trained_simple's profile (tests/conftest.py): one run, no repeats
     # the test set's identity: the same split gives the same id, another file list another
     assert res["test_set"] == identify_test_set(info) and len(res["test_set"]) == 64
     other = json.loads(json.dumps(info))
@@ -185,4 +180,4 @@ def test_evaluate_component_logs_the_interval_in_the_metrics_artifact(
     assert metrics.metadata["test_accuracy_ci95_low"] == low
     assert metrics.metadata["test_accuracy_ci95_high"] == high
     assert low <= metrics.metadata["test_accuracy"] <= high
-    assert metrics.metadata["seed"] == 42 == evaluation.metadata["seed"]
+    assert metrics.metadata["seed"] == 7 == evaluation.metadata["seed"]
