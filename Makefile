@@ -44,15 +44,20 @@ system-deps: ## provision what the tests need beyond the venv (headless Chromium
 
 # The container tier runs wherever its engines exist or can be provisioned (root + apt);
 # elsewhere system-deps says in one line that it did not run and why, and the rest runs.
+# Two passes: the independent tests spread over the cores with pytest-xdist (a file's tests
+# on one worker, so its module fixtures are built once; at most 4 workers, each may hold
+# TensorFlow models), then the `serial` ones alone. Each pass lists its 25 slowest tests.
+PYTEST_XDIST ?= -n auto --maxprocesses 4 --dist loadfile
 .PHONY: test
 test: install system-deps ## run the test suite (all tiers, the container tier and the local pipeline run)
-	@if bash tools/system-deps.sh containers; then \
-	  echo "$(BIN)/pytest -m 'not gpu_image' $(PYTEST_ARGS)"; \
-	  $(BIN)/pytest -m "not gpu_image" $(PYTEST_ARGS); \
-	else \
-	  echo "$(BIN)/pytest -m 'not containers and not gpu_image' $(PYTEST_ARGS)"; \
-	  $(BIN)/pytest -m "not containers and not gpu_image" $(PYTEST_ARGS); \
-	fi
+	@if bash tools/system-deps.sh containers; then sel="not gpu_image"; \
+	else sel="not containers and not gpu_image"; fi; \
+	rc=0; \
+	echo "$(BIN)/pytest $(PYTEST_XDIST) -m '$$sel and not serial' $(PYTEST_ARGS)"; \
+	$(BIN)/pytest $(PYTEST_XDIST) -m "$$sel and not serial" $(PYTEST_ARGS) || rc=$$?; \
+	echo "$(BIN)/pytest -m '$$sel and serial' $(PYTEST_ARGS)"; \
+	$(BIN)/pytest -m "$$sel and serial" $(PYTEST_ARGS) || { r=$$?; [ $$r -eq 5 ] || rc=$$r; }; \
+	exit $$rc
 
 .PHONY: test-images
 test-images: install ## the container tier only: build the CPU image, run the steps and a pipeline in it

@@ -225,6 +225,7 @@ def test_every_environment_variable_is_swept():
     assert names == {n for n, _, _ in ENV_CASES}
 
 
+@pytest.mark.serial  # the signal's moment is read from the output: alone, not beside a worker
 def test_interrupt_is_one_line_in_a_real_process(world, tmp_path):
     """SIGINT while a step works: exit 130, one ``error: interrupted`` line."""
     import signal
@@ -246,6 +247,6 @@ def test_interrupt_is_one_line_in_a_real_process(world, tmp_path):
     lines += proc.stderr.readlines()
     assert proc.wait() == 130
     assert "Traceback" not in "".join(lines)
-    assert [x for x in lines if x.startswith("error:")] == ["error: interrupted\n"]
+    assert [x for x in lines if x.startswith("error:")] == ["error: interrupted\n"], lines
     assert not (tmp_path / "out").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]

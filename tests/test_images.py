@@ -512,6 +512,10 @@ def test_make_test_runs_the_container_tier_exactly_once_or_says_why_not():
     assert done.returncode == 0, done.stderr
     recipe = done.stdout
     assert "system-deps.sh containers" in recipe
-    assert '-m "not gpu_image"' in recipe, "with an engine, the whole suite (tier included)"
-    assert '-m "not containers and not gpu_image"' in recipe, "without one, the rest"
-    assert recipe.count('pytest -m "') == 2 and "test_images_run.py" not in recipe
+    assert 'sel="not gpu_image"' in recipe, "with an engine, the whole suite (tier included)"
+    assert 'sel="not containers and not gpu_image"' in recipe, "without one, the rest"
+    # Two passes over that selection: the parallel one, then the serial tests alone.
+    runs = [line for line in recipe.split(";") if "/pytest " in line and "echo" not in line]
+    assert len(runs) == 2 and "test_images_run.py" not in recipe, runs
+    assert "-n auto" in runs[0] and '-m "$sel and not serial"' in runs[0], runs[0]
+    assert "-n " not in runs[1] and '-m "$sel and serial"' in runs[1], runs[1]
