@@ -106,6 +106,36 @@ def test_register_model_refuses_a_name_twice():
     assert list_models().count("simple") == 1
 
 
+def _forward_macs(model) -> int:
+    """Multiply-accumulates of one image's forward pass through the convolutions and
+    dense layers of ``model`` (nested models included), from their shapes."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += _forward_macs(layer)
+            continue
+        if isinstance(layer, keras.layers.Dense):
+            out = layer.output.shape
+            positions = int(np.prod(out[1:-1])) if len(out) > 2 else 1
+            total += positions * int(np.prod(layer.kernel.shape))
+            continue
+        kinds = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
+        if not isinstance(layer, kinds):
+            continue
+        positions = int(np.prod(layer.output.shape[1:-1]))
+        per_position = int(np.prod(layer.kernel_size)) * layer.input.shape[-1]
+        if isinstance(layer, keras.layers.Conv2D):
+            total += positions * per_position * layer.output.shape[-1] // layer.groups
+        else:  # depthwise, then (separable) pointwise
+            total += positions * per_position * layer.depth_multiplier
+            if isinstance(layer, keras.layers.SeparableConv2D):
+                mid = layer.input.shape[-1] * layer.depth_multiplier
+                total += positions * mid * layer.output.shape[-1]
+    return total
+
+
 @pytest.mark.parametrize("name", [_params(n) for n in list_models()])
 def test_parameter_counts_match_the_notebook(name):
     total, trainable = EXPECTED_PARAMS[name]
@@ -114,6 +144,8 @@ def test_parameter_counts_match_the_notebook(name):
     assert model.output_shape == (None, 5)
     assert model.name == name
     assert model.count_params() == total
+    # The registry's cost figure (the plan's order) is the built model's, at 100 px.
+    assert get_spec(name).macs == pytest.approx(_forward_macs(model) / 1e6, rel=1e-3)
     if trainable is not None:
         assert count_trainable_params(model) == trainable
     if get_spec(name).pretrained:

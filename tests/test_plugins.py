@@ -100,6 +100,11 @@ def register():
             "'simple' is registered twice",
         ),  # fmt: skip
         ("def register():\n    raise RuntimeError('boom')\n", "failed: RuntimeError: boom"),
+        (
+            CLASH.replace('"simple"', '"costly"').replace("description=", "macs=-1, description="),
+            "costly: macs must be a number > 0 (millions of multiply-accumulates per image), "
+            "got -1",
+        ),  # fmt: skip
         ("import no_such_module_here\n", "failed: ModuleNotFoundError"),
     ],
 )

@@ -26,10 +26,12 @@ def test_plan_makes_one_record_per_model_and_seed():
     records = plan(["simple", "mid"], placements, profile)
     seeds = repeat_seeds(5, 3)
     assert [(r["model"], r["seed"], r["repeat"]) for r in records] == [
-        (m, s, i) for m in ("simple", "mid") for i, s in enumerate(seeds, 1)
+        (m, s, i)
+        for m in ("mid", "simple")
+        for i, s in enumerate(seeds, 1)  # costliest first
     ]
     assert seeds[0] == 5 and len(set(seeds)) == 3
-    assert records[0]["pool"] == placements["simple"]["pool"]
+    assert records[0]["pool"] == placements["mid"]["pool"]
     # one repeat (the default): one record per model, with the profile's seed
     one = plan(["simple"], placements, profile_json(load_profile("demo", ["seed=5"])))
     assert [(r["model"], r["seed"]) for r in one] == [("simple", 5)]

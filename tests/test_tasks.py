@@ -18,6 +18,7 @@ from cnnzoo.cli.main import main
 from cnnzoo.config.profile import load_profile
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.evaluation.evaluate import evaluate_model
+from cnnzoo.models.registry import list_models
 from cnnzoo.orchestration import tasks
 from cnnzoo.orchestration.placement import load_placement
 from cnnzoo.orchestration.study import profile_json
@@ -207,6 +208,60 @@ def test_plan_names_unknown_models_in_one_line():
         assert "\n" not in message
         assert "no_such_model" in message and "other model" in message
         assert "simple" not in message
+
+
+def test_plan_starts_the_costliest_trainings_first(capsys):
+    """The loop starts its iterations in the plan's order, a few at a time: the demo's
+    longest training (inception, 3 epochs of 7x7 convolutions) goes first, the five
+    learners before the nine capped pipeline checks."""
+    placements = load_placement().model_placements()
+    profile = load_profile("demo")
+    models = list_models()
+    records = tasks.plan(models, placements, profile_json(profile))
+    order = [r["model"] for r in records]
+    assert sorted(order) == sorted(models)
+    assert order[0] == "inception"
+    learners = [m for m in models if profile.steps_cap(m) is None]
+    assert set(order[: len(learners)]) == set(learners) and len(learners) == 5
+    costs = [profile.training_cost(m) for m in order]
+    assert costs[:5] == sorted(costs[:5], reverse=True)
+    assert costs[5:] == sorted(costs[5:], reverse=True)
+    out = capsys.readouterr().out
+    assert f"plan: training order, costliest first: {', '.join(order)}" in out
+    assert out.index("plan inception:") < out.index("plan simple:")
+
+    # The estimate follows the schedule: more epochs of simple make it the costliest.
+    longer = load_profile("demo", ["models.simple.epochs=2000"])
+    assert tasks.plan(models, placements, profile_json(longer))[0]["model"] == "simple"
+    # ... and the image size: 4x the pixels cost 4x (the registry's figure scales by area).
+    big = load_profile("demo", ["img_size=144"])
+    assert big.training_cost("mid") == pytest.approx(4 * profile.training_cost("mid"))
+    # With pretrained weights every configuration trains whole epochs: no group of checks.
+    weighted = load_profile("demo", ["weights=/nowhere/weights"])
+    assert weighted.steps_cap("xception_finetune") is None
+    assert tasks.costliest_first(weighted, ["simple", "xception_finetune"]) == [
+        "xception_finetune",
+        "simple",
+    ]
+
+
+def test_a_configuration_of_unknown_cost_starts_before_the_known_ones(monkeypatch):
+    from cnnzoo.config.profile import Profile
+
+    known = Profile.training_cost
+    monkeypatch.setattr(
+        Profile, "training_cost", lambda self, m: None if m == "simple" else known(self, m)
+    )
+    profile = load_profile("demo")
+    assert tasks.costliest_first(profile, ["mid", "simple", "inception", "xception_transfer"]) == [
+        "simple",
+        "inception",
+        "mid",
+        "xception_transfer",
+    ]
+    # Equal estimates keep the order given (the seeds of a model stay together too).
+    assert tasks.costliest_first(profile, ["resnet_aug", "resnet"]) == ["resnet_aug", "resnet"]
+    assert tasks.costliest_first(profile, ["resnet", "resnet_aug"]) == ["resnet", "resnet_aug"]
 
 
 # --- the component bodies -------------------------------------------------------------------

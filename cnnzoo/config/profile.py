@@ -50,7 +50,13 @@ from cnnzoo.core.yamlconfig import (
     read_yaml,
     validate,
 )
-from cnnzoo.models.registry import AUGMENTED_ARCHITECTURES, ModelSpec, get_spec, list_models
+from cnnzoo.models.registry import (
+    AUGMENTED_ARCHITECTURES,
+    MACS_IMG_SIZE,
+    ModelSpec,
+    get_spec,
+    list_models,
+)
 
 __all__ = [
     "CHECKPOINT_MONITORS",
@@ -496,6 +502,31 @@ class Profile(BaseModel):
             for s in stages:
                 s.epochs = min(s.epochs, self.max_epochs)
         return stages
+
+    def training_cost(self, model_name: str) -> float | None:
+        """An estimate of what training ``model_name`` costs, in millions of
+        multiply-accumulates per training image of an epoch (or per capped step's image,
+        for a pipeline check): comparable between configurations, not a time.
+
+        Per stage: its epochs x the registry's forward figure (:attr:`ModelSpec.macs`,
+        counted at :data:`~cnnzoo.models.registry.MACS_IMG_SIZE`) scaled by the image
+        area at this profile's ``img_size`` x 3 where every layer trains (forward and
+        both backward passes) or 1 where the pretrained base is frozen (``transfer``,
+        ``partial``, ``finetune``'s first stage: the base runs forward only).
+
+        Returns:
+            The estimate, or None when the registry has no figure (a plugin's
+            architecture that gives none).
+        """
+        spec = self.spec_for(model_name)
+        if spec.macs is None:
+            return None
+        forward = spec.macs * (self.img_size / MACS_IMG_SIZE) ** 2
+        cost = 0.0
+        for k, stage in enumerate(self.stages_for(model_name), start=1):
+            whole_model = not spec.pretrained or (spec.strategy == "finetune" and k == 2)
+            cost += stage.epochs * forward * (3 if whole_model else 1)
+        return cost
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (what ``load_profile`` accepts back), for saving beside results."""

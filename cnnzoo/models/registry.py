@@ -29,12 +29,17 @@ from cnnzoo.core.errors import CnnzooError, one_line
 
 STRATEGIES = ("scratch", "augment", "transfer", "finetune", "partial")
 
+#: The input size (px) the registry's :attr:`ModelSpec.macs` figures are counted at: the
+#: notebook's.
+MACS_IMG_SIZE = 100
+
 #: Pretrained bases, in the registry's order: base -> (title, smallest input size
-#: keras.applications accepts).
-_BASE_TABLE: dict[str, tuple[str, int]] = {
-    "resnet50v2": ("ResNet50V2", 32),
-    "mobilenetv2": ("MobileNetV2", 32),
-    "xception": ("Xception", 71),
+#: keras.applications accepts, forward multiply-accumulates per image at
+#: :data:`MACS_IMG_SIZE` in millions, the Flatten + Dense head of 5 classes included).
+_BASE_TABLE: dict[str, tuple[str, int, float]] = {
+    "resnet50v2": ("ResNet50V2", 32, 902.2),
+    "mobilenetv2": ("MobileNetV2", 32, 95.9),
+    "xception": ("Xception", 71, 857.9),
 }
 BASES = tuple(_BASE_TABLE)
 
@@ -71,6 +76,11 @@ class ModelSpec:
             from; None for a registered one.
         plugin: for a configuration a plugin registered, its entry point
             (``name = module:function`` of the group :data:`PLUGIN_GROUP`); else None.
+        macs: forward multiply-accumulates per image at :data:`MACS_IMG_SIZE`, in
+            millions (convolutions and dense layers; tests/test_models.py counts them on
+            the built model), or None when unknown. The plan's cost estimate
+            (:meth:`cnnzoo.config.profile.Profile.training_cost`) starts the costliest
+            trainings first.
     """
 
     name: str
@@ -82,6 +92,7 @@ class ModelSpec:
     architecture: str | None = None
     derived_from: str | None = None
     plugin: str | None = None
+    macs: float | None = None
 
     @property
     def pretrained(self) -> bool:
@@ -115,6 +126,7 @@ def register_model(
     min_img_size: int,
     description: str,
     notebook_test_accuracy: float | None = None,
+    macs: float | None = None,
 ) -> ModelSpec:
     """Register a configuration under ``name``; registration order is the study's.
 
@@ -128,6 +140,8 @@ def register_model(
         min_img_size: smallest square input size the architecture accepts.
         description: one line for tables and ``cnnzoo models``.
         notebook_test_accuracy: the original study's test accuracy, if it has one.
+        macs: forward multiply-accumulates per image at :data:`MACS_IMG_SIZE`, in
+            millions, if known (:attr:`ModelSpec.macs`).
 
     Returns:
         The registered spec.
@@ -144,8 +158,22 @@ def register_model(
         raise ValueError(f"{name}: a pretrained configuration has no custom architecture")
     if base is None and architecture is None:
         architecture = name
+    if macs is not None and (
+        isinstance(macs, bool) or not isinstance(macs, (int, float)) or not macs > 0
+    ):
+        raise ValueError(
+            f"{name}: macs must be a number > 0 (millions of multiply-accumulates per image), "
+            f"got {macs!r}"
+        )
     spec = ModelSpec(
-        name, strategy, base, min_img_size, description, notebook_test_accuracy, architecture
+        name,
+        strategy,
+        base,
+        min_img_size,
+        description,
+        notebook_test_accuracy,
+        architecture,
+        macs=macs,
     )
     _REGISTRY[name] = spec
     return spec
@@ -158,6 +186,7 @@ def register_architecture(
     min_img_size: int | None = None,
     description: str | None = None,
     notebook_test_accuracy: float | None = None,
+    macs: float | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: make ``builder(num_classes, img_size, name=...)`` the architecture ``key``.
 
@@ -175,6 +204,9 @@ def register_architecture(
         description: one line for tables and ``cnnzoo models``; None registers no
             configuration.
         notebook_test_accuracy: a reference test accuracy, if there is one.
+        macs: its forward multiply-accumulates per image at :data:`MACS_IMG_SIZE` in
+            millions, if known: the plan then starts it by its cost (unknown: before
+            the configurations whose cost is known).
 
     Raises:
         ValueError: ``key`` already has a builder or a configuration, or a configuration
@@ -196,6 +228,7 @@ def register_architecture(
                 min_img_size=min_img_size,
                 description=description,
                 notebook_test_accuracy=notebook_test_accuracy,
+                macs=macs,
             )
         ARCHITECTURE_BUILDERS[key] = builder
         return builder
@@ -292,15 +325,15 @@ def notebook_test_accuracy(name: str) -> float | None:
 
 # --- the study's configurations -----------------------------------------------------------
 
-# The five custom CNNs, in the study's order:
-# (name, strategy, min_img_size, description, notebook test accuracy).
+# The five custom CNNs, in the study's order: (name, strategy, min_img_size, description,
+# notebook test accuracy, forward MACs per image at MACS_IMG_SIZE in millions).
 # Each min_img_size is derived in cnnzoo.models.custom.
 _CUSTOM_CONFIGURATIONS = (
-    ("simple", "scratch", 8, "2 conv layers + dense head", 0.7695),
-    ("mid", "scratch", 36, "3 double-conv blocks + dense head", 0.8764),
-    ("resnet", "scratch", 1, "ResNet-style, 4 stages of residual blocks", 0.8891),
-    ("inception", "scratch", 46, "3 Inception blocks with 7x7 convs", 0.8484),
-    ("resnet_aug", "augment", 1, "resnet with data augmentation", 0.9365),
+    ("simple", "scratch", 8, "2 conv layers + dense head", 0.7695, 49.7),
+    ("mid", "scratch", 36, "3 double-conv blocks + dense head", 0.8764, 282.2),
+    ("resnet", "scratch", 1, "ResNet-style, 4 stages of residual blocks", 0.8891, 449.5),
+    ("inception", "scratch", 46, "3 Inception blocks with 7x7 convs", 0.8484, 7546.6),
+    ("resnet_aug", "augment", 1, "resnet with data augmentation", 0.9365, 449.5),
 )
 
 # The notebook's test accuracy of each pretrained configuration, "<base>_<strategy>".
@@ -316,17 +349,18 @@ _PRETRAINED_ACCURACY = {
     "xception_partial": 0.9486,
 }
 
-for _name, _strategy, _min_size, _description, _accuracy in _CUSTOM_CONFIGURATIONS:
+for _name, _strategy, _min_size, _description, _accuracy, _macs in _CUSTOM_CONFIGURATIONS:
     register_model(
         _name,
         strategy=_strategy,
         min_img_size=_min_size,
         description=_description,
         notebook_test_accuracy=_accuracy,
+        macs=_macs,
     )
 
 # transfer, finetune, partial for each base
-for _base, (_title, _min_size) in _BASE_TABLE.items():
+for _base, (_title, _min_size, _macs) in _BASE_TABLE.items():
     for _strategy, _template in _PRETRAINED_STRATEGIES.items():
         _name = f"{_base}_{_strategy}"
         register_model(
@@ -336,9 +370,10 @@ for _base, (_title, _min_size) in _BASE_TABLE.items():
             min_img_size=_min_size,
             description=_template.format(title=_title, partial_layers=PARTIAL_LAYERS),
             notebook_test_accuracy=_PRETRAINED_ACCURACY[_name],
+            macs=_macs,
         )
 
-del _name, _strategy, _min_size, _description, _accuracy, _base, _title, _template
+del _name, _strategy, _min_size, _description, _accuracy, _base, _title, _template, _macs
 
 #: Test accuracy (fraction) the notebook reported per configuration of the study.
 NOTEBOOK_TEST_ACCURACY: dict[str, float] = {

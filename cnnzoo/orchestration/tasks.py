@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnzoo.config.profile import override_profile, profile_from_dict
+from cnnzoo.config.profile import Profile, override_profile, profile_from_dict
 from cnnzoo.core.errors import CnnzooError, one_line
 from cnnzoo.data.fingerprint import data_fingerprint
 from cnnzoo.data.ingest import ingest as ingest_dataset
@@ -253,7 +253,8 @@ def plan(models: list, placements: dict, profile: str) -> list:
             (:meth:`cnnzoo.config.profile.Profile.repeat_seeds`).
 
     Returns:
-        Model by model, one record per seed: its placement plus ``"model"``, ``"seed"``,
+        Model by model, costliest first (:func:`costliest_first`: the order the loop
+        starts them in), one record per seed: its placement plus ``"model"``, ``"seed"``,
         ``"repeat"`` (1-based) and ``"profile"`` (the text given). The loop hands each
         train task its record's profile: kfp.local (2.17) turns a JSON text that reaches
         a loop body as a task output into a dict of floats, a loop item's field it keeps.
@@ -279,8 +280,11 @@ def plan(models: list, placements: dict, profile: str) -> list:
         if prof.img_size < need:
             raise CnnzooError(f"img_size {prof.img_size} is too small for {name} (needs >= {need})")
     seeds = prof.repeat_seeds()
+    names = costliest_first(prof, names)
     for name in names:
         print(f"[cnnzoo] plan {name}: pool {pool_of[name]['pool']}", flush=True)
+    if len(names) > 1:
+        print(f"[cnnzoo] plan: training order, costliest first: {', '.join(names)}", flush=True)
     if len(seeds) > 1:
         print(f"[cnnzoo] plan: {len(seeds)} repeats, seeds {seeds}", flush=True)
     return [
@@ -288,6 +292,27 @@ def plan(models: list, placements: dict, profile: str) -> list:
         for name in names
         for i, seed in enumerate(seeds, 1)
     ]
+
+
+def costliest_first(prof: Profile, names: list[str]) -> list[str]:
+    """``names`` in the order their trainings should start: whole-epoch trainings before
+    pipeline checks (a few capped steps each), each group costliest first
+    (:meth:`~cnnzoo.config.profile.Profile.training_cost`), a configuration of unknown
+    cost first in its group; ties keep the given order.
+
+    The loop runs a bounded number of iterations at once (kfp.local two, a cluster its
+    ``parallelism``) and starts them in list order: the longest training started last
+    would run alone at the end, long after the others (in the demo, ``inception``'s
+    training takes about as long as the other thirteen's together).
+    """
+
+    def key(item: tuple[int, str]) -> tuple[bool, bool, float, int]:
+        i, name = item
+        cost = prof.training_cost(name)
+        capped = prof.steps_cap(name) is not None
+        return (capped, cost is not None, -(cost or 0.0), i)
+
+    return [name for _, name in sorted(enumerate(names), key=key)]
 
 
 def train(
