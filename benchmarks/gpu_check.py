@@ -7,8 +7,8 @@ size of the notebook's training set), in ``float32`` and in ``mixed_bfloat16`` w
 implies for 11,453 images next to the notebook's ~5 s per epoch, peak GPU memory, and
 model FLOP utilisation (MFU).
 
-FLOPs are counted analytically from the Conv/Dense layers' shapes (a multiply-add is
-2 FLOPs): one forward pass, plus per layer one more pass for its weight gradients when
+FLOPs are counted analytically from the Conv/Dense layers' shapes
+(:func:`cnnzoo.models.flops.count_flops`; a multiply-add is 2 FLOPs): one forward pass, plus per layer one more pass for its weight gradients when
 it trains and one for its input gradients when a training layer lies before it (about
 3x forward for a model trained whole, less for frozen bases). MFU = achieved FLOP/s over
 the assumed peak, tensor-core TF32 for ``float32`` (TensorFlow's default on Ampere and
@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import math
 import os
 import platform
 import sys
 import time
 from dataclasses import dataclass
+
+from cnnzoo.models.flops import count_flops
 
 NOTEBOOK_IMAGES = 11_453
 NOTEBOOK_EPOCH_S = 5.0
@@ -81,58 +82,6 @@ def peak_tflops_for(device_name: str) -> tuple[float, float] | None:
         if key.lower() in device_name.lower():
             return KNOWN_PEAKS[key]
     return None
-
-
-def _flat_layers(model):
-    """Layers in topological order, nested models (a pretrained base) expanded."""
-    import keras
-
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _flat_layers(layer)
-        else:
-            yield layer
-
-
-def _forward_flops(layer) -> int:
-    """FLOPs of one image through ``layer`` (Conv, depthwise/separable Conv, Dense)."""
-    from keras import layers
-
-    def spatial(shape) -> int:
-        return math.prod(int(d) for d in shape[1:-1])
-
-    if isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D)):
-        kh, kw = layer.kernel_size
-        cin = int(layer.input.shape[-1])
-        out_pixels = spatial(layer.output.shape)
-        if isinstance(layer, layers.DepthwiseConv2D):
-            return 2 * kh * kw * cin * layer.depth_multiplier * out_pixels
-        if isinstance(layer, layers.SeparableConv2D):
-            mid = cin * layer.depth_multiplier
-            return 2 * out_pixels * (kh * kw * mid + mid * layer.filters)
-        return 2 * kh * kw * (cin // layer.groups) * layer.filters * out_pixels
-    if isinstance(layer, layers.Dense):
-        # Dense acts on the last axis; any other non-batch axes multiply the work.
-        positions = math.prod(int(d) for d in layer.output.shape[1:-1])
-        return 2 * int(layer.input.shape[-1]) * layer.units * positions
-    return 0
-
-
-def count_flops(model) -> tuple[int, int]:
-    """Forward FLOPs per image and training FLOPs per image of ``model`` as it is set.
-
-    Training counts, per layer, the forward pass, the weight gradients if the layer has
-    trainable weights, and the input gradients if any earlier layer trains.
-    """
-    forward = train = 0
-    upstream_trains = False
-    for layer in _flat_layers(model):
-        f = _forward_flops(layer)
-        trains = bool(layer.trainable_weights)
-        forward += f
-        train += f * (1 + int(trains) + int(upstream_trains))
-        upstream_trains = upstream_trains or trains
-    return forward, train
 
 
 def synthetic_dataset(n_images: int, img_size: int, batch_size: int, seed: int = 0):

@@ -13,6 +13,7 @@ import pytest
 from cnnzoo.core.errors import CnnzooError
 from cnnzoo.models.build import build_model, count_trainable_params, get_base, prepare_stage
 from cnnzoo.models.custom import ARCHITECTURES
+from cnnzoo.models.flops import count_flops
 from cnnzoo.models.registry import (
     BASE_LAYER,
     PARTIAL_LAYERS,
@@ -106,34 +107,20 @@ def test_register_model_refuses_a_name_twice():
     assert list_models().count("simple") == 1
 
 
-def _forward_macs(model) -> int:
-    """Multiply-accumulates of one image's forward pass through the convolutions and
-    dense layers of ``model`` (nested models included), from their shapes."""
+def test_flop_count_matches_known_architectures():
+    """The analytic count gives the published forward cost of a standard network."""
     import keras
 
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            total += _forward_macs(layer)
-            continue
-        if isinstance(layer, keras.layers.Dense):
-            out = layer.output.shape
-            positions = int(np.prod(out[1:-1])) if len(out) > 2 else 1
-            total += positions * int(np.prod(layer.kernel.shape))
-            continue
-        kinds = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
-        if not isinstance(layer, kinds):
-            continue
-        positions = int(np.prod(layer.output.shape[1:-1]))
-        per_position = int(np.prod(layer.kernel_size)) * layer.input.shape[-1]
-        if isinstance(layer, keras.layers.Conv2D):
-            total += positions * per_position * layer.output.shape[-1] // layer.groups
-        else:  # depthwise, then (separable) pointwise
-            total += positions * per_position * layer.depth_multiplier
-            if isinstance(layer, keras.layers.SeparableConv2D):
-                mid = layer.input.shape[-1] * layer.depth_multiplier
-                total += positions * mid * layer.output.shape[-1]
-    return total
+    forward, train = count_flops(keras.applications.MobileNetV2(weights=None))
+    assert 0.55e9 < forward < 0.65e9  # ~300 M multiply-adds at 224 px
+    assert 2.5 * forward < train < 3.0 * forward  # trained whole (no grads into the input)
+
+    # A frozen base costs one forward pass. The head's first layer adds its weight
+    # gradients; the output layer its weight gradients and the gradients it passes back.
+    model = build_model("mobilenetv2_transfer", num_classes=5, img_size=100)
+    forward, train = count_flops(model)
+    fc, out = 2 * (4 * 4 * 1280) * 1000, 2 * 1000 * 5
+    assert train == forward + fc + 2 * out
 
 
 @pytest.mark.parametrize("name", [_params(n) for n in list_models()])
@@ -145,7 +132,7 @@ def test_parameter_counts_match_the_notebook(name):
     assert model.name == name
     assert model.count_params() == total
     # The registry's cost figure (the plan's order) is the built model's, at 100 px.
-    assert get_spec(name).macs == pytest.approx(_forward_macs(model) / 1e6, rel=1e-3)
+    assert get_spec(name).macs == pytest.approx(count_flops(model)[0] / 2e6, rel=1e-3)
     if trainable is not None:
         assert count_trainable_params(model) == trainable
     if get_spec(name).pretrained:

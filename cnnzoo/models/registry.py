@@ -77,8 +77,9 @@ class ModelSpec:
         plugin: for a configuration a plugin registered, its entry point
             (``name = module:function`` of the group :data:`PLUGIN_GROUP`); else None.
         macs: forward multiply-accumulates per image at :data:`MACS_IMG_SIZE`, in
-            millions (convolutions and dense layers; tests/test_models.py counts them on
-            the built model), or None when unknown. The plan's cost estimate
+            millions (convolutions and dense layers: half of
+            :func:`cnnzoo.models.flops.count_flops`' forward figure for the built model,
+            which tests/test_models.py checks), or None when unknown. The plan's cost estimate
             (:meth:`cnnzoo.config.profile.Profile.training_cost`) starts the costliest
             trainings first.
     """
