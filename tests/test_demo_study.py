@@ -8,6 +8,7 @@ the test set. The other tests check the demo profile's mechanisms on the tiny sp
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,7 @@ def test_random_weight_backbone_trains_only_the_capped_steps(tiny_split, tmp_pat
         "mobilenetv2_finetune", tiny_split, tmp_path / "out", profile, callbacks=eager
     )
     assert hist["status"] == "ok" and hist["epochs_run"] == 2  # both stages ran
+    assert hist["pipeline_check"] is True  # decided once, by training; evaluation reads it
     assert seen == [True, True]  # a pipeline check's capped steps run untraced
     assert [r["stage"] for r in hist["epochs"]] == [1, 2]
     err = capsys.readouterr().err
@@ -106,7 +108,7 @@ def test_random_weight_backbone_trains_only_the_capped_steps(tiny_split, tmp_pat
     # The same profile's learners train whole epochs, traced.
     eager, seen = _eagerness()
     hist = train_model("simple", tiny_split, tmp_path / "simple", profile, callbacks=eager)
-    assert hist["status"] == "ok" and seen == [False]
+    assert hist["status"] == "ok" and seen == [False] and hist["pipeline_check"] is False
 
     # The check is evaluated on its test images only; the learner on every part.
     check = evaluate_model(tmp_path / "out", tiny_split, tmp_path / "check.json")
@@ -117,6 +119,15 @@ def test_random_weight_backbone_trains_only_the_capped_steps(tiny_split, tmp_pat
     train_val = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "gap")
     assert [check[k] for k in train_val] == [None] * 5
     assert all(isinstance(learner[k], float) for k in train_val)
+    # A history.json written before the flag was recorded is evaluated whole.
+    older = tmp_path / "older"
+    shutil.copytree(tmp_path / "out", older)
+    data = json.loads((older / "history.json").read_text())
+    del data["pipeline_check"]
+    (older / "history.json").write_text(json.dumps(data))
+    whole = evaluate_model(older, tiny_split, tmp_path / "older.json")
+    assert all(isinstance(whole[k], float) for k in train_val)
+    assert whole["test_predictions"] == check["test_predictions"]
     # ... and the report lists it apart, its train accuracy n/a.
     paths = build_report([check, learner], tmp_path / "report")
     comparison = json.loads((tmp_path / "report" / "comparison.json").read_text())

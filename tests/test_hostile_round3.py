@@ -348,6 +348,11 @@ def test_hand_edited_split_info_is_one_line(tiny_split, tmp_path):
             "best_val_accuracy must be <= 1 or null, got 7",
         ),
         (
+            {"model": "simple", "status": "ok", "pipeline_check": "yes"},
+            None,
+            "pipeline_check must be true or false, got 'yes'",
+        ),
+        (
             {"model": "simple", "status": "ok"},
             "model: simple\nsplit: {classes: circle, img_size: 72}\n",
             "config.yaml: split.classes must be a list, got 'circle'",
@@ -358,7 +363,7 @@ def test_hand_edited_split_info_is_one_line(tiny_split, tmp_path):
             "config.yaml: profile.seed must be >= 0 or null, got -1",
         ),
     ],
-    ids=["model", "status", "accuracy", "classes", "seed"],
+    ids=["model", "status", "accuracy", "pipeline_check", "classes", "seed"],
 )
 def test_hand_edited_train_output_is_one_line(
     tiny_split, tmp_path, capsys, history, config, message

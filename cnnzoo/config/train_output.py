@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from cnnzoo.config.profile import MAX_SEED
 from cnnzoo.core.yamlconfig import Number, read_yaml, validate
@@ -51,6 +51,7 @@ class History(BaseModel):
     status: Literal["ok", "failed"]
     error: StrictStr | None = None
     weights: StrictStr | None = None
+    pipeline_check: StrictBool = False  # absent from older files: evaluated whole
     epochs: list[dict[StrictStr, Any]] = []
     epochs_run: StrictInt | None = Field(None, ge=0)
     best_epoch: StrictInt | None = Field(None, ge=0)

@@ -123,7 +123,9 @@ def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, An
 
     model = _load_model(model_dir / MODEL_FILE)
     _check_input_size(model, info, model_dir, split_dir)
-    parts = ("test",) if _is_pipeline_check(head, config, history) else PARTS
+    # A pipeline check's accuracy measures the pipeline, not a model: its test part only,
+    # its train and val figures (and the gap) null.
+    parts = ("test",) if history.get("pipeline_check") else PARTS
     metrics, y_true, y_pred, error = _evaluate_parts(model, split_dir, batch_size, parts)
     if error is not None:
         # Its seed too: with repeats, diverged seeds of one model stay two records.
@@ -131,20 +133,6 @@ def _evaluate_locked(model_dir, split_dir, out_json, batch_size) -> dict[str, An
         return _write(out_json, EvaluationRecord.failed(**head, error=error, seed=seed))
     record = _ok_record(head, config, info, history, metrics, y_true, y_pred)
     return _write(out_json, record)
-
-
-def _is_pipeline_check(head, config, history) -> bool:
-    """Whether the model is a pipeline check: a pretrained configuration trained from
-    random weights for the profile's few capped steps (``random_weights_steps``). Its
-    accuracy measures nothing, so it is evaluated on its test images only; its train
-    and val figures (and the gap) are recorded as null."""
-    profile = config.get("profile") or {}
-    return (
-        bool(head.get("base"))
-        and history.get("weights") == "random"
-        and profile.get("weights") is None
-        and profile.get("random_weights_steps") is not None
-    )
 
 
 def _read_history(model_dir: Path) -> tuple[dict[str, Any], str]:

@@ -320,6 +320,7 @@ def _train_or_fail(run: _Run, weights: str, model_path: Path, checkpoint, resume
             "model": run.model_name,
             "status": "ok",
             "weights": weights,
+            "pipeline_check": run.pipeline_check,
             **run.train(model_path, checkpoint, resume),
         }
     except CnnzooError:
@@ -342,6 +343,7 @@ def _train_or_fail(run: _Run, weights: str, model_path: Path, checkpoint, resume
             "status": "failed",
             "error": f"{type(e).__name__}: {one_line(str(e), first=True)}",
             "weights": weights,
+            "pipeline_check": run.pipeline_check,
             "epochs": run.records,
         }
     _log_hparams(run.logs, run.model_name, run.spec, run.profile, history)
@@ -384,6 +386,11 @@ class _Run:
         self.fit_started = 0.0  # perf_counter() at the start of the current fit
         self.replicas = 1  # devices the model is replicated on (MirroredStrategy)
         self.extra_callbacks: list = []  # train_model's callbacks=, first in every fit
+        # A pretrained configuration run from random weights for the profile's capped
+        # steps proves that its path runs, no more: recorded in history.json, where
+        # evaluation reads it (its test part only) and the report lists it apart.
+        self.steps_cap = profile.steps_cap(model_name)
+        self.pipeline_check = self.steps_cap is not None
 
     def train(
         self, model_path: Path, checkpoint: Checkpoint, resume: dict[str, Any] | None
@@ -467,10 +474,9 @@ class _Run:
             cache=cached["val"],
             cache_budget_mb=math.inf,
         )
-        steps_cap = profile.steps_cap(self.model_name)
-        if steps_cap is not None:  # a pipeline check of a random-weight backbone
-            train_ds = train_ds.take(steps_cap)
-            self.train_count = min(self.train_count, steps_cap * profile.batch_size)
+        if self.pipeline_check:  # a random-weight backbone's few capped steps
+            train_ds = train_ds.take(self.steps_cap)
+            self.train_count = min(self.train_count, self.steps_cap * profile.batch_size)
         return train_ds, val_ds
 
     def _fit_stages(self, model, checkpoint, first_stage, continuing, train_ds, val_ds) -> None:
@@ -494,13 +500,12 @@ class _Run:
         # A pipeline check (a random-weight backbone's few capped steps) runs eagerly:
         # tracing a 20-56 M-parameter backbone's train and test functions costs more than
         # its steps (14 of xception_finetune's 30 s in the demo). Whole epochs are traced.
-        check = self.profile.steps_cap(self.model_name) is not None
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=stage.learning_rate),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
-            jit_compile=self.profile.jit_compile and not check,
-            run_eagerly=check,
+            jit_compile=self.profile.jit_compile and not self.pipeline_check,
+            run_eagerly=self.pipeline_check,
         )
         if resumed is not None:
             restore_optimizer(model, resumed["optimizer"], checkpoint.location)
