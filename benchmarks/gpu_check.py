@@ -8,9 +8,10 @@ implies for 11,453 images next to the notebook's ~5 s per epoch, peak GPU memory
 model FLOP utilisation (MFU).
 
 FLOPs are counted analytically from the Conv/Dense layers' shapes
-(:func:`cnnzoo.models.flops.count_flops`; a multiply-add is 2 FLOPs): one forward pass, plus per layer one more pass for its weight gradients when
-it trains and one for its input gradients when a training layer lies before it (about
-3x forward for a model trained whole, less for frozen bases). MFU = achieved FLOP/s over
+(:func:`cnnzoo.models.flops.count_flops`; a multiply-add is 2 FLOPs): one forward pass,
+plus per layer one more pass for its weight gradients when it trains and one for its
+input gradients when a training layer lies before it (about 3x forward for a model
+trained whole, less for frozen bases). MFU = achieved FLOP/s over
 the assumed peak, tensor-core TF32 for ``float32`` (TensorFlow's default on Ampere and
 newer) and BF16 for the mixed run, dense (no sparsity); ``--peak-tflops`` overrides.
 
