@@ -1,9 +1,18 @@
 """Shared fixtures: small generated datasets and the quiet TensorFlow environment."""
 
 import os
+import signal
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+# A shell without job control starts a background command (`make test &` in a script)
+# with SIGINT ignored, and every process started from it inherits that: the tests that
+# stop a run, a TensorBoard or an ingest with SIGINT (Ctrl-C) would see it ignored. With
+# a handler here instead, the processes the tests start get SIGINT's default again
+# (exec resets handlers, not an ignore).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # --- tiny generated datasets (shared by every test tier) --------------------------------
