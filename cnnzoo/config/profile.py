@@ -511,8 +511,9 @@ class Profile(BaseModel):
         Per stage: its epochs x the registry's forward figure (:attr:`ModelSpec.macs`,
         counted at :data:`~cnnzoo.models.registry.MACS_IMG_SIZE`) scaled by the image
         area at this profile's ``img_size`` x 3 where every layer trains (forward and
-        both backward passes) or 1 where the pretrained base is frozen (``transfer``,
-        ``partial``, ``finetune``'s first stage: the base runs forward only).
+        both backward passes) or 1 where the pretrained base is frozen (``transfer`` and
+        ``finetune``'s first stage: the base runs forward only; ``partial`` too, whose few
+        unfrozen base layers this estimate leaves out).
 
         Returns:
             The estimate, or None when the registry has no figure (a plugin's
