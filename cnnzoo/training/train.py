@@ -386,11 +386,14 @@ class _Run:
         self.fit_started = 0.0  # perf_counter() at the start of the current fit
         self.replicas = 1  # devices the model is replicated on (MirroredStrategy)
         self.extra_callbacks: list = []  # train_model's callbacks=, first in every fit
-        # A pretrained configuration run from random weights for the profile's capped
-        # steps proves that its path runs, no more: recorded in history.json, where
-        # evaluation reads it (its test part only) and the report lists it apart.
-        self.steps_cap = profile.steps_cap(model_name)
-        self.pipeline_check = self.steps_cap is not None
+        self.steps_cap = profile.steps_cap(model_name)  # None: whole epochs
+
+    @property
+    def pipeline_check(self) -> bool:
+        """A pretrained configuration run from random weights for the profile's capped
+        steps: it proves that its path runs, no more. Recorded in history.json, where
+        evaluation reads it (its test part only)."""
+        return self.steps_cap is not None
 
     def train(
         self, model_path: Path, checkpoint: Checkpoint, resume: dict[str, Any] | None
